@@ -1,0 +1,154 @@
+"""Every exception the library raises, in one hierarchy.
+
+``ReplicateHomeError`` is the base. Errors that mean "your input was wrong" are also
+``ValueError``; the deadline is also a ``TimeoutError``; so code written against the
+original provider (which raised ``ValueError`` and ``Exception``) keeps working.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ._models import Prediction
+
+__all__ = [
+    "ClientNotOpenError",
+    "ConnectionFailed",
+    "ModelNotSupportedError",
+    "OutputRewritten",
+    "PredictionCanceled",
+    "PredictionFailed",
+    "PredictionTimeout",
+    "RateLimitError",
+    "ReplicateHomeError",
+    "ResponseStatusError",
+    "UnexpectedResponseFormat",
+]
+
+#: How much of a response body an error message shows; the whole body stays on the error.
+EXCERPT_LIMIT = 200
+
+
+def excerpt(text: str, limit: int = EXCERPT_LIMIT) -> str:
+    """Return ``text`` cut to ``limit`` characters, marking the cut."""
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… [{len(text) - limit} more characters]"
+
+
+class ReplicateHomeError(Exception):
+    """Base class of every error raised by replicate-home."""
+
+
+class ModelNotSupportedError(ReplicateHomeError, ValueError):
+    """The model name is neither a supported model nor an alias of one."""
+
+    def __init__(self, model: object, supported: Sequence[str]) -> None:
+        self.model = model
+        self.supported = tuple(supported)
+        super().__init__(
+            f"Model {model!r} is not supported; choose one of: {', '.join(self.supported)}"
+        )
+
+
+class UnexpectedResponseFormat(ReplicateHomeError, ValueError):
+    """A response body is not the JSON object the call needs.
+
+    ``str(error)`` starts with ``Unexpected response format: `` and shows a bounded excerpt
+    of the body; ``text`` keeps all of it, ``reason`` says what was wrong.
+    """
+
+    def __init__(self, text: str, reason: str = "") -> None:
+        self.text = text
+        self.reason = reason
+        suffix = f" ({reason})" if reason else ""
+        super().__init__(f"Unexpected response format: {excerpt(text)!r}{suffix}")
+
+
+class ResponseStatusError(ReplicateHomeError):
+    """The service answered with a non-2xx HTTP status."""
+
+    def __init__(self, status_code: int, body: str, url: str, message: str | None = None) -> None:
+        self.status_code = status_code
+        self.body = body
+        self.url = url
+        detail = message or excerpt(body.strip()) or "(empty body)"
+        super().__init__(f"HTTP {status_code} from {url}: {detail}")
+
+
+class RateLimitError(ResponseStatusError):
+    """The service answered 429 Too Many Requests.
+
+    ``retry_after`` is the delay the service asked for, in seconds, when it said one.
+    """
+
+    def __init__(
+        self, status_code: int, body: str, url: str, retry_after: float | None = None
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(status_code, body, url)
+
+
+class ConnectionFailed(ReplicateHomeError):
+    """The service could not be reached (connection refused, reset, or read timed out).
+
+    The original ``httpx`` exception is chained as ``__cause__``.
+    """
+
+
+class PredictionFailed(ReplicateHomeError):
+    """The prediction ended with status ``failed``.
+
+    ``error`` is the service's error; ``prediction`` the last state seen (partial output).
+    """
+
+    def __init__(
+        self, error: object, prediction_id: str | None = None, prediction: Prediction | None = None
+    ) -> None:
+        self.error = error
+        self.prediction_id = prediction_id
+        self.prediction = prediction
+        super().__init__(f"Prediction failed: {error}")
+
+
+class PredictionCanceled(ReplicateHomeError):
+    """The prediction was canceled (or aborted) on the service's side."""
+
+    def __init__(
+        self,
+        prediction_id: str | None = None,
+        status: str = "canceled",
+        prediction: Prediction | None = None,
+    ) -> None:
+        self.prediction_id = prediction_id
+        self.status = status
+        self.prediction = prediction
+        super().__init__(f"Prediction {status}" + (f": {prediction_id}" if prediction_id else ""))
+
+
+class PredictionTimeout(ReplicateHomeError, TimeoutError):
+    """The prediction did not finish within the call's ``timeout``."""
+
+    def __init__(self, prediction_id: str | None = None, timeout: float | None = None) -> None:
+        self.prediction_id = prediction_id
+        self.timeout = timeout
+        super().__init__("Prediction timed out")
+
+
+class OutputRewritten(ReplicateHomeError):
+    """While streaming, the service replaced output that had already been yielded.
+
+    The chunks already delivered can't be taken back, so the stream stops instead of
+    yielding text that would not add up to the final output. ``predict()`` never raises
+    this: it returns the final output as the service reports it.
+    """
+
+    def __init__(self, prediction_id: str | None = None) -> None:
+        self.prediction_id = prediction_id
+        super().__init__("The service rewrote output that had already been streamed")
+
+
+class ClientNotOpenError(ReplicateHomeError, RuntimeError):
+    """A client method was called outside ``async with client:``."""

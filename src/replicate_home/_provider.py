@@ -1,0 +1,121 @@
+"""``ReplicateHome``: the original provider's surface on the shared core."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+from typing import Any, ClassVar
+
+import httpx
+
+from . import _catalog
+from ._client import BaseClient, Chunk, close_http_client, stream_chunks
+from ._home import HomeService
+from ._prompt import Messages
+
+__all__ = ["ReplicateHome"]
+
+logger = logging.getLogger("replicate_home")
+
+#: Keyword arguments of ``create_async_generator`` that configure the call.
+_CALL_OPTIONS = ("base_url", "timeout", "poll_interval")
+
+
+class ReplicateHome(BaseClient):
+    """Text and image predictions on Replicate's homepage endpoint.
+
+    Use it as a client::
+
+        async with ReplicateHome() as client:
+            async for chunk in client.generate("gemma-2b", prompt="Hello"):
+                print(chunk, end="")
+
+    or through the original provider's classmethod, :meth:`create_async_generator`.
+    ``base_url`` is the argument, else ``REPLICATE_HOME_BASE_URL``, else the real
+    endpoint. ``timeout`` bounds each call (create to result), in seconds.
+    ``poll_interval`` fixes the wait between polls; by default it adapts.
+    """
+
+    url: ClassVar[str] = "https://replicate.com"
+    api_endpoint: ClassVar[str] = "https://homepage.replicate.com/api/prediction"
+    working: ClassVar[bool] = True
+    supports_stream: ClassVar[bool] = True
+
+    default_model: ClassVar[str] = _catalog.DEFAULT_MODEL
+    default_image_model: ClassVar[str] = _catalog.DEFAULT_IMAGE_MODEL
+    image_models: ClassVar[list[str]] = list(_catalog.IMAGE_MODELS)
+    text_models: ClassVar[list[str]] = list(_catalog.TEXT_MODELS)
+    models: ClassVar[list[str]] = text_models + image_models
+    model_aliases: ClassVar[dict[str, str]] = dict(_catalog.MODEL_ALIASES)
+    model_versions: ClassVar[dict[str, str]] = dict(_catalog.MODEL_VERSIONS)
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        timeout: float = 150,
+        poll_interval: float | None = None,
+        proxy: str | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._home = HomeService(base_url)
+        super().__init__(
+            self._home,
+            timeout=timeout,
+            poll_interval=poll_interval,
+            proxy=proxy,
+            http_client=http_client,
+        )
+
+    @property
+    def base_url(self) -> str:
+        """The service URL this client talks to."""
+        return self._home.base_url
+
+    def __repr__(self) -> str:
+        return f"ReplicateHome(base_url={self.base_url!r}, timeout={self._timeout!r})"
+
+    async def __aenter__(self) -> ReplicateHome:
+        await super().__aenter__()
+        return self
+
+    @classmethod
+    def get_model(cls, model: str | None) -> str:
+        """Resolve a model name or alias; empty gives :attr:`default_model`.
+
+        Raises :class:`ModelNotSupportedError` (a ``ValueError``) naming the supported
+        models, before any network call.
+        """
+        return _catalog.resolve_model(model)
+
+    @classmethod
+    async def create_async_generator(
+        cls,
+        model: str | None,
+        messages: Messages,
+        prompt: str | None = None,
+        proxy: str | None = None,
+        **kwargs: Any,
+    ) -> AsyncGenerator[Chunk, None]:
+        """The original provider's entry point, unchanged in meaning.
+
+        Yields text chunks, or one :class:`ImageResponse` for image models. ``kwargs``
+        may set ``base_url``, ``timeout`` and ``poll_interval``; other keyword arguments
+        (which provider frameworks pass to every provider) are accepted and ignored. It
+        opens an HTTP client for this one call and closes it when the generator ends.
+        """
+        options = {name: kwargs.pop(name) for name in _CALL_OPTIONS if name in kwargs}
+        if kwargs:
+            logger.debug("create_async_generator ignores %s", ", ".join(sorted(kwargs)))
+        client = cls(proxy=proxy, **options)
+        call = client._service.prepare(model, messages, prompt)
+        # Not `async with client`: a generator must not yield inside its context.
+        http = client._new_http_client()
+        try:
+            engine = client._new_engine(http)
+            async with aclosing(stream_chunks(engine, call)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            await close_http_client(http)

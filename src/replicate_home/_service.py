@@ -1,0 +1,78 @@
+"""The seam between the shared core and a concrete Replicate service.
+
+A service says how to build its requests and how to read its responses, and nothing
+else: waiting, retrying, deadlines, streaming and cancellation live in the engine and are
+written once for every service.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ._catalog import ModelKind
+from ._exceptions import ReplicateHomeError
+from ._models import Prediction
+from ._prompt import Messages
+
+__all__ = ["PredictionCall", "RequestSpec", "Service"]
+
+
+@dataclass(frozen=True)
+class RequestSpec:
+    """One HTTP request, described without sending it."""
+
+    method: str
+    url: str
+    json: Any = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PredictionCall:
+    """What one call asks for, validated and resolved before any request is sent."""
+
+    model: str
+    version: str | None
+    input: Mapping[str, Any]
+    kind: ModelKind
+    prompt: str | None
+
+
+class Service(Protocol):
+    """How to talk to one Replicate service."""
+
+    #: Short name used in logs and the CLI ("home", "api").
+    name: str
+
+    def prepare(
+        self, model: str | None, messages: Messages | None, prompt: str | None
+    ) -> PredictionCall:
+        """Validate a call's arguments; raise ``ValueError`` subclasses for bad input."""
+        ...
+
+    def create_request(self, call: PredictionCall, *, remaining: float) -> RequestSpec:
+        """The request that starts a prediction; ``remaining`` is the call's time left."""
+        ...
+
+    def poll_request(self, prediction: Prediction) -> RequestSpec:
+        """The request that reads a prediction's current state."""
+        ...
+
+    def cancel_request(self, prediction: Prediction) -> RequestSpec | None:
+        """The request that cancels a prediction, or ``None`` if the service has none."""
+        ...
+
+    def read_prediction(
+        self, data: dict[str, Any], text: str, *, call: PredictionCall, known_id: str | None
+    ) -> Prediction:
+        """Read a create (``known_id`` is ``None``) or poll answer; raise
+        :class:`UnexpectedResponseFormat` when a field the call needs is missing."""
+        ...
+
+    def error_for(
+        self, status_code: int, text: str, url: str, retry_after: float | None
+    ) -> ReplicateHomeError:
+        """The exception for a non-2xx answer."""
+        ...
