@@ -1,0 +1,42 @@
+"""A faithful loopback emulator of the Replicate services, for tests, benchmarks and demos.
+
+:class:`Emulator` is a real HTTP server (Starlette app served by hypercorn) that runs
+inside your event loop, under asyncio or trio alike, and simulates predictions: a create
+answers ``starting``, polls see ``processing`` with output growing over time, then a
+terminal status. :class:`Scenario` scripts how predictions with a given prompt behave
+(timing, outcome, output, content type, :class:`Fault` answers to creates and polls), and
+the emulator records what it was asked (:meth:`Emulator.stats`, :attr:`Emulator.requests`,
+:meth:`Emulator.wait_for`).
+
+Example::
+
+    import anyio
+    import httpx
+
+    from replicate_home.emulator import Emulator, Fault, Scenario
+
+
+    async def main() -> None:
+        emulator = Emulator(Scenario(duration=0.2))
+        emulator.script("flaky", Scenario(submit_faults=[Fault(503, retry_after=1)]))
+        async with emulator.serve() as emu, httpx.AsyncClient(base_url=emu.base_url) as http:
+            created = await http.post(
+                "/api/prediction",
+                json={
+                    "model": "google-deepmind/gemma-2b-it",
+                    "version": "dff94eaf770e1fc211e425a50b51baa8e4cac6c39ef074681f9e39d778773626",
+                    "input": {"prompt": "Tell me a story"},
+                },
+            )
+            prediction_id = created.json()["id"]
+            answer = await http.get("/api/poll", params={"id": prediction_id})
+            print(answer.json()["status"], emu.stats())
+
+
+    anyio.run(main)  # or anyio.run(main, backend="trio")
+"""
+
+from ._app import Emulator, EmulatorStats, RequestRecord
+from ._simulation import Fault, Scenario
+
+__all__ = ["Emulator", "EmulatorStats", "Fault", "RequestRecord", "Scenario"]

@@ -1,0 +1,482 @@
+"""The prediction simulation behind the emulator: pure data and functions, no I/O.
+
+A prediction is a :class:`Prediction` record created at some clock time; :func:`render`
+gives its public JSON (Replicate's prediction object) as seen at any later time ``now``.
+Nothing here knows about HTTP routes, so any service layer (the homepage ``/api`` routes,
+later Replicate's ``/v1`` API) can sit on top of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import heapq
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, Literal, NamedTuple
+
+__all__ = [
+    "MODELS",
+    "Fault",
+    "ModelInfo",
+    "Prediction",
+    "PredictionStore",
+    "Scenario",
+    "generate_text",
+    "make_prediction_id",
+    "render",
+]
+
+ModelKind = Literal["text", "image"]
+Outcome = Literal["succeeded", "failed", "canceled"]
+Status = Literal["starting", "processing", "succeeded", "failed", "canceled"]
+
+
+class ModelInfo(NamedTuple):
+    """What the emulator knows about one model: its pinned version and what it produces."""
+
+    version: str
+    kind: ModelKind
+
+
+#: The homepage models, name -> (version, kind). The single source of truth of the emulator.
+MODELS: Mapping[str, ModelInfo] = {
+    "google-deepmind/gemma-2b-it": ModelInfo(
+        "dff94eaf770e1fc211e425a50b51baa8e4cac6c39ef074681f9e39d778773626", "text"
+    ),
+    "stability-ai/stable-diffusion-3": ModelInfo(
+        "527d2a6296facb8e47ba1eaf17f142c240c19a30894f437feee9b91cc29d8e4f", "image"
+    ),
+    "bytedance/sdxl-lightning-4step": ModelInfo(
+        "5f24084160c9089501c1b3545d9be3c27883ae2239b6f412990e82d4a6210f8f", "image"
+    ),
+    "playgroundai/playground-v2.5-1024px-aesthetic": ModelInfo(
+        "a45f82a1382bed5c7aeb861dac7c7d191b0fdf74d8d57c4a0e6ed7d4d0bf7d24", "image"
+    ),
+}
+
+_OUTCOMES: tuple[Outcome, ...] = ("succeeded", "failed", "canceled")
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _number(owner: str, name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{owner}.{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"{owner}.{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def _header_value(owner: str, name: str, value: str) -> None:
+    if "\r" in value or "\n" in value:
+        raise ValueError(f"{owner}.{name} must not contain line breaks, got {value!r}")
+    try:
+        value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise ValueError(f"{owner}.{name} must be encodable as Latin-1, got {value!r}") from None
+
+
+# --------------------------------------------------------------------------- scenarios
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One scripted bad answer instead of the normal response."""
+
+    status: int = 503
+    """HTTP status code of the answer (200..599; 1xx cannot be a final answer)."""
+    body: bytes | str = b""
+    """Response body; a ``str`` is sent UTF-8 encoded."""
+    content_type: str | None = "text/plain; charset=utf-8"
+    """``Content-Type`` header sent verbatim; ``None`` sends no ``Content-Type`` at all."""
+    retry_after: float | str | None = None
+    """``Retry-After`` header: a number is sent as ``str(number)``, a ``str`` verbatim."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.status, bool) or not isinstance(self.status, int):
+            raise ValueError(f"Fault.status must be an int, got {self.status!r}")
+        if not 100 <= self.status <= 599:
+            raise ValueError(f"Fault.status must be between 100 and 599, got {self.status}")
+        if self.status < 200:
+            raise ValueError(
+                f"Fault.status {self.status} is informational (1xx), which HTTP/1.1 cannot "
+                "send as a final answer; use a status between 200 and 599"
+            )
+        if not isinstance(self.body, (bytes, str)):
+            raise ValueError(f"Fault.body must be bytes or str, got {type(self.body).__name__}")
+        if self.body and self.status in (204, 304):
+            raise ValueError(f"Fault.body must be empty for status {self.status}")
+        if self.content_type is not None:
+            if not isinstance(self.content_type, str):
+                raise ValueError(
+                    f"Fault.content_type must be a str or None, got {self.content_type!r}"
+                )
+            _header_value("Fault", "content_type", self.content_type)
+        if isinstance(self.retry_after, str):
+            _header_value("Fault", "retry_after", self.retry_after)
+        elif self.retry_after is not None and _number("Fault", "retry_after", self.retry_after) < 0:
+            raise ValueError(f"Fault.retry_after must not be negative, got {self.retry_after}")
+
+    @property
+    def body_bytes(self) -> bytes:
+        """The body as sent on the wire."""
+        return self.body.encode() if isinstance(self.body, str) else self.body
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """The headers this fault answers with (besides ``Content-Length``)."""
+        headers: dict[str, str] = {}
+        if self.content_type is not None:
+            headers["content-type"] = self.content_type
+        if self.retry_after is not None:
+            headers["retry-after"] = str(self.retry_after)
+        return headers
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """How predictions with a given prompt behave."""
+
+    duration: float = 1.0
+    """Seconds from create to terminal status."""
+    start_delay: float | None = None
+    """Seconds in ``starting`` before ``processing``; ``None`` means 10% of ``duration``."""
+    outcome: Outcome = "succeeded"
+    """The terminal status."""
+    error: str = "Emulated failure"
+    """The ``error`` field when ``outcome == "failed"``."""
+    output: str | Sequence[str] | None = None
+    """Overrides the generated output: a ``str`` is a single-string output (growing as a
+    prefix while processing, for text models), a sequence a list of chunks. For image
+    models it replaces the list of image URLs."""
+    images: int = 1
+    """Number of image URLs an image model produces."""
+    content_type: str | None = "application/json"
+    """``Content-Type`` of normal poll answers (``None``: no header), to act out servers
+    that send JSON under a wrong content type."""
+    submit_faults: Sequence[Fault] = ()
+    """The first ``len(submit_faults)`` creates with this prompt get these answers in turn
+    and create nothing."""
+    poll_faults: Sequence[Fault | None] = ()
+    """The k-th poll (0-based) of a prediction gets ``poll_faults[k]`` unless it is ``None``;
+    polls beyond the sequence get normal answers."""
+
+    def __post_init__(self) -> None:
+        duration = _number("Scenario", "duration", self.duration)
+        if duration < 0:
+            raise ValueError(f"Scenario.duration must not be negative, got {self.duration}")
+        if self.start_delay is not None:
+            start_delay = _number("Scenario", "start_delay", self.start_delay)
+            if start_delay < 0:
+                raise ValueError(
+                    f"Scenario.start_delay must not be negative, got {self.start_delay}"
+                )
+            if start_delay > duration:
+                raise ValueError(
+                    f"Scenario.start_delay ({self.start_delay}) must not exceed "
+                    f"Scenario.duration ({self.duration})"
+                )
+        if self.outcome not in _OUTCOMES:
+            raise ValueError(
+                f"Scenario.outcome must be one of {', '.join(_OUTCOMES)}, got {self.outcome!r}"
+            )
+        if not isinstance(self.error, str):
+            raise ValueError(f"Scenario.error must be a str, got {self.error!r}")
+        if self.output is not None and not isinstance(self.output, str):
+            chunks = tuple(self.output)
+            for chunk in chunks:
+                if not isinstance(chunk, str):
+                    raise ValueError(f"Scenario.output items must be str, got {chunk!r}")
+            object.__setattr__(self, "output", chunks)
+        if isinstance(self.images, bool) or not isinstance(self.images, int) or self.images < 0:
+            raise ValueError(f"Scenario.images must be a non-negative int, got {self.images!r}")
+        if self.content_type is not None:
+            if not isinstance(self.content_type, str):
+                raise ValueError(
+                    f"Scenario.content_type must be a str or None, got {self.content_type!r}"
+                )
+            _header_value("Scenario", "content_type", self.content_type)
+        submit_faults = tuple(self.submit_faults)
+        for fault in submit_faults:
+            if not isinstance(fault, Fault):
+                raise ValueError(f"Scenario.submit_faults items must be Fault, got {fault!r}")
+        object.__setattr__(self, "submit_faults", submit_faults)
+        poll_faults = tuple(self.poll_faults)
+        for maybe_fault in poll_faults:
+            if maybe_fault is not None and not isinstance(maybe_fault, Fault):
+                raise ValueError(
+                    f"Scenario.poll_faults items must be Fault or None, got {maybe_fault!r}"
+                )
+        object.__setattr__(self, "poll_faults", poll_faults)
+
+    @property
+    def effective_start_delay(self) -> float:
+        """``start_delay``, or 10% of ``duration`` when it is ``None``."""
+        return 0.1 * self.duration if self.start_delay is None else float(self.start_delay)
+
+    def poll_fault(self, poll_number: int) -> Fault | None:
+        """The scripted fault for the ``poll_number``-th poll (0-based), if any."""
+        if 0 <= poll_number < len(self.poll_faults):
+            return self.poll_faults[poll_number]
+        return None
+
+
+# --------------------------------------------------------------------------- deterministic text
+
+_WORDS = (
+    "the", "quiet", "river", "carries", "light", "across", "a", "valley", "of", "stone",
+    "and", "every", "morning", "brings", "new", "colour", "to", "old", "hills", "where",
+    "small", "birds", "gather", "near", "warm", "water", "while", "clouds", "drift", "over",
+    "green", "fields", "under", "open", "sky", "with", "gentle", "wind", "that", "moves",
+    "through", "tall", "grass", "beside", "winding", "paths", "leading", "home", "in",
+    "soft", "evening", "glow", "as", "lanterns", "shine", "on", "distant", "shores",
+    "bright", "stars", "appear", "above", "calm", "seas",
+)  # fmt: skip
+
+
+def _byte_stream(seed: str) -> Iterator[int]:
+    counter = 0
+    while True:
+        yield from hashlib.sha256(f"{counter}\x00{seed}".encode()).digest()
+        counter += 1
+
+
+def generate_text(model: str, prompt: str) -> tuple[str, ...]:
+    """The deterministic text a text model "writes" for ``prompt``, as 20 to 40 chunks.
+
+    Each chunk is one word, with a leading space except the first; their concatenation
+    is a few plain sentences.
+    """
+    stream = _byte_stream(f"text\x00{model}\x00{prompt}")
+    count = 20 + next(stream) % 21
+    chunks: list[str] = []
+    left_in_sentence = 0
+    for index in range(count):
+        word = _WORDS[next(stream) % len(_WORDS)]
+        if left_in_sentence == 0:
+            word = word.capitalize()
+            left_in_sentence = 6 + next(stream) % 7
+        left_in_sentence -= 1
+        if left_in_sentence == 0 or index == count - 1:
+            word += "."
+            left_in_sentence = 0
+        chunks.append(word if index == 0 else " " + word)
+    return tuple(chunks)
+
+
+def make_prediction_id(entropy: bytes) -> str:
+    """A Replicate-style prediction id (26 lowercase base32 characters) from 16+ bytes."""
+    if len(entropy) < 16:
+        raise ValueError("a prediction id needs at least 16 bytes of entropy")
+    return base64.b32encode(entropy[:16]).decode("ascii")[:26].lower()
+
+
+# --------------------------------------------------------------------------- predictions
+
+
+@dataclass(eq=False)
+class Prediction:
+    """One simulated prediction. Times are on the emulator clock except ``wall_created``."""
+
+    id: str
+    model: str
+    version: str
+    kind: ModelKind
+    input: Mapping[str, Any]
+    prompt: str
+    scenario: Scenario
+    created: float
+    """Emulator-clock time of creation."""
+    wall_created: float
+    """Unix time of creation, for the ISO-8601 timestamps."""
+    chunks: tuple[str, ...] = ()
+    """Generated text chunks (text models without an output override)."""
+    polls: int = field(default=0)
+    """Polls seen so far."""
+
+    @property
+    def start_time(self) -> float:
+        """Emulator-clock time the prediction leaves ``starting``."""
+        return self.created + self.scenario.effective_start_delay
+
+    @property
+    def end_time(self) -> float:
+        """Emulator-clock time the prediction reaches its terminal status."""
+        return self.created + self.scenario.duration
+
+    def status(self, now: float) -> Status:
+        """The status at ``now``."""
+        elapsed = now - self.created
+        if elapsed >= self.scenario.duration:
+            return self.scenario.outcome
+        if elapsed >= self.scenario.effective_start_delay:
+            return "processing"
+        return "starting"
+
+
+def _iso(unix_time: float) -> str:
+    moment = datetime.fromtimestamp(unix_time, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _progress(pred: Prediction, now: float) -> float:
+    """Fraction of the (possibly partial) output produced at ``now``, 0..1."""
+    start, end = pred.start_time, pred.end_time
+    if now >= end:
+        return 1.0
+    if now < start or end <= start:
+        return 0.0
+    return (now - start) / (end - start)
+
+
+def _text_output(pred: Prediction, fraction: float) -> str | list[str]:
+    scenario = pred.scenario
+    # A failed or canceled prediction stops halfway: its output never grows past half.
+    share = 1.0 if scenario.outcome == "succeeded" else 0.5
+    override = scenario.output
+    if isinstance(override, str):
+        total = math.floor(len(override) * share)
+        return override[: math.floor(total * fraction)]
+    chunks = pred.chunks if override is None else tuple(override)
+    total = math.floor(len(chunks) * share)
+    return list(chunks[: math.floor(total * fraction)])
+
+
+def _image_output(pred: Prediction, image_url: Callable[[str, int], str]) -> str | list[str] | None:
+    override = pred.scenario.output
+    if isinstance(override, str):
+        return override
+    if override is not None:
+        return list(override)
+    return [image_url(pred.id, index) for index in range(pred.scenario.images)]
+
+
+def render(
+    pred: Prediction,
+    now: float,
+    *,
+    image_url: Callable[[str, int], str],
+    as_created: bool = False,
+) -> dict[str, Any]:
+    """The public prediction object of ``pred`` at emulator-clock time ``now``.
+
+    ``image_url(prediction_id, index)`` builds the URL of an image output.
+    ``as_created`` renders the object as answered to the create request: ``starting``
+    with nothing produced yet, whatever the scenario's timing.
+    """
+    scenario = pred.scenario
+    status: Status = "starting" if as_created else pred.status(now)
+    output: str | list[str] | None = None
+    error: str | None = None
+    logs = ""
+    started_at: str | None = None
+    completed_at: str | None = None
+    metrics: dict[str, float] = {}
+    if status != "starting":
+        started_at = _iso(pred.wall_created + scenario.effective_start_delay)
+        logs = f"Starting prediction with {pred.model}\n"
+        if pred.kind == "text":
+            output = _text_output(pred, _progress(pred, now))
+    if status in _OUTCOMES:
+        completed_at = _iso(pred.wall_created + scenario.duration)
+        predict_time = scenario.duration - scenario.effective_start_delay
+        metrics = {"predict_time": round(predict_time, 6)}
+        if status == "succeeded":
+            if pred.kind == "image":
+                output = _image_output(pred, image_url)
+            logs += "Prediction succeeded\n"
+        elif status == "failed":
+            error = scenario.error
+            logs += f"Prediction failed: {scenario.error}\n"
+        else:
+            logs += "Prediction canceled\n"
+    return {
+        "id": pred.id,
+        "model": pred.model,
+        "version": pred.version,
+        "input": dict(pred.input),
+        "logs": logs,
+        "output": output,
+        "error": error,
+        "status": status,
+        "created_at": _iso(pred.wall_created),
+        "started_at": started_at,
+        "completed_at": completed_at,
+        "metrics": metrics,
+    }
+
+
+class PredictionStore:
+    """The predictions of one emulator, with lazy, bounded retention.
+
+    Finished predictions expire ``expire_after`` seconds after completion; at most
+    ``max_predictions`` are kept (the earliest finished go first, then the oldest).
+    Call :meth:`purge` with the current time before looking things up.
+    """
+
+    def __init__(self, *, expire_after: float, max_predictions: int) -> None:
+        if _number("Emulator", "expire_after", expire_after) < 0:
+            raise ValueError(f"expire_after must not be negative, got {expire_after}")
+        if isinstance(max_predictions, bool) or not isinstance(max_predictions, int):
+            raise ValueError(f"max_predictions must be an int, got {max_predictions!r}")
+        if max_predictions < 1:
+            raise ValueError(f"max_predictions must be at least 1, got {max_predictions}")
+        self.expire_after = float(expire_after)
+        self.max_predictions = max_predictions
+        self._predictions: dict[str, Prediction] = {}  # in creation order
+        self._by_end: list[tuple[float, int, str]] = []  # (end_time, seq, id) heap
+        self._running: list[float] = []  # end times still in the future, heap
+        self._seq = 0
+
+    def __len__(self) -> int:
+        return len(self._predictions)
+
+    def add(self, pred: Prediction, now: float) -> None:
+        """Store a new prediction (created at ``now``), dropping old ones beyond the limit."""
+        if pred.id in self._predictions:
+            raise ValueError(f"duplicate prediction id {pred.id!r}")
+        self._predictions[pred.id] = pred
+        self._seq += 1
+        heapq.heappush(self._by_end, (pred.end_time, self._seq, pred.id))
+        if pred.end_time > now:
+            heapq.heappush(self._running, pred.end_time)
+        self.purge(now)
+
+    def get(self, prediction_id: str, now: float) -> Prediction | None:
+        """The prediction with that id, unless unknown or expired at ``now``."""
+        pred = self._predictions.get(prediction_id)
+        if pred is None or pred.end_time + self.expire_after <= now:
+            return None
+        return pred
+
+    def peek(self, prediction_id: str) -> Prediction | None:
+        """The stored prediction with that id, without any expiry check."""
+        return self._predictions.get(prediction_id)
+
+    def purge(self, now: float) -> None:
+        """Drop expired predictions, then the earliest finished ones beyond the limit."""
+        heap = self._by_end
+        while heap:
+            end, _, prediction_id = heap[0]
+            if prediction_id not in self._predictions:  # already dropped: stale entry
+                heapq.heappop(heap)
+                continue
+            finished = end <= now
+            expired = end + self.expire_after <= now
+            if not (expired or (finished and len(self._predictions) > self.max_predictions)):
+                break
+            heapq.heappop(heap)
+            del self._predictions[prediction_id]
+        while len(self._predictions) > self.max_predictions:  # all remaining are running
+            del self._predictions[next(iter(self._predictions))]
+
+    def in_flight(self, now: float) -> int:
+        """How many predictions have a terminal time after ``now``."""
+        running = self._running
+        while running and running[0] <= now:
+            heapq.heappop(running)
+        return len(running)
