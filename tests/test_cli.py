@@ -1,0 +1,129 @@
+"""The command line, run in-process and as a real subprocess."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from replicate_home import ReplicateHome
+from replicate_home._cli import main
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def test_generate_streams_text_on_the_emulator_by_default(
+    backend: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("REPLICATE_HOME_BASE_URL")
+    assert main(["generate", "--backend", backend, "Tell me about hats"]) == 0
+    out, err = capsys.readouterr()
+    assert len(out.strip()) > 20
+    assert out.endswith("\n")
+    assert "using the local emulator" in err
+
+
+def test_generate_image_prints_urls_and_saves_files(
+    backend: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(
+        [
+            "generate",
+            "--emulator",
+            "--backend",
+            backend,
+            "-m",
+            "sdxl",
+            "--save",
+            str(tmp_path),
+            "a cat",
+        ]
+    )
+    assert code == 0
+    out, _err = capsys.readouterr()
+    urls = out.split()
+    assert urls
+    assert all(url.startswith("http://127.0.0.1:") for url in urls)
+    files = list(tmp_path.iterdir())
+    assert len(files) == len(urls)
+    assert all(f.read_bytes().startswith(b"\x89PNG") for f in files)
+
+
+def test_models_lists_every_model_kind_and_alias(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for model in ReplicateHome.models:
+        assert model in out
+    for alias in ReplicateHome.model_aliases:
+        assert alias in out
+    assert re.search(r"gemma-2b-it\s+text", out)
+    assert re.search(r"stable-diffusion-3\s+image", out)
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["generate", "--emulator", "-m", "gpt-4", "hi"], "not supported"),
+        (["generate", "--emulator", "--timeout", "0", "hi"], "timeout"),
+        (["generate", "--base-url", "http://127.0.0.1:9", "hi"], "ConnectError"),
+        (["generate", "--base-url", "nonsense", "hi"], "base_url"),
+    ],
+)
+def test_errors_print_one_line_and_exit_non_zero(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("replicate-home: error: ")
+    assert fragment in lines[0]
+    assert "Traceback" not in err
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["generate"])
+    assert caught.value.code == 2
+    assert "PROMPT" in capsys.readouterr().err
+
+
+@pytest.fixture
+def emulator_process() -> Iterator[str]:
+    """``replicate-home emulator --port 0`` in a subprocess; yields its base URL."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "replicate_home", "emulator", "--port", "0"]
+    with subprocess.Popen(
+        [*command, "--duration", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            match = re.search(r"http://\S+", line)
+            assert match, f"no URL in {line!r}"
+            yield match.group(0)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_generate_against_an_emulator_in_another_process(
+    emulator_process: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["generate", "--base-url", emulator_process, "hello"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip()
+    assert "emulator" not in err
