@@ -576,3 +576,12 @@ async def test_cancelled_body_stops_server_and_emulator_can_serve_again() -> Non
                 pass
         async with httpx.AsyncClient(base_url=emu.base_url) as client:
             assert (await client.get("/_emulator/stats")).status_code == 200
+
+
+@pytest.mark.parametrize("bad", [None, "fast", 3])
+def test_script_rejects_what_is_not_a_scenario(bad: object) -> None:
+    emulator = Emulator()
+    with pytest.raises(ValueError, match="Scenario"):
+        emulator.script("p", bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="str"):
+        emulator.script(3, Scenario())  # type: ignore[arg-type]

@@ -155,7 +155,7 @@ class Emulator:
         clock: Callable[[], float] | None = None,
     ) -> None:
         if scenario is not None and not isinstance(scenario, Scenario):
-            raise TypeError(f"scenario must be a Scenario, got {type(scenario).__name__}")
+            raise ValueError(f"scenario must be a Scenario, got {type(scenario).__name__}")
         if isinstance(history, bool) or not isinstance(history, int) or history < 0:
             raise ValueError(f"history must be a non-negative int, got {history!r}")
         self._default = scenario if scenario is not None else Scenario()
@@ -191,9 +191,9 @@ class Emulator:
         Scripting a prompt again replaces its scenario and restarts its submit faults.
         """
         if not isinstance(prompt, str):
-            raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+            raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
         if not isinstance(scenario, Scenario):
-            raise TypeError(f"scenario must be a Scenario, got {type(scenario).__name__}")
+            raise ValueError(f"scenario must be a Scenario, got {type(scenario).__name__}")
         self._scripts[prompt] = scenario
         self._submit_counts.pop(prompt, None)
 
