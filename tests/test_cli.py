@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -127,3 +128,36 @@ def test_generate_against_an_emulator_in_another_process(
     out, err = capsys.readouterr()
     assert out.strip()
     assert "emulator" not in err
+
+
+def test_compare_json(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["compare", "--emulator", "--backend", backend, "--json"]
+    assert main([*argv, "-m", "gemma-2b", "-m", "sd-3", "-m", "gemma-2b", "a cat"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in results] == [
+        "google-deepmind/gemma-2b-it",
+        "stability-ai/stable-diffusion-3",
+        "google-deepmind/gemma-2b-it",
+    ]
+    assert [r["index"] for r in results] == [0, 1, 2]
+    assert all(r["status"] == "succeeded" and r["error"] is None for r in results)
+    assert results[0]["text"] == results[2]["text"]
+    assert results[1]["images"]
+    assert all(r["latency"] > 0 and r["polls"] >= 1 for r in results)
+
+
+def test_compare_table(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # wide enough that no URL is folded
+    assert main(["compare", "--emulator", "-m", "gemma-2b", "-m", "sdxl", "a cat"]) == 0
+    out = capsys.readouterr().out
+    assert "google-deepmind/gemma-2b-it" in out
+    assert "bytedance/sdxl-lightning-4step" in out
+    assert out.count("succeeded") == 2
+    assert "/_emulator/files/" in out
+
+
+def test_compare_rejects_unknown_models_before_any_request(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["compare", "--emulator", "-m", "gemma-2b", "-m", "gpt-4", "hi"]) == 1
+    assert "gpt-4" in capsys.readouterr().err

@@ -27,9 +27,9 @@ from replicate_home import (
     ResponseStatusError,
     UnexpectedResponseFormat,
 )
-from replicate_home._client import run_to_end, stream_chunks
 from replicate_home._engine import Engine
 from replicate_home._home import HomeService
+from replicate_home._run import run_to_end, stream_chunks
 from replicate_home._schedule import RetryPolicy
 
 pytestmark = pytest.mark.anyio

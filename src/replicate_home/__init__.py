@@ -8,7 +8,9 @@ faithful loopback server of the service for tests and demos.
 
 from importlib.metadata import PackageNotFoundError, version
 
+from ._entry import fan_out
 from ._exceptions import (
+    AllPredictionsFailed,
     ClientNotOpenError,
     ConnectionFailed,
     ModelNotSupportedError,
@@ -20,6 +22,17 @@ from ._exceptions import (
     ReplicateHomeError,
     ResponseStatusError,
     UnexpectedResponseFormat,
+)
+from ._fanout import (
+    Chunk,
+    ComparisonResult,
+    Event,
+    Failed,
+    FanOut,
+    Finished,
+    Image,
+    Progress,
+    StatusChanged,
 )
 from ._models import ImageResponse, Prediction
 from ._prompt import Message, Messages, format_prompt
@@ -33,9 +46,17 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "AdaptiveSchedule",
+    "AllPredictionsFailed",
+    "Chunk",
     "ClientNotOpenError",
+    "ComparisonResult",
     "ConnectionFailed",
+    "Event",
+    "Failed",
+    "FanOut",
+    "Finished",
     "FixedSchedule",
+    "Image",
     "ImageResponse",
     "Message",
     "Messages",
@@ -46,11 +67,14 @@ __all__ = [
     "PredictionCanceled",
     "PredictionFailed",
     "PredictionTimeout",
+    "Progress",
     "RateLimitError",
     "ReplicateHome",
     "ReplicateHomeError",
     "ResponseStatusError",
+    "StatusChanged",
     "UnexpectedResponseFormat",
     "__version__",
+    "fan_out",
     "format_prompt",
 ]

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 from urllib.parse import urlsplit
 
 import anyio
@@ -22,6 +23,7 @@ import httpx
 
 from . import __version__, _catalog
 from ._exceptions import ReplicateHomeError
+from ._fanout import ComparisonResult, compare_results
 from ._home import BASE_URL_ENV
 from ._models import ImageResponse
 from ._provider import ReplicateHome
@@ -56,6 +58,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--save", metavar="DIR", type=Path, help="download generated images into DIR"
     )
     _add_service_options(generate)
+
+    compare = commands.add_parser(
+        "compare", help="run one prompt on several models at once and compare them"
+    )
+    compare.add_argument("prompt", metavar="PROMPT")
+    compare.add_argument(
+        "-m",
+        "--model",
+        dest="models",
+        action="append",
+        required=True,
+        help="a model name or alias; repeat for each model (a model may repeat)",
+    )
+    compare.add_argument("--limit", type=int, default=None, help="predictions in flight at most")
+    compare.add_argument("--json", action="store_true", help="print the results as JSON")
+    _add_service_options(compare)
 
     commands.add_parser("models", help="list the models, their kinds and aliases")
 
@@ -109,7 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         backend = args.backend
         if backend == "trio":
             _require("trio", "the trio backend needs trio: pip install trio")
-        anyio.run(generate_command, args, backend=backend)
+        if args.command == "compare" and not args.json:
+            _require("rich", "the live view needs rich: pip install 'replicate-home[cli]'")
+        command = compare_command if args.command == "compare" else generate_command
+        anyio.run(command, args, backend=backend)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except (ReplicateHomeError, ValueError, CommandError, OSError) as error:
@@ -190,6 +211,43 @@ async def generate_command(args: argparse.Namespace) -> None:
                     ended_with_newline = chunk.endswith("\n")
             if not ended_with_newline:
                 sys.stdout.write("\n")
+
+
+async def compare_command(args: argparse.Namespace) -> None:
+    async with service_url(args.base_url, args.emulator) as base_url:
+        client = ReplicateHome(base_url, timeout=args.timeout, poll_interval=args.poll_interval)
+        # Resolve (and so validate) every model before any request.
+        models = [client.get_model(model) for model in args.models]
+        async with client:
+            events = client.fan_out(models, prompt=args.prompt, limit=args.limit, progress=True)
+            if args.json:
+                results = await compare_results(events, len(models))
+                json.dump([result_json(result) for result in results], sys.stdout, indent=2)
+                sys.stdout.write("\n")
+                return
+            from rich.console import Console
+
+            from ._compare_view import LiveView, results_table
+
+            with LiveView(models, Console(stderr=True)) as view:
+                results = await compare_results(events, len(models), view.update)
+            Console().print(results_table(results))
+
+
+def result_json(result: ComparisonResult) -> dict[str, Any]:
+    """A comparison result as plain JSON data."""
+    return {
+        "index": result.index,
+        "model": result.model,
+        "status": result.status,
+        "latency": result.latency,
+        "polls": result.polls,
+        "text": result.text,
+        "images": list(result.images),
+        "error": None if result.error is None else str(result.error),
+        "error_type": None if result.error is None else type(result.error).__name__,
+        "prediction_id": None if result.prediction is None else result.prediction.id,
+    }
 
 
 async def save_images(image: ImageResponse, directory: Path, model: str) -> list[Path]:

@@ -5,25 +5,23 @@ A concrete client (``ReplicateHome``) only picks its :class:`Service`.
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 
 import anyio
 import httpx
 
 from ._engine import Engine, StatusCallback
-from ._exceptions import ClientNotOpenError, OutputRewritten
-from ._models import ImageResponse, Prediction
-from ._output import TextStream, image_urls, non_text_output, text_chunks
+from ._exceptions import ClientNotOpenError
+from ._fanout import ComparisonResult, FanOut, compare_results, first_success, open_fan_out
+from ._models import Prediction
 from ._prompt import Messages
-from ._schedule import AdaptiveSchedule, FixedSchedule, PollSchedule, RetryPolicy
-from ._service import PredictionCall, Service
+from ._run import Output, run_to_end, stream_chunks
+from ._schedule import AdaptiveSchedule, FixedSchedule, PollSchedule, RetryPolicy, check_seconds
+from ._service import Service
 
-__all__ = ["BaseClient", "Chunk", "check_timeout"]
-
-Chunk = str | ImageResponse
+__all__ = ["BaseClient", "close_http_client"]
 
 #: Per-request limits of an owned HTTP client. The call's own deadline is the real bound;
 #: these only stop one stuck request from eating all of it.
@@ -31,15 +29,6 @@ HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 
 #: How long closing an owned HTTP client may take when the caller is being cancelled.
 CLOSE_GRACE = 2.0
-
-
-def check_timeout(timeout: object, name: str = "timeout") -> float:
-    """Validate a positive, finite number of seconds."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise ValueError(f"{name} must be a number of seconds, not {type(timeout).__name__}")
-    if not (timeout > 0 and math.isfinite(timeout)):
-        raise ValueError(f"{name} must be a positive, finite number of seconds, not {timeout!r}")
-    return float(timeout)
 
 
 class BaseClient:
@@ -58,7 +47,7 @@ class BaseClient:
         proxy: str | None,
         http_client: httpx.AsyncClient | None,
     ) -> None:
-        self._timeout = check_timeout(timeout)
+        self._timeout = check_seconds(timeout, "timeout")
         self._schedule: PollSchedule = (
             AdaptiveSchedule() if poll_interval is None else FixedSchedule(poll_interval)
         )
@@ -121,7 +110,7 @@ class BaseClient:
         messages: Messages | None = None,
         *,
         prompt: str | None = None,
-    ) -> AsyncGenerator[Chunk, None]:
+    ) -> AsyncGenerator[Output, None]:
         """Run one prediction and yield its output as it arrives.
 
         Text models yield ``str`` chunks as the output grows (joined, they are exactly the
@@ -149,49 +138,69 @@ class BaseClient:
         call = self._service.prepare(model, messages, prompt)
         return await run_to_end(self._open_engine(), call, on_status=on_status)
 
+    def fan_out(
+        self,
+        models: Sequence[str],
+        messages: Messages | None = None,
+        *,
+        prompt: str | None = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+        fail_fast: bool = False,
+        progress: bool = False,
+    ) -> AbstractAsyncContextManager[FanOut]:
+        """Run one prompt on several models at once; events arrive as they happen.
 
-async def run_to_end(
-    engine: Engine,
-    call: PredictionCall,
-    *,
-    timeout: float | None = None,
-    on_status: StatusCallback | None = None,
-) -> Prediction:
-    """Drive one prediction to its terminal state and return it."""
-    last: Prediction | None = None
-    async with aclosing(engine.run(call, timeout=timeout, on_status=on_status)) as states:
-        async for last in states:  # noqa: B007  # the last state is the result
-            pass
-    assert last is not None  # run() yields at least once or raises
-    return last
+        ``async with client.fan_out(models, messages) as events: async for event in
+        events: ...``. ``models`` may repeat a model (every event carries its ``index``).
+        Every model ends with exactly one :class:`Finished` or :class:`Failed`; a failure
+        is only that model's event unless ``fail_fast``, which cancels the rest and
+        raises the error out of the block. ``limit`` caps predictions in flight;
+        ``timeout`` is each model's deadline (default: the client's). ``progress`` adds a
+        :class:`Progress` event after every poll. Leaving the block early cancels all
+        work still running. Bad arguments raise here, before any request.
+        """
+        return open_fan_out(
+            self._open_engine(),
+            self._service,
+            models,
+            messages,
+            prompt=prompt,
+            limit=limit,
+            timeout=timeout,
+            fail_fast=fail_fast,
+            progress=progress,
+        )
 
+    async def compare(
+        self,
+        models: Sequence[str],
+        messages: Messages | None = None,
+        *,
+        prompt: str | None = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> list[ComparisonResult]:
+        """Run one prompt on several models; one :class:`ComparisonResult` per model,
+        in the order of ``models``. Failures are results, not exceptions."""
+        events = self.fan_out(models, messages, prompt=prompt, limit=limit, timeout=timeout)
+        return await compare_results(events, len(models))
 
-async def stream_chunks(
-    engine: Engine,
-    call: PredictionCall,
-    *,
-    timeout: float | None = None,
-    on_status: StatusCallback | None = None,
-) -> AsyncGenerator[Chunk, None]:
-    """Yield a prediction's output as text chunks or one :class:`ImageResponse`."""
-    text = TextStream()
-    async with aclosing(engine.run(call, timeout=timeout, on_status=on_status)) as states:
-        async for prediction in states:
-            final = prediction.status == "succeeded"
-            if call.kind == "image":
-                if final:
-                    yield ImageResponse(image_urls(prediction.output), call.prompt or "")
-                continue
-            chunks = text_chunks(prediction.output)
-            if chunks is None:  # not text: shown once, as JSON, when it is final
-                if final:
-                    yield non_text_output(prediction.output)
-                continue
-            new = text.advance(chunks, final=final)
-            if new is None:
-                raise OutputRewritten(prediction.id)
-            for chunk in new:
-                yield chunk
+    async def race(
+        self,
+        models: Sequence[str],
+        messages: Messages | None = None,
+        *,
+        prompt: str | None = None,
+        limit: int | None = None,
+        timeout: float | None = None,
+    ) -> Prediction:
+        """The first prediction to succeed; the others are cancelled at once.
+
+        Raises :class:`AllPredictionsFailed` when none succeeds.
+        """
+        events = self.fan_out(models, messages, prompt=prompt, limit=limit, timeout=timeout)
+        return await first_success(events)
 
 
 async def close_http_client(http: httpx.AsyncClient) -> None:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from ._models import Prediction
 
 __all__ = [
+    "AllPredictionsFailed",
     "ClientNotOpenError",
     "ConnectionFailed",
     "ModelNotSupportedError",
@@ -148,6 +149,16 @@ class OutputRewritten(ReplicateHomeError):
     def __init__(self, prediction_id: str | None = None) -> None:
         self.prediction_id = prediction_id
         super().__init__("The service rewrote output that had already been streamed")
+
+
+class AllPredictionsFailed(ReplicateHomeError):
+    """No prediction of a ``race`` succeeded. ``errors`` holds ``(model, error)`` pairs,
+    in the order the models were given."""
+
+    def __init__(self, errors: Sequence[tuple[str, Exception]]) -> None:
+        self.errors = list(errors)
+        summary = "; ".join(f"{model}: {error}" for model, error in self.errors)
+        super().__init__(f"No prediction succeeded ({summary})")
 
 
 class ClientNotOpenError(ReplicateHomeError, RuntimeError):

@@ -10,9 +10,10 @@ from typing import Any, ClassVar
 import httpx
 
 from . import _catalog
-from ._client import BaseClient, Chunk, close_http_client, stream_chunks
+from ._client import BaseClient, close_http_client
 from ._home import HomeService
 from ._prompt import Messages
+from ._run import Output, stream_chunks
 
 __all__ = ["ReplicateHome"]
 
@@ -97,7 +98,7 @@ class ReplicateHome(BaseClient):
         prompt: str | None = None,
         proxy: str | None = None,
         **kwargs: Any,
-    ) -> AsyncGenerator[Chunk, None]:
+    ) -> AsyncGenerator[Output, None]:
         """The original provider's entry point, unchanged in meaning.
 
         Yields text chunks, or one :class:`ImageResponse` for image models. ``kwargs``

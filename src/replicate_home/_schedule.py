@@ -13,6 +13,7 @@ __all__ = [
     "FixedSchedule",
     "PollSchedule",
     "RetryPolicy",
+    "check_seconds",
     "parse_retry_after",
 ]
 
@@ -25,11 +26,13 @@ class PollSchedule(Protocol):
         ...
 
 
-def _check_positive(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
+def check_seconds(value: object, name: str) -> float:
+    """Return ``value`` if it is a positive, finite number of seconds, else raise ``ValueError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ValueError(f"{name} must be a number of seconds, not {type(value).__name__}")
     if not (value > 0 and math.isfinite(value)):
         raise ValueError(f"{name} must be a positive, finite number of seconds, not {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,7 @@ class FixedSchedule:
     interval: float
 
     def __post_init__(self) -> None:
-        _check_positive("poll_interval", self.interval)
+        check_seconds(self.interval, "poll_interval")
 
     def delay(self, poll: int) -> float:
         return self.interval
@@ -59,8 +62,8 @@ class AdaptiveSchedule:
     maximum: float = 3.0
 
     def __post_init__(self) -> None:
-        _check_positive("initial", self.initial)
-        _check_positive("maximum", self.maximum)
+        check_seconds(self.initial, "initial")
+        check_seconds(self.maximum, "maximum")
         if not (self.factor >= 1 and math.isfinite(self.factor)):
             raise ValueError(f"factor must be a finite number >= 1, not {self.factor!r}")
         if self.maximum < self.initial:
@@ -91,8 +94,8 @@ class RetryPolicy:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"{name} must be a whole number >= 0")
-        _check_positive("initial", self.initial)
-        _check_positive("maximum", self.maximum)
+        check_seconds(self.initial, "initial")
+        check_seconds(self.maximum, "maximum")
         if not (self.factor >= 1 and math.isfinite(self.factor)):
             raise ValueError(f"factor must be a finite number >= 1, not {self.factor!r}")
 

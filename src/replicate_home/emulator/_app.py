@@ -163,8 +163,8 @@ class Emulator:
         self._clock: Callable[[], float] = clock if clock is not None else anyio.current_time
         self._wall_offset: float | None = None
         self._last_now = 0.0
-        self._scripts: dict[str, Scenario] = {}
-        self._submit_counts: dict[str, int] = {}
+        self._scripts: dict[tuple[str, str | None], Scenario] = {}
+        self._submit_counts: dict[tuple[str, str | None], int] = {}
         self._history: collections.deque[RequestRecord] = collections.deque(maxlen=history)
         self._creates = 0
         self._polls = 0
@@ -185,17 +185,22 @@ class Emulator:
 
     # ----------------------------------------------------------------- public API
 
-    def script(self, prompt: str, scenario: Scenario) -> None:
+    def script(self, prompt: str, scenario: Scenario, *, model: str | None = None) -> None:
         """Make predictions whose ``input.prompt`` equals ``prompt`` follow ``scenario``.
 
-        Scripting a prompt again replaces its scenario and restarts its submit faults.
+        With ``model`` ("owner/name") only that model's predictions do, so one prompt can
+        behave differently per model (a fan-out sends the same prompt to every model); a
+        model's own script wins over the prompt's. Scripting again replaces the scenario
+        and restarts its submit faults.
         """
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
         if not isinstance(scenario, Scenario):
             raise ValueError(f"scenario must be a Scenario, got {type(scenario).__name__}")
-        self._scripts[prompt] = scenario
-        self._submit_counts.pop(prompt, None)
+        if model is not None and not isinstance(model, str):
+            raise ValueError(f"model must be a str or None, got {type(model).__name__}")
+        self._scripts[prompt, model] = scenario
+        self._submit_counts.pop((prompt, model), None)
 
     @property
     def app(self) -> Starlette:
@@ -286,8 +291,17 @@ class Emulator:
         except RuntimeError:  # the default clock outside an event loop
             return self._last_now
 
-    def _scenario_for(self, prompt: str) -> Scenario:
-        return self._scripts.get(prompt, self._default)
+    def _script_key(self, prompt: object, model: object) -> tuple[str, str | None] | None:
+        """The key of the script that applies to a prompt and model, if any."""
+        if not isinstance(prompt, str):
+            return None
+        if isinstance(model, str) and (prompt, model) in self._scripts:
+            return prompt, model
+        return (prompt, None) if (prompt, None) in self._scripts else None
+
+    def _scenario_for(self, prompt: str, model: str) -> Scenario:
+        key = self._script_key(prompt, model)
+        return self._default if key is None else self._scripts[key]
 
     def _record(self, scope: Scope, status_code: int, prediction_id: str | None) -> None:
         self._requests += 1
@@ -338,11 +352,12 @@ class Emulator:
 
         model_input = payload.get("input")
         prompt = model_input.get("prompt") if isinstance(model_input, dict) else None
-        if isinstance(prompt, str) and prompt in self._scripts:
-            faults = self._scripts[prompt].submit_faults
-            seen = self._submit_counts.get(prompt, 0)
+        key = self._script_key(prompt, payload.get("model"))
+        if key is not None:
+            faults = self._scripts[key].submit_faults
+            seen = self._submit_counts.get(key, 0)
             if seen < len(faults):
-                self._submit_counts[prompt] = seen + 1
+                self._submit_counts[key] = seen + 1
                 return _fault_response(faults[seen])
 
         model = payload.get("model")
@@ -362,7 +377,7 @@ class Emulator:
         if not isinstance(prompt, str) or not prompt:
             return _detail(422, "Field 'input.prompt' must be a non-empty string")
 
-        scenario = self._scenario_for(prompt)
+        scenario = self._scenario_for(prompt, model)
         assert self._wall_offset is not None
         pred = Prediction(
             id=self._new_id(),

@@ -1,0 +1,381 @@
+"""Several predictions at once: events as they happen, ``compare`` and ``race``.
+
+Each model runs in a task of a task group that the ``async with`` owns; events travel to
+the caller over one memory stream, so a fast model's events are never held back by a
+slow one. Leaving the block cancels whatever still runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, nullcontext
+from dataclasses import dataclass, field
+
+import anyio
+from anyio import CancelScope
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from ._engine import Engine
+from ._exceptions import (
+    AllPredictionsFailed,
+    PredictionCanceled,
+    PredictionFailed,
+    PredictionTimeout,
+)
+from ._models import ImageResponse, Prediction
+from ._prompt import Messages
+from ._run import Output, follow
+from ._schedule import check_seconds
+from ._service import PredictionCall, Service
+
+__all__ = [
+    "Chunk",
+    "ComparisonResult",
+    "Event",
+    "Failed",
+    "FanOut",
+    "Finished",
+    "Image",
+    "Progress",
+    "StatusChanged",
+    "compare_results",
+    "first_success",
+    "open_fan_out",
+]
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A new piece of a text model's output."""
+
+    index: int
+    model: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Image:
+    """An image model's result: every image of the prediction."""
+
+    index: int
+    model: str
+    image: ImageResponse
+
+
+@dataclass(frozen=True)
+class StatusChanged:
+    """The prediction's status changed (the first status counts as a change)."""
+
+    index: int
+    model: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """The prediction's state after a poll (only with ``progress=True``)."""
+
+    index: int
+    model: str
+    prediction: Prediction
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The model's prediction succeeded; its last event."""
+
+    index: int
+    model: str
+    prediction: Prediction
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The model's prediction failed, timed out or could not run; its last event.
+
+    ``elapsed`` is seconds from the model's turn starting to the failure.
+    """
+
+    index: int
+    model: str
+    error: Exception
+    elapsed: float = 0.0
+
+
+Event = Chunk | Image | StatusChanged | Progress | Finished | Failed
+
+
+@dataclass
+class _Shared:
+    """State the model tasks share with the caller's side of the stream."""
+
+    error: Exception | None = None
+    error_delivered: bool = False
+
+
+class FanOut:
+    """The events of a fan-out, in the order they happened; iterate with ``async for``."""
+
+    def __init__(self, receive: MemoryObjectReceiveStream[Event], shared: _Shared) -> None:
+        self._receive = receive
+        self._shared = shared
+
+    def __aiter__(self) -> FanOut:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            error = self._shared.error
+            if error is not None and not self._shared.error_delivered:
+                self._shared.error_delivered = True
+                raise error from None
+            raise StopAsyncIteration from None
+
+
+def check_models(models: object) -> list[str]:
+    if isinstance(models, str) or not isinstance(models, Sequence):
+        raise ValueError("models must be a list of model names or aliases")
+    if not models:
+        raise ValueError("models must not be empty")
+    return list(models)
+
+
+def check_limit(limit: object) -> int | None:
+    if limit is None:
+        return None
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"limit must be a whole number >= 1 or None, not {limit!r}")
+    return limit
+
+
+def open_fan_out(
+    engine: Engine,
+    service: Service,
+    models: Sequence[str],
+    messages: Messages | None = None,
+    *,
+    prompt: str | None = None,
+    limit: int | None = None,
+    timeout: float | None = None,
+    fail_fast: bool = False,
+    progress: bool = False,
+) -> AbstractAsyncContextManager[FanOut]:
+    """Validate everything (no request is sent for a bad call), then run the models."""
+    calls = [service.prepare(model, messages, prompt) for model in check_models(models)]
+    return _fan_out(
+        engine,
+        calls,
+        limit=check_limit(limit),
+        timeout=None if timeout is None else check_seconds(timeout, "timeout"),
+        fail_fast=fail_fast,
+        progress=progress,
+    )
+
+
+@asynccontextmanager
+async def _fan_out(
+    engine: Engine,
+    calls: list[PredictionCall],
+    *,
+    limit: int | None,
+    timeout: float | None,
+    fail_fast: bool,
+    progress: bool,
+) -> AsyncIterator[FanOut]:
+    shared = _Shared()
+    send, receive = anyio.create_memory_object_stream[Event](max(16, 4 * len(calls)))
+    settings = _Settings(engine, timeout, fail_fast, progress, limit)
+    body_error: BaseException | None = None
+    async with anyio.create_task_group() as group:
+        group.start_soon(_supervise, settings, calls, send, shared)
+        try:
+            async with receive:
+                yield FanOut(receive, shared)
+        except BaseException as error:  # re-raised below, not wrapped by the task group
+            body_error = error
+        finally:
+            group.cancel_scope.cancel()
+    if body_error is not None:
+        raise body_error
+    if shared.error is not None and not shared.error_delivered:
+        shared.error_delivered = True
+        raise shared.error
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every model of one fan-out runs with."""
+
+    engine: Engine
+    timeout: float | None
+    fail_fast: bool
+    progress: bool
+    limit: int | None
+
+
+async def _supervise(
+    settings: _Settings,
+    calls: list[PredictionCall],
+    send: MemoryObjectSendStream[Event],
+    shared: _Shared,
+) -> None:
+    """Run every model in a task group of its own, so that ``fail_fast`` cancels the
+    models and never the caller's block."""
+    limiter = anyio.CapacityLimiter(settings.limit) if settings.limit is not None else None
+    async with send, anyio.create_task_group() as models:
+        for index, call in enumerate(calls):
+            runner = _ModelRunner(settings, index, call, send.clone(), shared, models.cancel_scope)
+            models.start_soon(runner.run, limiter)
+
+
+@dataclass
+class _ModelRunner:
+    """Runs one model of a fan-out and sends its events."""
+
+    settings: _Settings
+    index: int
+    call: PredictionCall
+    send: MemoryObjectSendStream[Event]
+    shared: _Shared
+    models_scope: CancelScope
+    started: float | None = field(default=None)
+
+    async def run(self, limiter: anyio.CapacityLimiter | None) -> None:
+        async with self.send:
+            try:
+                async with limiter if limiter is not None else nullcontext():
+                    await self._predict()
+            except Exception as error:
+                elapsed = 0.0 if self.started is None else anyio.current_time() - self.started
+                if not self.settings.fail_fast:
+                    await self.send.send(Failed(self.index, self.call.model, error, elapsed))
+                elif self.shared.error is None:
+                    self.shared.error = error
+                    self.models_scope.cancel()
+
+    async def _predict(self) -> None:
+        self.started = anyio.current_time()
+        index, model, status = self.index, self.call.model, None
+        progress = self.settings.progress
+        final: Prediction | None = None
+        states = follow(self.settings.engine, self.call, timeout=self.settings.timeout)
+        async with aclosing(states):
+            async for prediction, outputs in states:
+                if prediction.status != status:
+                    status = prediction.status
+                    await self.send.send(StatusChanged(index, model, status))
+                if progress:
+                    await self.send.send(Progress(index, model, prediction))
+                for output in outputs:
+                    await self.send.send(_output_event(index, model, output))
+                final = prediction
+        assert final is not None  # follow() yields at least once or raises
+        await self.send.send(Finished(index, model, final))
+
+
+def _output_event(index: int, model: str, output: Output) -> Chunk | Image:
+    if isinstance(output, ImageResponse):
+        return Image(index, model, output)
+    return Chunk(index, model, output)
+
+
+@dataclass(frozen=True)
+class ComparisonResult:
+    """One model's row in a comparison.
+
+    ``status`` is the terminal status, or ``"timeout"`` / ``"error"`` when the prediction
+    did not end on the service's terms. ``latency`` is seconds from the model's turn
+    starting to its end; ``polls`` is ``None`` where it is not known.
+    """
+
+    index: int
+    model: str
+    status: str
+    text: str | None = None
+    images: tuple[str, ...] = ()
+    error: Exception | None = None
+    latency: float | None = None
+    polls: int | None = None
+    prediction: Prediction | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the prediction succeeded."""
+        return self.status == "succeeded"
+
+
+def _failure_status(error: Exception) -> str:
+    if isinstance(error, PredictionFailed):
+        return "failed"
+    if isinstance(error, PredictionCanceled):
+        return error.status
+    if isinstance(error, PredictionTimeout):
+        return "timeout"
+    return "error"
+
+
+def _failure_polls(error: Exception) -> int | None:
+    prediction = getattr(error, "prediction", None)
+    return prediction.polls if isinstance(prediction, Prediction) else None
+
+
+async def compare_results(
+    fan_out: AbstractAsyncContextManager[FanOut],
+    models: int,
+    on_event: Callable[[Event], object] | None = None,
+) -> list[ComparisonResult]:
+    """Collect a fan-out into one result per model, in the order of ``models``.
+
+    ``on_event`` sees every event first (the command line draws its live view with it).
+    """
+    texts: list[list[str]] = [[] for _ in range(models)]
+    images: list[list[str]] = [[] for _ in range(models)]
+    results: list[ComparisonResult | None] = [None] * models
+    async with fan_out as events:
+        async for event in events:
+            if on_event is not None:
+                on_event(event)
+            if isinstance(event, Chunk):
+                texts[event.index].append(event.text)
+            elif isinstance(event, Image):
+                images[event.index].extend(event.image.images)
+            elif isinstance(event, Finished):
+                prediction = event.prediction
+                results[event.index] = ComparisonResult(
+                    index=event.index,
+                    model=event.model,
+                    status=prediction.status,
+                    text="".join(texts[event.index]) if not images[event.index] else None,
+                    images=tuple(images[event.index]),
+                    latency=prediction.elapsed,
+                    polls=prediction.polls,
+                    prediction=prediction,
+                )
+            elif isinstance(event, Failed):
+                partial = "".join(texts[event.index])
+                results[event.index] = ComparisonResult(
+                    index=event.index,
+                    model=event.model,
+                    status=_failure_status(event.error),
+                    text=partial or None,
+                    error=event.error,
+                    latency=event.elapsed,
+                    polls=_failure_polls(event.error),
+                )
+    assert all(result is not None for result in results)  # every model ends with one event
+    return [result for result in results if result is not None]
+
+
+async def first_success(fan_out: AbstractAsyncContextManager[FanOut]) -> Prediction:
+    """The first prediction of a fan-out to succeed; leaving the block cancels the rest."""
+    failures: list[Failed] = []
+    async with fan_out as events:
+        async for event in events:
+            if isinstance(event, Finished):
+                return event.prediction
+            if isinstance(event, Failed):
+                failures.append(event)
+    failures.sort(key=lambda failure: failure.index)
+    raise AllPredictionsFailed([(failure.model, failure.error) for failure in failures])
