@@ -47,11 +47,19 @@ def decode_json_object(body: bytes) -> tuple[dict[str, Any], str]:
 
 
 def require_string(data: Mapping[str, Any], field: str, text: str) -> str:
-    """Return ``data[field]`` if it is a non-empty string, else raise the format error."""
+    """Return ``data[field]`` if it is a non-empty string, else raise the format error.
+
+    JSON text may carry lone surrogates (``"\\ud800"``), which no URL or UTF-8 text can:
+    such a string is rejected here too, not left to fail later in a poll URL.
+    """
     value = data.get(field)
     if not isinstance(value, str) or not value:
         found = "missing" if field not in data else f"a JSON {_json_kind(value)}"
         raise UnexpectedResponseFormat(text, f"{field!r} is {found}, not a non-empty string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise UnexpectedResponseFormat(text, f"{field!r} is not valid Unicode") from None
     return value
 
 
