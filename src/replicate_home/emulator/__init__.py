@@ -8,6 +8,12 @@ terminal status. :class:`Scenario` scripts how predictions with a given prompt b
 the emulator records what it was asked (:meth:`Emulator.stats`, :attr:`Emulator.requests`,
 :meth:`Emulator.wait_for`).
 
+The same server answers the homepage service's routes (``/api/...``) and Replicate's HTTP
+API (``/v1/...``: creates by model or version, ``Prefer: wait``, ``Cancel-After``, cancel,
+listing, models and versions, server-sent output streams, bearer tokens, optional rate
+limits), over the same predictions; the official ``replicate`` client works against it
+with ``replicate.Client(api_token=..., base_url=emu.base_url)``.
+
 Example::
 
     import anyio

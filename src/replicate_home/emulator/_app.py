@@ -1,17 +1,18 @@
 """The emulator's state and its ASGI application (Starlette).
 
-The homepage routes are a thin HTTP layer over :mod:`._simulation`:
+Two thin HTTP layers share one simulation (:mod:`._simulation`) and one set of
+predictions:
 
-- ``POST /api/prediction`` creates a prediction;
-- ``GET /api/poll?id=<id>`` answers its current state;
-- ``GET /_emulator/files/{id}/{n}.png`` serves generated images;
-- ``GET /_emulator/stats`` answers :class:`EmulatorStats` as JSON.
+- the homepage routes (:mod:`._home_routes`): ``POST /api/prediction``, ``GET /api/poll``;
+- Replicate's HTTP API (:mod:`._api_routes`) under ``/v1``.
+
+Besides, ``GET /_emulator/files/{id}/{n}.png`` serves generated images and
+``GET /_emulator/stats`` answers :class:`EmulatorStats` as JSON.
 """
 
 from __future__ import annotations
 
 import collections
-import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -21,32 +22,65 @@ from typing import Any
 
 import anyio
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ._api_routes import ApiRoutes
+from ._api_rules import TokenBucket
+from ._home_routes import HomeRoutes
 from ._png import gradient_png
+from ._responses import detail_response, problem
 from ._simulation import (
+    EXTRA_IMAGE_MODELS,
     MODELS,
     Fault,
+    ModelInfo,
     Prediction,
     PredictionStore,
     Scenario,
+    Source,
     generate_text,
     make_prediction_id,
-    render,
+    model_info,
 )
 
 __all__ = ["Emulator", "EmulatorStats", "RequestRecord"]
 
 _INFO_KEY = "replicate_home.emulator.request"
+#: Header names whose values are secrets: masked whenever a record is printed.
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
+#: How long a wait in the server sleeps at most between looks at a clock that is not
+#: the event loop's (a test's clock can jump at any moment).
+_CUSTOM_CLOCK_TICK = 0.02
+#: Version ids the emulator remembers for ``POST /v1/predictions`` with a bare id.
+_MAX_KNOWN_VERSIONS = 100_000
 
 
-@dataclass(frozen=True)
+def _mask(name: str, value: str) -> str:
+    if name.lower() not in _SECRET_HEADERS:
+        return value
+    scheme, _, credentials = value.partition(" ")
+    return f"{scheme} ***" if credentials else "***"
+
+
+class _MaskedHeaders(dict[str, str]):
+    """Request headers whose printed form hides secrets (``Authorization`` and the like)."""
+
+    def __repr__(self) -> str:
+        return repr({name: _mask(name, value) for name, value in self.items()})
+
+
+@dataclass(frozen=True, repr=False)
 class RequestRecord:
-    """One request the emulator answered."""
+    """One request the emulator answered.
+
+    Printing a record (``repr``/``str``) masks the ``Authorization`` header's credentials;
+    :attr:`headers` still holds the real values for tests to check.
+    """
 
     time: float
     """Emulator-clock time the answer was decided."""
@@ -57,26 +91,43 @@ class RequestRecord:
     headers: Mapping[str, str] = field(hash=False)
     """Request headers with lower-cased names (repeated headers joined with ``", "``)."""
     prediction_id: str | None
-    """For polls and file fetches the id the request names; for creates the id created
-    (``None`` when faulted or rejected); otherwise ``None``."""
+    """For polls, cancels, streams and file fetches the id the request names; for creates
+    the id created (``None`` when faulted or rejected); otherwise ``None``."""
     status_code: int
     """The status code answered."""
+
+    def __repr__(self) -> str:
+        headers = {name: _mask(name, value) for name, value in self.headers.items()}
+        return (
+            f"RequestRecord(time={self.time!r}, method={self.method!r}, path={self.path!r}, "
+            f"query={self.query!r}, headers={headers!r}, prediction_id={self.prediction_id!r}, "
+            f"status_code={self.status_code!r})"
+        )
 
 
 @dataclass(frozen=True)
 class EmulatorStats:
-    """Counters of an emulator."""
+    """Counters of an emulator (homepage and ``/v1`` requests together)."""
 
     creates: int
     """Predictions created (``201`` answers)."""
     polls: int
-    """Poll requests answered, whatever the answer."""
+    """Poll requests answered (``GET /api/poll``, ``GET /v1/predictions/{id}``), whatever
+    the answer."""
     requests: int
     """All requests answered."""
     in_flight: int
     """Predictions whose terminal time is still in the future."""
     peak_in_flight: int
     """The largest ``in_flight`` seen at a create (the new prediction included)."""
+    cancels: int = 0
+    """Cancel requests answered (``POST /v1/predictions/{id}/cancel``), whatever the answer."""
+    stream_connections: int = 0
+    """Output streams opened (``200`` answers to ``GET /v1/predictions/{id}/stream``)."""
+    open_streams: int = 0
+    """Output streams still open."""
+    throttled: int = 0
+    """Requests refused with ``429`` by the ``/v1`` rate limits."""
 
 
 class _RequestInfo:
@@ -86,18 +137,6 @@ class _RequestInfo:
 
     def __init__(self) -> None:
         self.prediction_id: str | None = None
-
-
-def _detail(status_code: int, detail: str) -> JSONResponse:
-    return JSONResponse({"detail": detail}, status_code=status_code)
-
-
-def _fault_response(fault: Fault) -> Response:
-    return Response(fault.body_bytes, status_code=fault.status, headers=fault.headers)
-
-
-def _json_bytes(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class _Recorder:
@@ -131,8 +170,15 @@ class _Recorder:
                 self.emulator._record(scope, 500, info.prediction_id)
 
 
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
 class Emulator:
-    """A faithful loopback emulator of the Replicate homepage service.
+    """A faithful loopback emulator of the Replicate services: the homepage service and
+    Replicate's HTTP API under ``/v1``, over one simulation.
 
     Build one, optionally :meth:`script` prompts, then ``async with emulator.serve() as emu``
     and point a client at ``emu.base_url``. The same object exposes what happened:
@@ -143,6 +189,12 @@ class Emulator:
     most ``max_predictions`` are kept. The last ``history`` requests are kept in
     :attr:`requests`. ``clock`` gives the emulator time in seconds; by default
     :func:`anyio.current_time`, read when requests are handled.
+
+    For ``/v1``: ``token``, if given, is the only API token accepted (otherwise any
+    non-empty bearer token is); ``rate_limits=(creates, others)`` enforces that many
+    requests a minute (token buckets with a burst of a second's worth; ``None``, the
+    default, means no limits); ``page_size`` is the number of predictions per page of
+    ``GET /v1/predictions``.
     """
 
     def __init__(
@@ -153,34 +205,67 @@ class Emulator:
         max_predictions: int = 10_000,
         history: int = 10_000,
         clock: Callable[[], float] | None = None,
+        token: str | None = None,
+        rate_limits: tuple[int, int] | None = None,
+        page_size: int = 100,
     ) -> None:
         if scenario is not None and not isinstance(scenario, Scenario):
             raise ValueError(f"scenario must be a Scenario, got {type(scenario).__name__}")
         if isinstance(history, bool) or not isinstance(history, int) or history < 0:
             raise ValueError(f"history must be a non-negative int, got {history!r}")
+        if token is not None and (
+            not isinstance(token, str) or not token.strip() or token != token.strip()
+        ):
+            raise ValueError("token must be a non-empty str without surrounding whitespace")
+        buckets: tuple[TokenBucket, TokenBucket] | None = None
+        if rate_limits is not None:
+            if not isinstance(rate_limits, tuple) or len(rate_limits) != 2:
+                raise ValueError(
+                    "rate_limits must be a (creates per minute, other requests per minute) "
+                    f"tuple or None, got {rate_limits!r}"
+                )
+            creates, others = rate_limits
+            buckets = (
+                TokenBucket(_positive_int("rate_limits[0]", creates)),
+                TokenBucket(_positive_int("rate_limits[1]", others)),
+            )
         self._default = scenario if scenario is not None else Scenario()
         self._store = PredictionStore(expire_after=expire_after, max_predictions=max_predictions)
+        self._real_clock = clock is None
         self._clock: Callable[[], float] = clock if clock is not None else anyio.current_time
         self._wall_offset: float | None = None
         self._last_now = 0.0
         self._scripts: dict[tuple[str, str | None], Scenario] = {}
         self._submit_counts: dict[tuple[str, str | None], int] = {}
         self._history: collections.deque[RequestRecord] = collections.deque(maxlen=history)
+        self._token = token
+        self._buckets = buckets
+        self._page_size = _positive_int("page_size", page_size)
+        self._known_versions: dict[str, str] = {
+            model_info(model).version: model for model in (*MODELS, *sorted(EXTRA_IMAGE_MODELS))
+        }
+        self._run_counts: collections.Counter[str] = collections.Counter()
         self._creates = 0
         self._polls = 0
         self._requests = 0
         self._peak_in_flight = 0
+        self._cancels = 0
+        self._stream_connections = 0
+        self._open_streams = 0
+        self._throttled = 0
         self._changed: anyio.Event | None = None
         self._base_url: str | None = None
         self._serving_now = False
+        self._stopping = False
         self._app = Starlette(
             routes=[
-                Route("/api/prediction", self._create, methods=["POST"]),
-                Route("/api/poll", self._poll, methods=["GET"]),
+                *HomeRoutes(self).routes,
+                *ApiRoutes(self).routes,
                 Route("/_emulator/files/{prediction_id}/{index:int}.png", self._file),
                 Route("/_emulator/stats", self._stats, methods=["GET"]),
             ],
             middleware=[Middleware(_Recorder, emulator=self)],
+            exception_handlers={404: self._http_error, 405: self._http_error},
         )
 
     # ----------------------------------------------------------------- public API
@@ -191,7 +276,7 @@ class Emulator:
         With ``model`` ("owner/name") only that model's predictions do, so one prompt can
         behave differently per model (a fan-out sends the same prompt to every model); a
         model's own script wins over the prompt's. Scripting again replaces the scenario
-        and restarts its submit faults.
+        and restarts its submit faults. Scripts apply to homepage and ``/v1`` predictions.
         """
         if not isinstance(prompt, str):
             raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
@@ -225,6 +310,10 @@ class Emulator:
             requests=self._requests,
             in_flight=self._store.in_flight(self._now_or_last()),
             peak_in_flight=self._peak_in_flight,
+            cancels=self._cancels,
+            stream_connections=self._stream_connections,
+            open_streams=self._open_streams,
+            throttled=self._throttled,
         )
 
     def polls(self, prediction_id: str) -> int:
@@ -240,8 +329,9 @@ class Emulator:
     async def wait_for(self, predicate: Callable[[Emulator], bool]) -> None:
         """Return as soon as ``predicate(self)`` is true.
 
-        The predicate is checked now, again after every request the emulator answers and
-        when serving stops (not on the mere passing of time). Use it with a timeout, e.g.
+        The predicate is checked now, again after every request the emulator answers, every
+        prediction it creates, every output stream that closes, and when serving stops (not
+        on the mere passing of time). Use it with a timeout, e.g.
         ``with anyio.fail_after(5): await emu.wait_for(lambda e: e.stats().creates == 3)``.
         """
         while not predicate(self):
@@ -256,7 +346,7 @@ class Emulator:
 
         ``async with Emulator().serve() as emu:`` binds ``host:port`` (port 0: any free
         port), sets ``emu.base_url`` and serves until the block exits, then shuts the
-        server down promptly.
+        server down promptly: open output streams end and held creates answer at once.
         """
         return self._serving(host, port)
 
@@ -269,13 +359,20 @@ class Emulator:
         if self._serving_now:
             raise RuntimeError("this emulator is already serving")
         self._serving_now = True
+        self._stopping = False
         try:
             async with serving(self._app, host, port) as base_url:
                 self._base_url = base_url
-                yield self
+                try:
+                    yield self
+                finally:
+                    # Before the server shuts down: streams and held answers end now.
+                    self._stopping = True
+                    self._wake_waiters()
         finally:
             self._base_url = None
             self._serving_now = False
+            self._stopping = True
             self._wake_waiters()  # waiters re-check; no event outlives this event loop
 
     def _now(self) -> float:
@@ -291,6 +388,20 @@ class Emulator:
         except RuntimeError:  # the default clock outside an event loop
             return self._last_now
 
+    async def _pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds, or less: until the emulator answers a request, creates a
+        prediction or stops serving. With a clock of its own (not the event loop's), the
+        emulator looks again at least every few milliseconds, as that clock may jump."""
+        if not self._real_clock:
+            delay = min(delay, _CUSTOM_CLOCK_TICK)
+        if self._stopping:
+            return
+        if self._changed is None:
+            self._changed = anyio.Event()
+        changed = self._changed
+        with anyio.move_on_after(max(delay, 0.0)):
+            await changed.wait()
+
     def _script_key(self, prompt: object, model: object) -> tuple[str, str | None] | None:
         """The key of the script that applies to a prompt and model, if any."""
         if not isinstance(prompt, str):
@@ -303,10 +414,66 @@ class Emulator:
         key = self._script_key(prompt, model)
         return self._default if key is None else self._scripts[key]
 
+    def _take_submit_fault(self, prompt: object, model: object) -> Fault | None:
+        """The next scripted submit fault for a create with this prompt and model, if any."""
+        key = self._script_key(prompt, model)
+        if key is None:
+            return None
+        faults = self._scripts[key].submit_faults
+        seen = self._submit_counts.get(key, 0)
+        if seen >= len(faults):
+            return None
+        self._submit_counts[key] = seen + 1
+        return faults[seen]
+
+    def _start_prediction(
+        self,
+        model: str,
+        info: ModelInfo,
+        model_input: Mapping[str, Any],
+        prompt: str,
+        now: float,
+        *,
+        source: Source,
+        deadline: float | None = None,
+    ) -> Prediction:
+        """Create, store and count a new prediction at ``now``."""
+        assert self._wall_offset is not None  # set by the _now() that gave `now`
+        pred = Prediction(
+            id=self._new_id(),
+            model=model,
+            version=info.version,
+            kind=info.kind,
+            input=model_input,
+            prompt=prompt,
+            scenario=self._scenario_for(prompt, model),
+            created=now,
+            wall_created=self._wall_offset + now,
+            chunks=generate_text(model, prompt) if info.kind == "text" else (),
+            source=source,
+            deadline=deadline,
+        )
+        self._store.add(pred, now)
+        self._creates += 1
+        self._run_counts[model] += 1
+        self._peak_in_flight = max(self._peak_in_flight, self._store.in_flight(now))
+        self._wake_waiters()
+        return pred
+
+    def _new_id(self) -> str:
+        while True:
+            prediction_id = make_prediction_id(secrets.token_bytes(16))
+            if self._store.peek(prediction_id) is None:
+                return prediction_id
+
+    def _remember_version(self, model: str, version: str) -> None:
+        if version in self._known_versions or len(self._known_versions) < _MAX_KNOWN_VERSIONS:
+            self._known_versions[version] = model
+
     def _record(self, scope: Scope, status_code: int, prediction_id: str | None) -> None:
         self._requests += 1
         if self._history.maxlen:
-            headers: dict[str, str] = {}
+            headers = _MaskedHeaders()
             for raw_name, raw_value in scope.get("headers", ()):
                 name = raw_name.decode("latin-1").lower()
                 value = raw_value.decode("latin-1")
@@ -339,95 +506,6 @@ class Emulator:
         base = str(request.base_url).rstrip("/")
         return lambda prediction_id, index: f"{base}/_emulator/files/{prediction_id}/{index}.png"
 
-    async def _create(self, request: Request) -> Response:
-        body = await request.body()
-        now = self._now()
-        self._store.purge(now)
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            return _detail(400, "Request body must be a JSON object")
-        if not isinstance(payload, dict):
-            return _detail(400, "Request body must be a JSON object")
-
-        model_input = payload.get("input")
-        prompt = model_input.get("prompt") if isinstance(model_input, dict) else None
-        key = self._script_key(prompt, payload.get("model"))
-        if key is not None:
-            faults = self._scripts[key].submit_faults
-            seen = self._submit_counts.get(key, 0)
-            if seen < len(faults):
-                self._submit_counts[key] = seen + 1
-                return _fault_response(faults[seen])
-
-        model = payload.get("model")
-        if not isinstance(model, str) or model not in MODELS:
-            known = ", ".join(MODELS)
-            return _detail(422, f"Field 'model' must be one of: {known}; got {model!r}")
-        info = MODELS[model]
-        version = payload.get("version")
-        if version is None:
-            return _detail(422, "Field 'version' is required")
-        if version != info.version:
-            return _detail(
-                422, f"Field 'version' must be {info.version} for model {model}; got {version!r}"
-            )
-        if not isinstance(model_input, dict):
-            return _detail(422, "Field 'input' must be a JSON object")
-        if not isinstance(prompt, str) or not prompt:
-            return _detail(422, "Field 'input.prompt' must be a non-empty string")
-
-        scenario = self._scenario_for(prompt, model)
-        assert self._wall_offset is not None
-        pred = Prediction(
-            id=self._new_id(),
-            model=model,
-            version=info.version,
-            kind=info.kind,
-            input=model_input,
-            prompt=prompt,
-            scenario=scenario,
-            created=now,
-            wall_created=self._wall_offset + now,
-            chunks=generate_text(model, prompt) if info.kind == "text" else (),
-        )
-        self._store.add(pred, now)
-        self._creates += 1
-        self._peak_in_flight = max(self._peak_in_flight, self._store.in_flight(now))
-        self._info(request).prediction_id = pred.id
-        obj = render(pred, now, image_url=self._image_url_builder(request), as_created=True)
-        return Response(_json_bytes(obj), status_code=201, media_type="application/json")
-
-    def _new_id(self) -> str:
-        while True:
-            prediction_id = make_prediction_id(secrets.token_bytes(16))
-            if self._store.peek(prediction_id) is None:
-                return prediction_id
-
-    async def _poll(self, request: Request) -> Response:
-        now = self._now()
-        self._store.purge(now)
-        self._polls += 1
-        prediction_id = request.query_params.get("id")
-        if not prediction_id:
-            return _detail(400, "Query parameter 'id' is required")
-        self._info(request).prediction_id = prediction_id
-        pred = self._store.get(prediction_id, now)
-        if pred is None:
-            return _detail(404, "Prediction not found")
-        poll_number = pred.polls
-        pred.polls += 1
-        fault = pred.scenario.poll_fault(poll_number)
-        if fault is not None:
-            return _fault_response(fault)
-        obj = render(pred, now, image_url=self._image_url_builder(request))
-        headers = (
-            {}
-            if pred.scenario.content_type is None
-            else {"content-type": pred.scenario.content_type}
-        )
-        return Response(_json_bytes(obj), status_code=200, headers=headers)
-
     async def _file(self, request: Request) -> Response:
         now = self._now()
         self._store.purge(now)
@@ -441,9 +519,23 @@ class Emulator:
             or pred.status(now) != "succeeded"
             or not 0 <= index < pred.scenario.images
         ):
-            return _detail(404, "File not found")
+            return detail_response(404, "File not found")
         return Response(gradient_png(pred.prompt, index), media_type="image/png")
 
     async def _stats(self, request: Request) -> Response:
         self._store.purge(self._now())
         return JSONResponse(asdict(self.stats()))
+
+    async def _http_error(self, request: Request, exc: Exception) -> Response:
+        """Routing errors (404, 405): problem details under ``/v1``, plain text elsewhere."""
+        assert isinstance(exc, HTTPException)
+        headers = dict(exc.headers or {})
+        if request.url.path == "/v1" or request.url.path.startswith("/v1/"):
+            title = "Not found" if exc.status_code == 404 else "Method not allowed"
+            detail = (
+                f"No such API route: {request.url.path}"
+                if exc.status_code == 404
+                else f"{request.method} is not allowed on {request.url.path}"
+            )
+            return problem(exc.status_code, title, detail, headers=headers)
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=headers)

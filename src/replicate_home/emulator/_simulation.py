@@ -1,9 +1,10 @@
 """The prediction simulation behind the emulator: pure data and functions, no I/O.
 
 A prediction is a :class:`Prediction` record created at some clock time; :func:`render`
-gives its public JSON (Replicate's prediction object) as seen at any later time ``now``.
-Nothing here knows about HTTP routes, so any service layer (the homepage ``/api`` routes,
-later Replicate's ``/v1`` API) can sit on top of it.
+gives its public JSON (Replicate's prediction object) as seen at any later time ``now``,
+and :func:`stream_events` the server-sent events its output stream has produced by then.
+Nothing here knows about HTTP routes, so both service layers (the homepage ``/api``
+routes and Replicate's ``/v1`` API) sit on top of the same predictions.
 """
 
 from __future__ import annotations
@@ -11,27 +12,41 @@ from __future__ import annotations
 import base64
 import hashlib
 import heapq
+import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple
 
+from ._png import gradient_png
+
 __all__ = [
+    "EXTRA_IMAGE_MODELS",
     "MODELS",
+    "TERMINAL",
     "Fault",
     "ModelInfo",
     "Prediction",
     "PredictionStore",
     "Scenario",
+    "StreamEvent",
     "generate_text",
     "make_prediction_id",
+    "model_info",
     "render",
+    "stream_events",
+    "version_for",
 ]
 
 ModelKind = Literal["text", "image"]
 Outcome = Literal["succeeded", "failed", "canceled"]
-Status = Literal["starting", "processing", "succeeded", "failed", "canceled"]
+Status = Literal["starting", "processing", "succeeded", "failed", "canceled", "aborted"]
+FileOutput = Literal["url", "data"]
+Source = Literal["web", "api"]
+
+#: The statuses a prediction never leaves.
+TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
 
 class ModelInfo(NamedTuple):
@@ -57,7 +72,29 @@ MODELS: Mapping[str, ModelInfo] = {
     ),
 }
 
+#: Models that produce images besides the homepage's; every other model name produces text.
+EXTRA_IMAGE_MODELS: frozenset[str] = frozenset(
+    {"stability-ai/sdxl", "black-forest-labs/flux-schnell"}
+)
+
+
+def version_for(model: str) -> str:
+    """The version id the emulator gives ``model`` (``owner/name``): its pinned one for the
+    homepage models, else the hex SHA-256 of the name, so it is the same in every run."""
+    known = MODELS.get(model)
+    return known.version if known is not None else hashlib.sha256(model.encode()).hexdigest()
+
+
+def model_info(model: str) -> ModelInfo:
+    """What the emulator makes of any ``owner/name``: its version and what it produces."""
+    known = MODELS.get(model)
+    if known is not None:
+        return known
+    return ModelInfo(version_for(model), "image" if model in EXTRA_IMAGE_MODELS else "text")
+
+
 _OUTCOMES: tuple[Outcome, ...] = ("succeeded", "failed", "canceled")
+_FILE_OUTPUTS: tuple[FileOutput, ...] = ("url", "data")
 
 
 # --------------------------------------------------------------------------- validation
@@ -164,6 +201,13 @@ class Scenario:
     poll_faults: Sequence[Fault | None] = ()
     """The k-th poll (0-based) of a prediction gets ``poll_faults[k]`` unless it is ``None``;
     polls beyond the sequence get normal answers."""
+    file_output: FileOutput = "url"
+    """How image outputs are given: ``"url"``, URLs of PNG files the emulator serves, or
+    ``"data"``, ``data:image/png;base64,...`` URIs carrying the files themselves."""
+    quirks: bool = False
+    """Answer ``/v1`` prediction objects the way the real API sometimes does: ``logs: null``
+    before any log, extra unknown fields, richer ``metrics`` objects and a duplicated key in
+    the JSON text (with the same value)."""
 
     def __post_init__(self) -> None:
         duration = _number("Scenario", "duration", self.duration)
@@ -212,6 +256,13 @@ class Scenario:
                     f"Scenario.poll_faults items must be Fault or None, got {maybe_fault!r}"
                 )
         object.__setattr__(self, "poll_faults", poll_faults)
+        if self.file_output not in _FILE_OUTPUTS:
+            raise ValueError(
+                f"Scenario.file_output must be one of {', '.join(_FILE_OUTPUTS)}, "
+                f"got {self.file_output!r}"
+            )
+        if not isinstance(self.quirks, bool):
+            raise ValueError(f"Scenario.quirks must be a bool, got {self.quirks!r}")
 
     @property
     def effective_start_delay(self) -> float:
@@ -295,27 +346,62 @@ class Prediction:
     """Unix time of creation, for the ISO-8601 timestamps."""
     chunks: tuple[str, ...] = ()
     """Generated text chunks (text models without an output override)."""
+    source: Source = "web"
+    """Where it was created: ``"web"`` (the homepage routes) or ``"api"`` (``/v1``)."""
+    deadline: float | None = None
+    """Emulator-clock time a ``Cancel-After`` deadline stops it, if any."""
+    canceled_at: float | None = None
+    """Emulator-clock time a cancel request stopped it, if any."""
     polls: int = field(default=0)
     """Polls seen so far."""
+    number: int = field(default=0)
+    """Creation order within its store (set by :meth:`PredictionStore.add`)."""
 
     @property
     def start_time(self) -> float:
-        """Emulator-clock time the prediction leaves ``starting``."""
+        """Emulator-clock time the prediction leaves ``starting`` (if it is not stopped first)."""
         return self.created + self.scenario.effective_start_delay
+
+    @property
+    def natural_end(self) -> float:
+        """Emulator-clock time the scenario's outcome is reached, unless stopped earlier."""
+        return self.created + self.scenario.duration
 
     @property
     def end_time(self) -> float:
         """Emulator-clock time the prediction reaches its terminal status."""
-        return self.created + self.scenario.duration
+        end = self.natural_end
+        for stop in (self.deadline, self.canceled_at):
+            if stop is not None and stop < end:
+                end = stop
+        return end
+
+    @property
+    def final_status(self) -> Status:
+        """The terminal status it reaches at :attr:`end_time`."""
+        if self.canceled_at is not None and self.canceled_at < self.natural_end:
+            return "canceled"
+        if self.deadline is not None and self.deadline < self.natural_end:
+            # A deadline reached before the prediction started aborts it instead.
+            return "aborted" if self.deadline < self.start_time else "canceled"
+        return self.scenario.outcome
+
+    @property
+    def started(self) -> bool:
+        """Whether it leaves ``starting`` before it ends (it may be stopped before)."""
+        return self.start_time <= self.end_time
 
     def status(self, now: float) -> Status:
         """The status at ``now``."""
-        elapsed = now - self.created
-        if elapsed >= self.scenario.duration:
-            return self.scenario.outcome
-        if elapsed >= self.scenario.effective_start_delay:
+        if now >= self.end_time:
+            return self.final_status
+        if now >= self.start_time:
             return "processing"
         return "starting"
+
+    def is_terminal(self, now: float) -> bool:
+        """Whether the status at ``now`` is terminal."""
+        return now >= self.end_time
 
 
 def _iso(unix_time: float) -> str:
@@ -323,27 +409,60 @@ def _iso(unix_time: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def _progress(pred: Prediction, now: float) -> float:
-    """Fraction of the (possibly partial) output produced at ``now``, 0..1."""
-    start, end = pred.start_time, pred.end_time
-    if now >= end:
-        return 1.0
-    if now < start or end <= start:
-        return 0.0
-    return (now - start) / (end - start)
+# A text output is a sequence of pieces: the generated chunks, the scenario's chunks, or the
+# characters of a single-string output. Piece k of the ``total`` produced appears at
+# start + (natural_end - start) * (k + 1) / total; a failed or canceled outcome only ever
+# produces half of them, and a stopped prediction none after it stopped. Outputs and stream
+# events are both counted from these times, so they always agree.
 
 
-def _text_output(pred: Prediction, fraction: float) -> str | list[str]:
-    scenario = pred.scenario
-    # A failed or canceled prediction stops halfway: its output never grows past half.
-    share = 1.0 if scenario.outcome == "succeeded" else 0.5
-    override = scenario.output
+def _pieces(pred: Prediction) -> Sequence[str]:
+    override = pred.scenario.output
     if isinstance(override, str):
-        total = math.floor(len(override) * share)
-        return override[: math.floor(total * fraction)]
-    chunks = pred.chunks if override is None else tuple(override)
-    total = math.floor(len(chunks) * share)
-    return list(chunks[: math.floor(total * fraction)])
+        return override
+    return pred.chunks if override is None else tuple(override)
+
+
+def _piece_total(pred: Prediction) -> int:
+    share = 1.0 if pred.scenario.outcome == "succeeded" else 0.5
+    return math.floor(len(_pieces(pred)) * share)
+
+
+def _piece_time(pred: Prediction, index: int, total: int) -> float:
+    start = pred.start_time
+    return start + (pred.natural_end - start) * (index + 1) / total
+
+
+def _produced(pred: Prediction, now: float) -> int:
+    """How many output pieces exist at ``now``."""
+    total = _piece_total(pred)
+    moment = min(now, pred.end_time)
+    if total == 0 or moment < pred.start_time:
+        return 0
+    span = pred.natural_end - pred.start_time
+    count = (
+        total
+        if span <= 0
+        else min(total, max(0, math.floor(total * (moment - pred.start_time) / span)))
+    )
+    # The estimate can be one off through rounding; settle it on the exact piece times.
+    while count < total and _piece_time(pred, count, total) <= moment:
+        count += 1
+    while count > 0 and _piece_time(pred, count - 1, total) > moment:
+        count -= 1
+    return count
+
+
+def _text_output(pred: Prediction, now: float) -> str | list[str]:
+    pieces = _pieces(pred)
+    count = _produced(pred, now)
+    if isinstance(pieces, str):
+        return pieces[:count]
+    return list(pieces[:count])
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
 def _image_output(pred: Prediction, image_url: Callable[[str, int], str]) -> str | list[str] | None:
@@ -352,6 +471,10 @@ def _image_output(pred: Prediction, image_url: Callable[[str, int], str]) -> str
         return override
     if override is not None:
         return list(override)
+    if pred.scenario.file_output == "data":
+        return [
+            _data_uri(gradient_png(pred.prompt, index)) for index in range(pred.scenario.images)
+        ]
     return [image_url(pred.id, index) for index in range(pred.scenario.images)]
 
 
@@ -376,15 +499,17 @@ def render(
     started_at: str | None = None
     completed_at: str | None = None
     metrics: dict[str, float] = {}
-    if status != "starting":
+    running = status == "processing" or (status in TERMINAL and pred.started)
+    if running:
         started_at = _iso(pred.wall_created + scenario.effective_start_delay)
         logs = f"Starting prediction with {pred.model}\n"
         if pred.kind == "text":
-            output = _text_output(pred, _progress(pred, now))
-    if status in _OUTCOMES:
-        completed_at = _iso(pred.wall_created + scenario.duration)
-        predict_time = scenario.duration - scenario.effective_start_delay
-        metrics = {"predict_time": round(predict_time, 6)}
+            output = _text_output(pred, now)
+    if status in TERMINAL:
+        completed_at = _iso(pred.wall_created + (pred.end_time - pred.created))
+        if running:
+            predict_time = pred.end_time - pred.start_time
+            metrics = {"predict_time": round(predict_time, 6)}
         if status == "succeeded":
             if pred.kind == "image":
                 output = _image_output(pred, image_url)
@@ -392,7 +517,7 @@ def render(
         elif status == "failed":
             error = scenario.error
             logs += f"Prediction failed: {scenario.error}\n"
-        else:
+        elif running:
             logs += "Prediction canceled\n"
     return {
         "id": pred.id,
@@ -408,6 +533,52 @@ def render(
         "completed_at": completed_at,
         "metrics": metrics,
     }
+
+
+# --------------------------------------------------------------------------- output streams
+
+
+class StreamEvent(NamedTuple):
+    """One server-sent event of a prediction's output stream."""
+
+    id: int
+    """Its position in the stream, from 0."""
+    event: Literal["output", "error", "done"]
+    data: str
+
+
+def stream_events(pred: Prediction, now: float) -> tuple[list[StreamEvent], float | None]:
+    """The events of ``pred``'s output stream produced by ``now``, and when the next one is due.
+
+    An ``output`` event per new piece of text, then, once the prediction is terminal, an
+    ``error`` event (data ``{"detail": ...}``) if it failed and a ``done`` event whose data is
+    ``{}`` on success, ``{"reason": "canceled"}`` or ``{"reason": "error"}``. The next time is
+    ``None`` once ``done`` is produced. Events already produced never change, whatever
+    happens later (a cancel only drops the events still to come).
+    """
+    pieces = _pieces(pred)
+    count = _produced(pred, now)
+    events = [StreamEvent(index, "output", pieces[index]) for index in range(count)]
+    if pred.is_terminal(now):
+        status = pred.status(now)
+        if status == "failed":
+            detail = json.dumps({"detail": pred.scenario.error}, ensure_ascii=False)
+            events.append(StreamEvent(len(events), "error", detail))
+            done = {"reason": "error"}
+        elif status == "succeeded":
+            done = {}
+        else:
+            done = {"reason": "canceled"}
+        events.append(StreamEvent(len(events), "done", json.dumps(done)))
+        return events, None
+    total = _piece_total(pred)
+    due = pred.end_time
+    if count < total:
+        due = min(due, _piece_time(pred, count, total))
+    return events, due
+
+
+# --------------------------------------------------------------------------- the store
 
 
 class PredictionStore:
@@ -429,7 +600,8 @@ class PredictionStore:
         self.max_predictions = max_predictions
         self._predictions: dict[str, Prediction] = {}  # in creation order
         self._by_end: list[tuple[float, int, str]] = []  # (end_time, seq, id) heap
-        self._running: list[float] = []  # end times still in the future, heap
+        self._running: list[tuple[float, str]] = []  # (end_time, id) heap, may hold stale entries
+        self._running_end: dict[str, float] = {}  # id -> end time, for predictions still running
         self._seq = 0
 
     def __len__(self) -> int:
@@ -441,10 +613,26 @@ class PredictionStore:
             raise ValueError(f"duplicate prediction id {pred.id!r}")
         self._predictions[pred.id] = pred
         self._seq += 1
-        heapq.heappush(self._by_end, (pred.end_time, self._seq, pred.id))
-        if pred.end_time > now:
-            heapq.heappush(self._running, pred.end_time)
+        pred.number = self._seq
+        self._schedule(pred, now)
         self.purge(now)
+
+    def _schedule(self, pred: Prediction, now: float) -> None:
+        end = pred.end_time
+        self._seq += 1
+        heapq.heappush(self._by_end, (end, self._seq, pred.id))
+        self._running_end.pop(pred.id, None)
+        if end > now:
+            heapq.heappush(self._running, (end, pred.id))
+            self._running_end[pred.id] = end
+
+    def cancel(self, pred: Prediction, now: float) -> bool:
+        """Cancel ``pred`` at ``now`` unless it is terminal then; whether it was canceled."""
+        if pred.is_terminal(now):
+            return False
+        pred.canceled_at = now
+        self._schedule(pred, now)
+        return True
 
     def get(self, prediction_id: str, now: float) -> Prediction | None:
         """The prediction with that id, unless unknown or expired at ``now``."""
@@ -457,12 +645,17 @@ class PredictionStore:
         """The stored prediction with that id, without any expiry check."""
         return self._predictions.get(prediction_id)
 
+    def newest_first(self) -> Iterator[Prediction]:
+        """The stored predictions, the most recently created first (call :meth:`purge` first)."""
+        return reversed(self._predictions.values())
+
     def purge(self, now: float) -> None:
         """Drop expired predictions, then the earliest finished ones beyond the limit."""
         heap = self._by_end
         while heap:
             end, _, prediction_id = heap[0]
-            if prediction_id not in self._predictions:  # already dropped: stale entry
+            pred = self._predictions.get(prediction_id)
+            if pred is None or pred.end_time != end:  # dropped or rescheduled: stale entry
                 heapq.heappop(heap)
                 continue
             finished = end <= now
@@ -477,6 +670,8 @@ class PredictionStore:
     def in_flight(self, now: float) -> int:
         """How many predictions have a terminal time after ``now``."""
         running = self._running
-        while running and running[0] <= now:
-            heapq.heappop(running)
-        return len(running)
+        while running and running[0][0] <= now:
+            end, prediction_id = heapq.heappop(running)
+            if self._running_end.get(prediction_id) == end:
+                del self._running_end[prediction_id]
+        return len(self._running_end)

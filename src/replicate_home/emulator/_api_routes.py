@@ -1,0 +1,496 @@
+"""Replicate's HTTP API under ``/v1``, a thin HTTP layer over :mod:`._simulation`.
+
+- ``POST /v1/models/{owner}/{name}/predictions`` and ``POST /v1/predictions`` create;
+- ``GET /v1/predictions`` lists (newest first, paginated), ``GET /v1/predictions/{id}``
+  answers one, ``POST /v1/predictions/{id}/cancel`` cancels it;
+- ``GET /v1/predictions/{id}/stream`` streams a text prediction's output (server-sent
+  events);
+- ``GET /v1/models/{owner}/{name}``, ``.../versions`` and ``.../versions/{id}`` describe
+  models.
+
+Every route wants a bearer token and errors are problem details (``application/problem+json``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import secrets
+from collections.abc import AsyncGenerator
+from typing import TYPE_CHECKING, Any
+
+import anyio
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
+
+from ._api_rules import (
+    decode_cursor,
+    encode_cursor,
+    format_event,
+    model_object,
+    parse_cancel_after,
+    parse_prefer_wait,
+    quirky_json,
+    version_object,
+)
+from ._responses import fault_response, json_bytes, problem
+from ._simulation import ModelInfo, Prediction, model_info, render, stream_events
+
+if TYPE_CHECKING:
+    from ._app import Emulator
+
+__all__ = ["ApiRoutes"]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+_VERSION_ID = re.compile(r"[0-9a-f]{64}")
+_WEBHOOK_EVENTS = frozenset({"start", "output", "logs", "completed"})
+_JSON = "application/json"
+_EVENT_STREAM_TYPES = frozenset({"text/event-stream", "text/*", "*/*"})
+
+
+def _invalid(detail: str) -> Response:
+    return problem(422, "Input validation failed", detail)
+
+
+def _not_found(what: str) -> Response:
+    return problem(404, "Not found", f"{what} not found")
+
+
+def _model_name(owner: str, name: str) -> str | None:
+    """``owner/name`` if both parts are valid names, else ``None``."""
+    if _NAME.fullmatch(owner) and _NAME.fullmatch(name):
+        return f"{owner}/{name}"
+    return None
+
+
+def _accepts_event_stream(accept: str | None) -> bool:
+    if accept is None or not accept.strip():
+        return True
+    ranges = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
+    return bool(ranges & _EVENT_STREAM_TYPES)
+
+
+def _check_input(model_input: object) -> str | Response:
+    """The prompt of a create's ``input``, or the 422 answer."""
+    if model_input is None:
+        return _invalid("input is required: a JSON object with the model's inputs")
+    if not isinstance(model_input, dict):
+        return _invalid(f"input must be a JSON object, got {type(model_input).__name__}")
+    if "prompt" not in model_input:
+        return _invalid("input.prompt is required")
+    prompt = model_input["prompt"]
+    if not isinstance(prompt, str):
+        return _invalid(f"input.prompt must be a string, got {json.dumps(prompt)}")
+    return prompt
+
+
+def _check_options(payload: dict[str, Any]) -> Response | None:
+    """The 422 answer for bad ``stream`` and webhook fields, if any (webhooks are accepted
+    but never sent)."""
+    stream = payload.get("stream")
+    if stream is not None and not isinstance(stream, bool):
+        return _invalid(f"stream must be a boolean, got {json.dumps(stream)}")
+    for name in ("webhook", "webhook_completed"):
+        value = payload.get(name)
+        if value is not None and not isinstance(value, str):
+            return _invalid(f"{name} must be a URL string, got {json.dumps(value)}")
+    events = payload.get("webhook_events_filter")
+    if events is not None and (
+        not isinstance(events, list) or not all(event in _WEBHOOK_EVENTS for event in events)
+    ):
+        allowed = ", ".join(sorted(_WEBHOOK_EVENTS))
+        return _invalid(f"webhook_events_filter must be a list of: {allowed}")
+    return None
+
+
+class ApiRoutes:
+    """The ``/v1`` routes of one :class:`Emulator`."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self._emu = emulator
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v1/predictions", self._predictions, methods=["GET", "POST"]),
+            Route("/v1/predictions/{prediction_id}", self._get, methods=["GET"]),
+            Route("/v1/predictions/{prediction_id}/cancel", self._cancel, methods=["POST"]),
+            Route("/v1/predictions/{prediction_id}/stream", self._stream, methods=["GET"]),
+            Route("/v1/models/{owner}/{name}", self._model, methods=["GET"]),
+            Route("/v1/models/{owner}/{name}/predictions", self._create_by_model, methods=["POST"]),
+            Route("/v1/models/{owner}/{name}/versions", self._versions, methods=["GET"]),
+            Route(
+                "/v1/models/{owner}/{name}/versions/{version_id}", self._version, methods=["GET"]
+            ),
+        ]
+
+    # ----------------------------------------------------------------- gatekeeping
+
+    def _gate(self, request: Request, *, create: bool) -> Response | None:
+        """The 401 or 429 answer to a request, if it gets one."""
+        emu = self._emu
+        header = (request.headers.get("authorization") or "").strip()
+        scheme, _, credentials = header.partition(" ")
+        credentials = credentials.strip()
+        if not header or (scheme.lower() == "bearer" and not credentials):
+            return problem(
+                401,
+                "Unauthenticated",
+                "You did not pass an authentication token",
+                headers={"www-authenticate": "Bearer"},
+            )
+        expected = emu._token
+        if scheme.lower() != "bearer" or (
+            expected is not None
+            and not secrets.compare_digest(credentials.encode(), expected.encode())
+        ):
+            return problem(
+                401,
+                "Unauthenticated",
+                "You did not pass a valid authentication token",
+                headers={"www-authenticate": "Bearer"},
+            )
+        if emu._buckets is not None:
+            bucket = emu._buckets[0 if create else 1]
+            wait = bucket.take(emu._now())
+            if wait > 0:
+                emu._throttled += 1
+                retry_after = max(1, math.ceil(wait))
+                kind = "creating predictions" if create else "this kind of request"
+                return problem(
+                    429,
+                    "Request was throttled",
+                    f"Request was throttled. Your rate limit for {kind} is "
+                    f"{bucket.per_minute} requests per minute with a burst of {bucket.burst}. "
+                    f"Expected available in {retry_after} second(s).",
+                    headers={"retry-after": str(retry_after)},
+                    retry_after=retry_after,
+                )
+        return None
+
+    # ----------------------------------------------------------------- prediction objects
+
+    def _object(
+        self, request: Request, pred: Prediction, now: float, *, as_created: bool = False
+    ) -> dict[str, Any]:
+        emu = self._emu
+        obj = render(pred, now, image_url=emu._image_url_builder(request), as_created=as_created)
+        base = str(request.base_url).rstrip("/")
+        urls = {
+            "cancel": f"{base}/v1/predictions/{pred.id}/cancel",
+            "get": f"{base}/v1/predictions/{pred.id}",
+        }
+        if pred.kind == "text":
+            urls["stream"] = f"{base}/v1/predictions/{pred.id}/stream"
+        urls["web"] = f"{base}/p/{pred.id}"
+        obj["data_removed"] = False
+        obj["urls"] = urls
+        return obj
+
+    @staticmethod
+    def _encode(pred: Prediction, obj: dict[str, Any]) -> bytes:
+        return quirky_json(obj, pred.kind) if pred.scenario.quirks else json_bytes(obj)
+
+    def _lookup(self, request: Request) -> tuple[Prediction | None, float]:
+        emu = self._emu
+        now = emu._now()
+        emu._store.purge(now)
+        prediction_id: str = request.path_params["prediction_id"]
+        emu._info(request).prediction_id = prediction_id
+        return emu._store.get(prediction_id, now), now
+
+    # ----------------------------------------------------------------- creates
+
+    async def _create_by_model(self, request: Request) -> Response:
+        model = _model_name(request.path_params["owner"], request.path_params["name"])
+        gated = self._gate(request, create=True)
+        if gated is not None:
+            return gated
+        if model is None:
+            return _not_found("Model")
+        return await self._create(request, model)
+
+    async def _predictions(self, request: Request) -> Response:
+        """``/v1/predictions``: one route, so that a 405 lists both methods in ``Allow``."""
+        if request.method == "POST":
+            return await self._create_by_version(request)
+        return await self._list(request)
+
+    async def _create_by_version(self, request: Request) -> Response:
+        gated = self._gate(request, create=True)
+        if gated is not None:
+            return gated
+        return await self._create(request, None)
+
+    def _resolve_version(self, version: object) -> tuple[str, ModelInfo] | Response:
+        """The model and version a create's ``version`` field names, or the 422 answer."""
+        if version is None:
+            return _invalid("version is required")
+        if not isinstance(version, str):
+            return _invalid(f"version must be a string, got {json.dumps(version)}")
+        if ":" in version:
+            reference, _, version_id = version.partition(":")
+            owner, _, name = reference.partition("/")
+            model = _model_name(owner, name)
+            if model is None:
+                return _invalid(f"version {version!r} must look like owner/name:version_id")
+            info = model_info(model)
+            if version_id != info.version:
+                return problem(
+                    422,
+                    "Invalid version or not permitted",
+                    f"version {version_id!r} is not a version of model {model}",
+                )
+            return model, info
+        if not _VERSION_ID.fullmatch(version):
+            return _invalid(
+                "version must be a 64-character version id or owner/name:version_id, "
+                f"got {version!r}"
+            )
+        known = self._emu._known_versions.get(version)
+        if known is None:
+            return problem(
+                422,
+                "Invalid version or not permitted",
+                f"version {version} does not exist (or you are not permitted to use it)",
+            )
+        return known, model_info(known)
+
+    async def _create(self, request: Request, model: str | None) -> Response:
+        emu = self._emu
+        body = await request.body()
+        now = emu._now()
+        emu._store.purge(now)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return problem(400, "Invalid JSON", "The request body must be a JSON object")
+        if not isinstance(payload, dict):
+            return _invalid("The request body must be a JSON object")
+
+        resolved = self._resolve_version(payload.get("version")) if model is None else None
+        fault_model = resolved[0] if isinstance(resolved, tuple) else model
+        model_input = payload.get("input")
+        prompt_for_fault = model_input.get("prompt") if isinstance(model_input, dict) else None
+        fault = emu._take_submit_fault(prompt_for_fault, fault_model)
+        if fault is not None:
+            return fault_response(fault)
+
+        if model is not None:
+            info = model_info(model)
+        elif isinstance(resolved, tuple):
+            model, info = resolved
+        else:
+            assert resolved is not None
+            return resolved
+        prompt = _check_input(model_input)
+        if isinstance(prompt, Response):
+            return prompt
+        assert isinstance(model_input, dict)
+        bad_options = _check_options(payload)
+        if bad_options is not None:
+            return bad_options
+        try:
+            wait = parse_prefer_wait(request.headers.get("prefer"))
+        except ValueError as error:
+            return problem(422, "Invalid Prefer header", str(error))
+        deadline = None
+        cancel_after = request.headers.get("cancel-after")
+        if cancel_after is not None:
+            try:
+                deadline = now + parse_cancel_after(cancel_after)
+            except ValueError as error:
+                return problem(422, "Invalid Cancel-After header", str(error))
+
+        pred = emu._start_prediction(
+            model, info, model_input, prompt, now, source="api", deadline=deadline
+        )
+        emu._remember_version(model, info.version)
+        emu._info(request).prediction_id = pred.id
+        headers: dict[str, str] = {}
+        if wait is None:
+            obj = self._object(request, pred, now, as_created=True)
+        else:
+            # Hold the answer until the prediction is terminal or the wait is over.
+            until = now + wait
+            while not emu._stopping and not pred.is_terminal(now) and now < until:
+                await emu._pause(min(pred.end_time, until) - now)
+                now = emu._now()
+            obj = self._object(request, pred, now)
+            headers["preference-applied"] = f"wait={wait}"
+        return Response(self._encode(pred, obj), 201, headers=headers, media_type=_JSON)
+
+    # ----------------------------------------------------------------- predictions
+
+    async def _get(self, request: Request) -> Response:
+        self._emu._polls += 1
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
+        pred, now = self._lookup(request)
+        if pred is None:
+            return _not_found("Prediction")
+        poll_number = pred.polls
+        pred.polls += 1
+        fault = pred.scenario.poll_fault(poll_number)
+        if fault is not None:
+            return fault_response(fault)
+        content_type = pred.scenario.content_type
+        headers = {} if content_type is None else {"content-type": content_type}
+        return Response(self._encode(pred, self._object(request, pred, now)), headers=headers)
+
+    async def _cancel(self, request: Request) -> Response:
+        self._emu._cancels += 1
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
+        pred, now = self._lookup(request)
+        if pred is None:
+            return _not_found("Prediction")
+        self._emu._store.cancel(pred, now)  # a terminal prediction stays as it is
+        obj = self._object(request, pred, now)
+        return Response(self._encode(pred, obj), media_type=_JSON)
+
+    async def _list(self, request: Request) -> Response:
+        emu = self._emu
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
+        now = emu._now()
+        emu._store.purge(now)
+        newest_first = list(emu._store.newest_first())
+        size = emu._page_size
+        cursor = request.query_params.get("cursor")
+        if cursor is None:
+            page = newest_first[:size]
+        else:
+            try:
+                direction, number = decode_cursor(cursor)
+            except ValueError:
+                return problem(400, "Invalid cursor", f"Cursor {cursor!r} is not valid")
+            if direction == "n":
+                page = [pred for pred in newest_first if pred.number < number][:size]
+            else:
+                page = [pred for pred in newest_first if pred.number > number][-size:]
+        base = str(request.url.replace(query="")).rstrip("/")
+        following = previous = None
+        if page:
+            if any(pred.number < page[-1].number for pred in newest_first):
+                following = f"{base}?cursor={encode_cursor('n', page[-1].number)}"
+            if any(pred.number > page[0].number for pred in newest_first):
+                previous = f"{base}?cursor={encode_cursor('p', page[0].number)}"
+        results = []
+        for pred in page:
+            item = self._object(request, pred, now)
+            del item["logs"]  # list items leave the logs out, as the real API does
+            item["source"] = pred.source
+            results.append(item)
+        body = {"next": following, "previous": previous, "results": results}
+        return Response(json_bytes(body), media_type=_JSON)
+
+    async def _stream(self, request: Request) -> Response:
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
+        pred, _ = self._lookup(request)
+        if pred is None:
+            return _not_found("Prediction")
+        if pred.kind != "text":
+            return problem(
+                404,
+                "Not found",
+                f"Prediction {pred.id} has no output stream: image models do not stream",
+            )
+        if not _accepts_event_stream(request.headers.get("accept")):
+            return problem(
+                406, "Not acceptable", "The output stream is text/event-stream: accept it"
+            )
+        last_event_id = (request.headers.get("last-event-id") or "").strip()
+        first = int(last_event_id) + 1 if last_event_id.isdigit() else 0
+        return _EventStream(self._emu, pred, first)
+
+    # ----------------------------------------------------------------- models
+
+    def _named_model(self, request: Request) -> str | Response:
+        model = _model_name(request.path_params["owner"], request.path_params["name"])
+        if model is None:
+            return _not_found("Model")
+        self._emu._remember_version(model, model_info(model).version)
+        return model
+
+    async def _model(self, request: Request) -> Response:
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
+        model = self._named_model(request)
+        if isinstance(model, Response):
+            return model
+        obj = model_object(model, model_info(model), self._emu._run_counts[model])
+        return Response(json_bytes(obj), media_type=_JSON)
+
+    async def _versions(self, request: Request) -> Response:
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
+        model = self._named_model(request)
+        if isinstance(model, Response):
+            return model
+        body = {"next": None, "previous": None, "results": [version_object(model_info(model))]}
+        return Response(json_bytes(body), media_type=_JSON)
+
+    async def _version(self, request: Request) -> Response:
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
+        model = self._named_model(request)
+        if isinstance(model, Response):
+            return model
+        info = model_info(model)
+        if request.path_params["version_id"] != info.version:
+            return _not_found("Version")
+        return Response(json_bytes(version_object(info)), media_type=_JSON)
+
+
+class _EventStream(StreamingResponse):
+    """A prediction's output as server-sent events, pushed as the simulation produces them.
+
+    Ends after the ``done`` event, when the client disconnects, or when the emulator stops
+    serving.
+    """
+
+    def __init__(self, emulator: Emulator, pred: Prediction, first_id: int) -> None:
+        self._emu = emulator
+        self._events = self._produce(pred, first_id)
+        super().__init__(
+            self._events,
+            media_type="text/event-stream",
+            headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+        )
+
+    async def _produce(self, pred: Prediction, first_id: int) -> AsyncGenerator[bytes, None]:
+        emu = self._emu
+        sent = first_id
+        while True:
+            now = emu._now()
+            events, due = stream_events(pred, now)
+            if sent < len(events):
+                yield b"".join(format_event(event) for event in events[sent:])
+                sent = len(events)
+            if due is None or emu._stopping:
+                return
+            await emu._pause(due - now)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        emu = self._emu
+        emu._stream_connections += 1
+        emu._open_streams += 1
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):
+                await self._events.aclose()
+            emu._open_streams -= 1
+            emu._wake_waiters()

@@ -1,0 +1,340 @@
+"""Pure rules of the emulated ``/v1`` API: header grammars, rate limits, cursors, wire formats.
+
+No I/O and no HTTP framework here: the route layer (:mod:`._api_routes`) calls these.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from typing import Any
+
+from ._simulation import ModelInfo, StreamEvent
+
+__all__ = [
+    "MIN_CANCEL_AFTER",
+    "TokenBucket",
+    "decode_cursor",
+    "encode_cursor",
+    "format_event",
+    "model_object",
+    "parse_cancel_after",
+    "parse_prefer_wait",
+    "quirky_json",
+    "version_object",
+]
+
+#: The shortest ``Cancel-After`` deadline the API accepts, in seconds.
+MIN_CANCEL_AFTER = 5.0
+#: ``Prefer: wait`` without a number waits this long, and no wait is longer.
+MAX_WAIT = 60
+
+_NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
+_DURATION = re.compile(rf"(?:{_NUMBER}(?:ms|h|m|s))+")
+_DURATION_PART = re.compile(rf"({_NUMBER})(ms|h|m|s)")
+_PLAIN_SECONDS = re.compile(_NUMBER)
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_WAIT = re.compile(r"wait(?:\s*=\s*(\S*))?", re.IGNORECASE)
+
+
+def parse_cancel_after(value: str) -> float:
+    """Seconds of a ``Cancel-After`` header: ``5s``, ``1m30s``, ``2h``, ``1.5m`` or plain
+    seconds (``90``). Raises ``ValueError`` when malformed or under :data:`MIN_CANCEL_AFTER`.
+    """
+    text = value.strip()
+    if _PLAIN_SECONDS.fullmatch(text):
+        seconds = float(text)
+    elif _DURATION.fullmatch(text):
+        seconds = sum(
+            float(number) * _UNIT_SECONDS[unit] for number, unit in _DURATION_PART.findall(text)
+        )
+    else:
+        raise ValueError(
+            f"Cancel-After must be a duration like 30s, 1m30s or 2h, or plain seconds; "
+            f"got {value!r}"
+        )
+    if not math.isfinite(seconds) or seconds < MIN_CANCEL_AFTER:
+        raise ValueError(
+            f"Cancel-After must be at least {MIN_CANCEL_AFTER:g} seconds; got {value!r}"
+        )
+    return seconds
+
+
+def parse_prefer_wait(value: str | None) -> int | None:
+    """Seconds to hold a create for, from its ``Prefer`` header; ``None``: answer at once.
+
+    ``wait`` means :data:`MAX_WAIT` seconds, ``wait=n`` n seconds (an integer from 1 to 60).
+    Other preferences are ignored, as RFC 7240 asks; a ``wait`` with a bad value raises
+    ``ValueError``.
+    """
+    if value is None:
+        return None
+    for preference in value.split(","):
+        token = preference.split(";", 1)[0].strip()
+        match = _WAIT.fullmatch(token)
+        if match is None:
+            continue
+        raw = match.group(1)
+        if raw is None:
+            return MAX_WAIT
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_WAIT:
+            raise ValueError(
+                f"Prefer: wait=n needs a whole number of seconds from 1 to {MAX_WAIT}; "
+                f"got {preference.strip()!r}"
+            )
+        return int(raw)
+    return None
+
+
+class TokenBucket:
+    """A token bucket: ``per_minute`` requests a minute on average, bursts of ``burst``.
+
+    Times are seconds on any monotonic clock.
+    """
+
+    def __init__(self, per_minute: int, burst: int | None = None) -> None:
+        if isinstance(per_minute, bool) or not isinstance(per_minute, int) or per_minute < 1:
+            raise ValueError(f"a rate limit must be a positive int, got {per_minute!r}")
+        self.per_minute = per_minute
+        self.rate = per_minute / 60.0
+        #: Default burst: one second's worth of requests, at least one.
+        self.burst = max(1, math.ceil(self.rate)) if burst is None else burst
+        self._tokens = float(self.burst)
+        self._last: float | None = None
+
+    def take(self, now: float) -> float:
+        """Spend a token at ``now`` if there is one (answer 0), else answer the seconds until
+        there is one (nothing is spent)."""
+        if self._last is not None and now > self._last:
+            self._tokens = min(float(self.burst), self._tokens + (now - self._last) * self.rate)
+        if self._last is None or now > self._last:
+            self._last = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate
+
+
+def encode_cursor(direction: str, number: int) -> str:
+    """An opaque pagination cursor: ``direction`` ``"n"`` (older than) or ``"p"`` (newer than)
+    the prediction with creation ``number``."""
+    raw = f"{direction}:{number}".encode()
+    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[str, int]:
+    """The ``(direction, number)`` of a cursor from :func:`encode_cursor`; ``ValueError`` if bad."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise ValueError(f"invalid cursor {cursor!r}") from None
+    direction, _, number = raw.partition(":")
+    if direction not in ("n", "p") or not number.isdigit():
+        raise ValueError(f"invalid cursor {cursor!r}")
+    return direction, int(number)
+
+
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+
+
+def format_event(event: StreamEvent) -> bytes:
+    """One server-sent event on the wire: ``event``, ``id``, then one ``data`` line per line
+    of its data (so that a client joining them with ``\\n`` gets the data back)."""
+    lines = [f"event: {event.event}", f"id: {event.id}"]
+    lines.extend(f"data: {line}" for line in _LINE_BREAK.split(event.data))
+    return ("\n".join(lines) + "\n\n").encode()
+
+
+# --------------------------------------------------------------------------- models
+
+
+_VERSION_CREATED_AT = "2024-01-01T00:00:00.000000Z"
+_COG_VERSION = "0.9.0"
+
+
+def _input_schema(kind: str) -> dict[str, Any]:
+    properties: dict[str, Any] = {
+        "prompt": {
+            "type": "string",
+            "title": "Prompt",
+            "x-order": 0,
+            "description": "Prompt to send to the model.",
+        },
+        "seed": {
+            "type": "integer",
+            "title": "Seed",
+            "x-order": 1,
+            "description": "Random seed. Leave blank to randomize the seed",
+        },
+    }
+    if kind == "text":
+        properties["max_new_tokens"] = {
+            "type": "integer",
+            "title": "Max New Tokens",
+            "default": 512,
+            "minimum": 1,
+            "x-order": 2,
+            "description": "Maximum number of tokens to generate.",
+        }
+        properties["temperature"] = {
+            "type": "number",
+            "title": "Temperature",
+            "default": 0.7,
+            "minimum": 0,
+            "maximum": 5,
+            "x-order": 3,
+            "description": "Randomness of the output.",
+        }
+    else:
+        for order, (name, default) in enumerate((("width", 1024), ("height", 1024)), start=2):
+            properties[name] = {
+                "type": "integer",
+                "title": name.capitalize(),
+                "default": default,
+                "x-order": order,
+                "description": f"{name.capitalize()} of the output image",
+            }
+    return {"type": "object", "title": "Input", "required": ["prompt"], "properties": properties}
+
+
+def _output_schema(kind: str) -> dict[str, Any]:
+    if kind == "text":
+        return {
+            "type": "array",
+            "items": {"type": "string"},
+            "title": "Output",
+            "x-cog-array-type": "iterator",
+            "x-cog-array-display": "concatenate",
+        }
+    return {"type": "array", "items": {"type": "string", "format": "uri"}, "title": "Output"}
+
+
+def _openapi_schema(kind: str) -> dict[str, Any]:
+    return {
+        "openapi": "3.0.2",
+        "info": {"title": "Cog", "version": "0.1.0"},
+        "paths": {
+            "/predictions": {
+                "post": {
+                    "summary": "Predict",
+                    "operationId": "predict_predictions_post",
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/PredictionRequest"}
+                            }
+                        }
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "Successful Response",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/PredictionResponse"}
+                                }
+                            },
+                        }
+                    },
+                }
+            }
+        },
+        "components": {
+            "schemas": {
+                "Input": _input_schema(kind),
+                "Output": _output_schema(kind),
+                "Status": {
+                    "enum": ["starting", "processing", "succeeded", "canceled", "failed"],
+                    "type": "string",
+                    "title": "Status",
+                    "description": "An enumeration.",
+                },
+                "PredictionRequest": {
+                    "type": "object",
+                    "title": "PredictionRequest",
+                    "properties": {
+                        "id": {"type": "string", "title": "Id"},
+                        "input": {"$ref": "#/components/schemas/Input"},
+                    },
+                },
+                "PredictionResponse": {
+                    "type": "object",
+                    "title": "PredictionResponse",
+                    "properties": {
+                        "id": {"type": "string", "title": "Id"},
+                        "input": {"$ref": "#/components/schemas/Input"},
+                        "output": {"$ref": "#/components/schemas/Output"},
+                        "status": {"$ref": "#/components/schemas/Status"},
+                        "logs": {"type": "string", "title": "Logs", "default": ""},
+                        "error": {"type": "string", "title": "Error"},
+                        "metrics": {"type": "object", "title": "Metrics"},
+                    },
+                },
+            }
+        },
+    }
+
+
+def version_object(info: ModelInfo) -> dict[str, Any]:
+    """The version object of a model (``GET /v1/models/{owner}/{name}/versions/{id}``)."""
+    return {
+        "id": info.version,
+        "created_at": _VERSION_CREATED_AT,
+        "cog_version": _COG_VERSION,
+        "openapi_schema": _openapi_schema(info.kind),
+    }
+
+
+def model_object(model: str, info: ModelInfo, run_count: int) -> dict[str, Any]:
+    """The model object of ``owner/name`` (``GET /v1/models/{owner}/{name}``)."""
+    owner, name = model.split("/", 1)
+    what = "text-generation" if info.kind == "text" else "text-to-image"
+    return {
+        "url": f"https://replicate.com/{model}",
+        "owner": owner,
+        "name": name,
+        "description": f"An emulated {what} model",
+        "visibility": "public",
+        "github_url": None,
+        "paper_url": None,
+        "license_url": None,
+        "run_count": run_count,
+        "cover_image_url": None,
+        "default_example": None,
+        "latest_version": version_object(info),
+    }
+
+
+# --------------------------------------------------------------------------- quirks
+
+
+def quirky_json(obj: dict[str, Any], kind: str) -> bytes:
+    """``obj`` (a prediction object) as the real API sometimes writes it: ``logs: null``
+    while there are none, extra unknown fields, a richer ``metrics`` object, and the ``id``
+    key twice in the JSON text (both with the same value)."""
+    quirky = dict(obj)
+    if not quirky.get("logs"):
+        quirky["logs"] = None
+    metrics = dict(quirky.get("metrics") or {})
+    if "predict_time" in metrics:
+        metrics["total_time"] = round(metrics["predict_time"] + 0.05, 6)
+        output = quirky.get("output")
+        if kind == "text":
+            produced = len(output) if isinstance(output, list) else 1
+            metrics["input_token_count"] = len(
+                str(quirky.get("input", {}).get("prompt", "")).split()
+            )
+            metrics["output_token_count"] = produced
+            metrics["time_to_first_token"] = 0.01
+        else:
+            metrics["image_count"] = len(output) if isinstance(output, list) else 1
+    quirky["metrics"] = metrics
+    quirky["source"] = "api"
+    quirky["webhook_completed"] = None
+    quirky["deployment"] = None
+    quirky["x_emulator"] = {"note": "an unknown field", "nested": [1, {"deep": True}]}
+    text = json.dumps(quirky, ensure_ascii=False, separators=(",", ":"))
+    duplicate = json.dumps(quirky["id"])
+    return ('{"id":' + duplicate + "," + text[1:]).encode()

@@ -1,0 +1,101 @@
+"""The homepage service's routes, a thin HTTP layer over :mod:`._simulation`.
+
+- ``POST /api/prediction`` creates a prediction;
+- ``GET /api/poll?id=<id>`` answers its current state.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ._responses import detail_response, fault_response, json_bytes
+from ._simulation import MODELS, render
+
+if TYPE_CHECKING:
+    from ._app import Emulator
+
+__all__ = ["HomeRoutes"]
+
+
+class HomeRoutes:
+    """The homepage routes of one :class:`Emulator`."""
+
+    def __init__(self, emulator: Emulator) -> None:
+        self._emu = emulator
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/api/prediction", self._create, methods=["POST"]),
+            Route("/api/poll", self._poll, methods=["GET"]),
+        ]
+
+    async def _create(self, request: Request) -> Response:
+        emu = self._emu
+        body = await request.body()
+        now = emu._now()
+        emu._store.purge(now)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            return detail_response(400, "Request body must be a JSON object")
+        if not isinstance(payload, dict):
+            return detail_response(400, "Request body must be a JSON object")
+
+        model_input = payload.get("input")
+        prompt = model_input.get("prompt") if isinstance(model_input, dict) else None
+        fault = emu._take_submit_fault(prompt, payload.get("model"))
+        if fault is not None:
+            return fault_response(fault)
+
+        model = payload.get("model")
+        if not isinstance(model, str) or model not in MODELS:
+            known = ", ".join(MODELS)
+            return detail_response(422, f"Field 'model' must be one of: {known}; got {model!r}")
+        info = MODELS[model]
+        version = payload.get("version")
+        if version is None:
+            return detail_response(422, "Field 'version' is required")
+        if version != info.version:
+            return detail_response(
+                422, f"Field 'version' must be {info.version} for model {model}; got {version!r}"
+            )
+        if not isinstance(model_input, dict):
+            return detail_response(422, "Field 'input' must be a JSON object")
+        if not isinstance(prompt, str) or not prompt:
+            return detail_response(422, "Field 'input.prompt' must be a non-empty string")
+
+        pred = emu._start_prediction(model, info, model_input, prompt, now, source="web")
+        emu._info(request).prediction_id = pred.id
+        obj = render(pred, now, image_url=emu._image_url_builder(request), as_created=True)
+        return Response(json_bytes(obj), status_code=201, media_type="application/json")
+
+    async def _poll(self, request: Request) -> Response:
+        emu = self._emu
+        now = emu._now()
+        emu._store.purge(now)
+        emu._polls += 1
+        prediction_id = request.query_params.get("id")
+        if not prediction_id:
+            return detail_response(400, "Query parameter 'id' is required")
+        emu._info(request).prediction_id = prediction_id
+        pred = emu._store.get(prediction_id, now)
+        if pred is None:
+            return detail_response(404, "Prediction not found")
+        poll_number = pred.polls
+        pred.polls += 1
+        fault = pred.scenario.poll_fault(poll_number)
+        if fault is not None:
+            return fault_response(fault)
+        obj = render(pred, now, image_url=emu._image_url_builder(request))
+        headers = (
+            {}
+            if pred.scenario.content_type is None
+            else {"content-type": pred.scenario.content_type}
+        )
+        return Response(json_bytes(obj), status_code=200, headers=headers)
