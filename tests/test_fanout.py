@@ -252,7 +252,7 @@ async def test_module_level_fan_out_owns_its_client(emulator: Emulator) -> None:
 
 
 async def test_two_hundred_predictions_at_once(emulator: Emulator) -> None:
-    emulator.script("scale", Scenario(duration=1.0))
+    emulator.script("scale", Scenario(duration=2.0))
     async with ReplicateHome(emulator.base_url) as client:
         async with client.fan_out(["gemma-2b"] * 200, prompt="scale") as stream:
             ends = stream_ends([e async for e in stream])

@@ -1,18 +1,20 @@
 """Run Replicate predictions from trio and asyncio programs alike.
 
+``ReplicateAPI`` runs them on Replicate's official API (a token, streaming, remote
+cancel, a shared rate budget).
 ``ReplicateHome`` keeps the original provider's surface (class attributes, models,
 aliases, versions, ``create_async_generator``) on an anyio + httpx core with deadlines,
 prompt cancellation and an adaptive poll schedule. ``replicate_home.emulator`` is a
 faithful loopback server of the service for tests and demos.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from ._entry import fan_out
 from ._exceptions import (
     AllPredictionsFailed,
+    AuthenticationError,
     ClientNotOpenError,
     ConnectionFailed,
+    InvalidInputError,
     ModelNotSupportedError,
     OutputRewritten,
     PredictionCanceled,
@@ -37,16 +39,14 @@ from ._fanout import (
 from ._models import ImageResponse, Prediction
 from ._prompt import Message, Messages, format_prompt
 from ._provider import ReplicateHome
+from ._replicate_api import ReplicateAPI
 from ._schedule import AdaptiveSchedule, FixedSchedule, PollSchedule
-
-try:
-    __version__ = version("replicate-home")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+from ._version import __version__
 
 __all__ = [
     "AdaptiveSchedule",
     "AllPredictionsFailed",
+    "AuthenticationError",
     "Chunk",
     "ClientNotOpenError",
     "ComparisonResult",
@@ -58,6 +58,7 @@ __all__ = [
     "FixedSchedule",
     "Image",
     "ImageResponse",
+    "InvalidInputError",
     "Message",
     "Messages",
     "ModelNotSupportedError",
@@ -69,6 +70,7 @@ __all__ = [
     "PredictionTimeout",
     "Progress",
     "RateLimitError",
+    "ReplicateAPI",
     "ReplicateHome",
     "ReplicateHomeError",
     "ResponseStatusError",

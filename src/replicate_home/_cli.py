@@ -1,7 +1,9 @@
 """``replicate-home``: generate from the command line, list models, run the emulator.
 
-Without ``--base-url`` (or ``REPLICATE_HOME_BASE_URL``) the commands run against an
-emulator started in this process, so a first try needs no network and no account.
+Where no service is configured (no ``--base-url``, no ``REPLICATE_HOME_BASE_URL`` or
+``REPLICATE_BASE_URL``, and for the API no ``REPLICATE_API_TOKEN``) the commands run
+against an emulator started in this process, so a first try needs no network and no
+account.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 import os
 import sys
 from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
@@ -21,12 +23,18 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
-from . import __version__, _catalog
+from . import _catalog
+from ._api import BASE_URL_ENV as API_BASE_URL_ENV
+from ._api import DEFAULT_API_URL as API_DEFAULT_URL
+from ._api import TOKEN_ENV, parse_model_ref
+from ._client import BaseClient
 from ._exceptions import ReplicateHomeError
 from ._fanout import ComparisonResult, compare_results
 from ._home import BASE_URL_ENV
 from ._models import ImageResponse
 from ._provider import ReplicateHome
+from ._replicate_api import ReplicateAPI
+from ._version import __version__
 
 __all__ = ["main"]
 
@@ -85,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8000, help="port to bind, 0 for any (default: %(default)s)"
     )
     emulator.add_argument(
+        "--token", default=None, help="accept only this API token on /v1 (default: any)"
+    )
+    emulator.add_argument(
         "--duration",
         type=float,
         default=1.0,
@@ -94,9 +105,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_service_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--service",
+        choices=("home", "api"),
+        default=None,
+        help=f"the homepage endpoint or the official API (default: api when ${TOKEN_ENV} "
+        "is set, else home)",
+    )
+    command.add_argument(
+        "-i",
+        "--input",
+        dest="inputs",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a model input for the api service (VALUE may be JSON); repeatable",
+    )
     where = command.add_mutually_exclusive_group()
     where.add_argument(
-        "--base-url", help=f"service URL (default: ${BASE_URL_ENV}, else the local emulator)"
+        "--base-url",
+        help=f"service URL (default: ${BASE_URL_ENV} or ${API_BASE_URL_ENV}; with neither, and "
+        f"for home without ${TOKEN_ENV} too, the local emulator)",
     )
     where.add_argument(
         "--emulator", action="store_true", help="use an emulator started in this process"
@@ -122,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_models(sys.stdout)
             return 0
         if args.command == "emulator":
-            anyio.run(serve_emulator, args.host, args.port, args.duration)
+            anyio.run(serve_emulator, args.host, args.port, args.duration, args.token)
             return 0
         backend = args.backend
         if backend == "trio":
@@ -168,70 +197,127 @@ def print_models(out: TextIO) -> None:
         )
 
 
+def chosen_service(args: argparse.Namespace) -> str:
+    """``--service``, else ``api`` when a token is configured, else ``home``."""
+    if args.service is not None:
+        return str(args.service)
+    return "api" if os.environ.get(TOKEN_ENV, "").strip() else "home"
+
+
+def parse_inputs(pairs: Sequence[str]) -> dict[str, Any] | None:
+    """``key=value`` pairs as a model input; a value that parses as JSON is JSON."""
+    if not pairs:
+        return None
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise CommandError(f"-i expects KEY=VALUE, not {pair!r}")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except ValueError:
+            values[key.strip()] = raw
+    return values
+
+
 @asynccontextmanager
-async def service_url(base_url: str | None, force_emulator: bool) -> AsyncIterator[str]:
-    """The base URL to use: the one given, else the environment's, else an emulator's."""
-    configured = base_url or os.environ.get(BASE_URL_ENV)
-    if configured and not force_emulator:
-        yield configured
+async def open_client(args: argparse.Namespace) -> AsyncIterator[BaseClient]:
+    """The client the command asked for: on the service given, or on an emulator
+    started in this process when none is configured (or ``--emulator``)."""
+    service = chosen_service(args)
+    token = os.environ.get(TOKEN_ENV, "").strip() or None
+    if service == "home":
+        configured = args.base_url or os.environ.get(BASE_URL_ENV)
+    else:
+        configured = (
+            args.base_url
+            or os.environ.get(API_BASE_URL_ENV)
+            or (API_DEFAULT_URL if token else None)
+        )
+    options = {"timeout": args.timeout, "poll_interval": args.poll_interval}
+    if configured and not args.emulator:
+        if service == "home":
+            async with ReplicateHome(configured, **options) as home:
+                yield home
+        else:
+            async with ReplicateAPI(token, base_url=configured, **options) as api:
+                yield api
         return
     try:
         from .emulator import Emulator
     except ImportError:
         raise CommandError(
-            "no service configured (--base-url or $REPLICATE_HOME_BASE_URL) and the emulator "
-            "is not installed: pip install 'replicate-home[emulator]'"
+            "no service configured and the emulator is not installed: "
+            "pip install 'replicate-home[emulator]'"
         ) from None
-    if not force_emulator:
+    if not args.emulator:
         print(
             "replicate-home: no service configured; using the local emulator "
             "(pass --base-url to use a real one)",
             file=sys.stderr,
         )
     async with Emulator().serve() as emulator:
-        yield emulator.base_url
+        if service == "home":
+            async with ReplicateHome(emulator.base_url, **options) as home:
+                yield home
+        else:
+            # The emulator takes any token; a configured one is used as it is.
+            async with ReplicateAPI(
+                token or "emulator", base_url=emulator.base_url, **options
+            ) as api:
+                yield api
+
+
+def resolve_models(args: argparse.Namespace, models: Sequence[str | None]) -> list[str]:
+    """Validate model names before any request (each service has its own rules)."""
+    if chosen_service(args) == "home":
+        return [ReplicateHome.get_model(model) for model in models]
+    chosen = [model or _catalog.DEFAULT_MODEL for model in models]
+    for model in chosen:
+        parse_model_ref(model)  # raises ValueError for a malformed reference
+    return chosen
 
 
 async def generate_command(args: argparse.Namespace) -> None:
-    async with service_url(args.base_url, args.emulator) as base_url:
-        client = ReplicateHome(base_url, timeout=args.timeout, poll_interval=args.poll_interval)
-        # Validate before any request so bad input fails fast.
-        model = client.get_model(args.model)
-        async with client:
-            ended_with_newline = True
-            async for chunk in client.generate(model, prompt=args.prompt):
+    (model,) = resolve_models(args, [args.model])
+    inputs = parse_inputs(args.inputs)
+    async with open_client(args) as client:
+        ended_with_newline = True
+        chunks = client.generate(model, prompt=args.prompt, input=inputs)
+        async with aclosing(chunks):
+            async for chunk in chunks:
                 if isinstance(chunk, ImageResponse):
                     for url in chunk.images:
-                        print(url, flush=True)
+                        print(url if not url.startswith("data:") else url[:60] + "…", flush=True)
                     if args.save is not None:
                         await save_images(chunk, args.save, model)
                 else:
                     sys.stdout.write(chunk)
                     sys.stdout.flush()
                     ended_with_newline = chunk.endswith("\n")
-            if not ended_with_newline:
-                sys.stdout.write("\n")
+        if not ended_with_newline:
+            sys.stdout.write("\n")
 
 
 async def compare_command(args: argparse.Namespace) -> None:
-    async with service_url(args.base_url, args.emulator) as base_url:
-        client = ReplicateHome(base_url, timeout=args.timeout, poll_interval=args.poll_interval)
-        # Resolve (and so validate) every model before any request.
-        models = [client.get_model(model) for model in args.models]
-        async with client:
-            events = client.fan_out(models, prompt=args.prompt, limit=args.limit, progress=True)
-            if args.json:
-                results = await compare_results(events, len(models))
-                json.dump([result_json(result) for result in results], sys.stdout, indent=2)
-                sys.stdout.write("\n")
-                return
-            from rich.console import Console
+    models = resolve_models(args, args.models)
+    inputs = parse_inputs(args.inputs)
+    async with open_client(args) as client:
+        events = client.fan_out(
+            models, prompt=args.prompt, input=inputs, limit=args.limit, progress=True
+        )
+        if args.json:
+            results = await compare_results(events, len(models))
+            json.dump([result_json(result) for result in results], sys.stdout, indent=2)
+            sys.stdout.write("\n")
+            return
+        from rich.console import Console
 
-            from ._compare_view import LiveView, results_table
+        from ._compare_view import LiveView, results_table
 
-            with LiveView(models, Console(stderr=True)) as view:
-                results = await compare_results(events, len(models), view.update)
-            Console().print(results_table(results))
+        with LiveView(models, Console(stderr=True)) as view:
+            results = await compare_results(events, len(models), view.update)
+        Console().print(results_table(results))
 
 
 def result_json(result: ComparisonResult) -> dict[str, Any]:
@@ -268,7 +354,7 @@ async def save_images(image: ImageResponse, directory: Path, model: str) -> list
     return saved
 
 
-async def serve_emulator(host: str, port: int, duration: float) -> None:
+async def serve_emulator(host: str, port: int, duration: float, token: str | None) -> None:
     try:
         from .emulator import Emulator, Scenario
         from .emulator._server import serve_forever
@@ -280,7 +366,8 @@ async def serve_emulator(host: str, port: int, duration: float) -> None:
     def ready(url: str) -> None:
         print(f"emulator listening on {url}", flush=True)
 
-    await serve_forever(Emulator(Scenario(duration=duration)), host, port, on_ready=ready)
+    emulator = Emulator(Scenario(duration=duration), token=token)
+    await serve_forever(emulator, host, port, on_ready=ready)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,17 +1,20 @@
-"""What every client shares: the HTTP client's lifetime, ``generate`` and ``predict``.
-
-A concrete client (``ReplicateHome``) only picks its :class:`Service`.
+"""What every client shares: lifetime, ``generate``, ``predict``, ``fan_out``, ``compare``
+and ``race``. A concrete client (``ReplicateHome``, ``ReplicateAPI``) only picks its
+:class:`Service` and options.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
+from typing import Any
 
 import anyio
 import httpx
+from anyio.abc import TaskGroup
 
+from ._budget import RateBudget
 from ._engine import Engine, StatusCallback
 from ._exceptions import ClientNotOpenError
 from ._fanout import ComparisonResult, FanOut, compare_results, first_success, open_fan_out
@@ -30,12 +33,16 @@ HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 #: How long closing an owned HTTP client may take when the caller is being cancelled.
 CLOSE_GRACE = 2.0
 
+Input = Mapping[str, Any]
+
 
 class BaseClient:
     """Runs predictions on one service; use it as ``async with``.
 
     It owns one ``httpx.AsyncClient`` for all its calls (keep-alive), or uses the one
-    given as ``http_client`` and leaves it open.
+    given as ``http_client`` and leaves it open. Where the service can cancel
+    predictions, it also owns a task group, for the cleanup of predictions its callers
+    abandon; leaving the ``async with`` waits for that cleanup (a few seconds at most).
     """
 
     def __init__(
@@ -46,6 +53,8 @@ class BaseClient:
         poll_interval: float | None,
         proxy: str | None,
         http_client: httpx.AsyncClient | None,
+        wait: float | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         self._timeout = check_seconds(timeout, "timeout")
         self._schedule: PollSchedule = (
@@ -61,8 +70,11 @@ class BaseClient:
         self._proxy = proxy
         self._given_http = http_client
         self._retry = RetryPolicy()
+        self._wait = wait
+        self._budget = budget
         self._engine: Engine | None = None
         self._owned_http: httpx.AsyncClient | None = None
+        self._group: TaskGroup | None = None
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -73,6 +85,10 @@ class BaseClient:
             http = self._given_http
         else:
             http = self._owned_http = self._new_http_client()
+        if self._service.can_cancel:
+            group = anyio.create_task_group()
+            await group.__aenter__()
+            self._group = group
         self._engine = self._new_engine(http)
         return self
 
@@ -83,16 +99,30 @@ class BaseClient:
         tb: TracebackType | None,
     ) -> None:
         self._engine = None
+        group, self._group = self._group, None
         owned, self._owned_http = self._owned_http, None
-        if owned is not None:
-            await close_http_client(owned)
+        try:
+            if group is not None:
+                # Wait for outstanding cleanup (each task bounds itself). The body's
+                # exception is not passed in: the group would cancel the cleanup, and its
+                # return value could swallow that exception. It propagates as it is.
+                await group.__aexit__(None, None, None)
+        finally:
+            if owned is not None:
+                await close_http_client(owned)
 
     def _new_http_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(proxy=self._proxy, timeout=HTTP_TIMEOUT)
 
     def _new_engine(self, http: httpx.AsyncClient) -> Engine:
         return Engine(
-            http, self._service, timeout=self._timeout, schedule=self._schedule, retry=self._retry
+            http,
+            self._service,
+            timeout=self._timeout,
+            schedule=self._schedule,
+            retry=self._retry,
+            background=self._group,
+            budget=self._budget,
         )
 
     def _open_engine(self) -> Engine:
@@ -110,6 +140,7 @@ class BaseClient:
         messages: Messages | None = None,
         *,
         prompt: str | None = None,
+        input: Input | None = None,
     ) -> AsyncGenerator[Output, None]:
         """Run one prediction and yield its output as it arrives.
 
@@ -118,7 +149,7 @@ class BaseClient:
         Bad arguments raise here, before any request. Close the generator (or use
         ``contextlib.aclosing``) if you stop early.
         """
-        call = self._service.prepare(model, messages, prompt)
+        call = self._service.prepare(model, messages, prompt, input)
         return stream_chunks(self._open_engine(), call)
 
     async def predict(
@@ -127,6 +158,7 @@ class BaseClient:
         messages: Messages | None = None,
         *,
         prompt: str | None = None,
+        input: Input | None = None,
         on_status: StatusCallback | None = None,
     ) -> Prediction:
         """Run one prediction to the end and return it.
@@ -135,8 +167,9 @@ class BaseClient:
         changes (for progress display). Raises :class:`PredictionFailed`,
         :class:`PredictionCanceled`, :class:`PredictionTimeout` and the HTTP errors.
         """
-        call = self._service.prepare(model, messages, prompt)
-        return await run_to_end(self._open_engine(), call, on_status=on_status)
+        call = self._service.prepare(model, messages, prompt, input)
+        engine = self._open_engine()
+        return await run_to_end(engine, call, on_status=on_status, wait=self._wait)
 
     def fan_out(
         self,
@@ -144,6 +177,7 @@ class BaseClient:
         messages: Messages | None = None,
         *,
         prompt: str | None = None,
+        input: Input | None = None,
         limit: int | None = None,
         timeout: float | None = None,
         fail_fast: bool = False,
@@ -166,6 +200,7 @@ class BaseClient:
             models,
             messages,
             prompt=prompt,
+            input=input,
             limit=limit,
             timeout=timeout,
             fail_fast=fail_fast,
@@ -178,12 +213,15 @@ class BaseClient:
         messages: Messages | None = None,
         *,
         prompt: str | None = None,
+        input: Input | None = None,
         limit: int | None = None,
         timeout: float | None = None,
     ) -> list[ComparisonResult]:
         """Run one prompt on several models; one :class:`ComparisonResult` per model,
         in the order of ``models``. Failures are results, not exceptions."""
-        events = self.fan_out(models, messages, prompt=prompt, limit=limit, timeout=timeout)
+        events = self.fan_out(
+            models, messages, prompt=prompt, input=input, limit=limit, timeout=timeout
+        )
         return await compare_results(events, len(models))
 
     async def race(
@@ -192,6 +230,7 @@ class BaseClient:
         messages: Messages | None = None,
         *,
         prompt: str | None = None,
+        input: Input | None = None,
         limit: int | None = None,
         timeout: float | None = None,
     ) -> Prediction:
@@ -199,7 +238,9 @@ class BaseClient:
 
         Raises :class:`AllPredictionsFailed` when none succeeds.
         """
-        events = self.fan_out(models, messages, prompt=prompt, limit=limit, timeout=timeout)
+        events = self.fan_out(
+            models, messages, prompt=prompt, input=input, limit=limit, timeout=timeout
+        )
         return await first_success(events)
 
 

@@ -1,20 +1,30 @@
-"""The prediction loop: create, then poll on a schedule until a terminal status.
+"""The prediction loop: create, then follow the prediction until a terminal status.
 
 Written once for every service. Deadlines are cancel scopes around each await, never
 around a ``yield``, so the generator can be suspended, closed or cancelled at any point
 without a scope leaking into the caller.
+
+Where the service can cancel predictions, the engine also makes sure nothing is left
+running that nobody waits for: creates run in the client's own task group (so a caller
+who gives up while a create is in flight still learns its id), and an abandoned
+prediction is cancelled there too, shielded, with a short deadline of its own. The
+caller never waits on that cleanup.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
 import httpx
+from anyio.abc import TaskGroup
+from httpx_sse import EventSource, ServerSentEvent, SSEError
 
+from ._budget import RateBudget
 from ._decode import body_text, decode_json_object
 from ._exceptions import (
     ConnectionFailed,
@@ -24,14 +34,21 @@ from ._exceptions import (
     ReplicateHomeError,
 )
 from ._models import Prediction
+from ._output import text_chunks
 from ._schedule import PollSchedule, RetryPolicy, parse_retry_after
 from ._service import PredictionCall, RequestSpec, Service
 
-__all__ = ["Engine", "StatusCallback"]
+__all__ = ["CLEANUP_GRACE", "Engine", "StatusCallback"]
 
 logger = logging.getLogger("replicate_home")
 
 StatusCallback = Callable[[Prediction], object]
+
+#: How long a remote cancel (or closing a stream) may take, in seconds.
+CLEANUP_GRACE = 2.0
+
+#: Beyond its ``Prefer: wait``, how long an abandoned create may still take to answer.
+CREATE_SLACK = 0.5
 
 #: HTTP statuses worth retrying while polling: the service is busy, not saying "no".
 _TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
@@ -45,7 +62,11 @@ _UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
 class Engine:
-    """Runs predictions for one service over one HTTP client."""
+    """Runs predictions for one service over one HTTP client.
+
+    ``background`` is the client's task group (for creates and remote cancels, where the
+    service can cancel); ``budget`` the client's shared rate budget, if any.
+    """
 
     def __init__(
         self,
@@ -55,14 +76,16 @@ class Engine:
         timeout: float,
         schedule: PollSchedule,
         retry: RetryPolicy,
-        on_abandon: Callable[[Prediction], None] | None = None,
+        background: TaskGroup | None = None,
+        budget: RateBudget | None = None,
     ) -> None:
         self._http = http
         self._service = service
         self._timeout = timeout
         self._schedule = schedule
         self._retry = retry
-        self._on_abandon = on_abandon
+        self._background = background if service.can_cancel else None
+        self._budget = budget
 
     async def run(
         self,
@@ -70,59 +93,219 @@ class Engine:
         *,
         timeout: float | None = None,
         on_status: StatusCallback | None = None,
+        wait: float | None = None,
+        stream: bool = True,
     ) -> AsyncGenerator[Prediction, None]:
-        """Yield the prediction after the create and after every poll, ending with the
-        terminal one. ``failed`` raises :class:`PredictionFailed`, ``canceled`` and
+        """Yield the prediction after the create and after every update, ending with
+        the terminal one. ``failed`` raises :class:`PredictionFailed`, ``canceled`` and
         ``aborted`` raise :class:`PredictionCanceled`, the deadline raises
         :class:`PredictionTimeout`.
 
-        A generator closed before the terminal status reports the prediction to
-        ``on_abandon`` (which the client uses to cancel it on the service, where the
-        service can).
+        ``wait`` asks the service to hold the create's answer that long (``Prefer:
+        wait``); ``stream`` follows the prediction's event stream where it has one. A
+        generator closed before the terminal status cancels the prediction on the
+        service, where the service can.
         """
         timeout = self._timeout if timeout is None else timeout
         started = anyio.current_time()
         deadline = started + timeout
-        answer = await self._send(
-            self._service.create_request(call, remaining=timeout),
-            deadline=deadline,
-            creating=True,
-            prediction_id=None,
-            timeout=timeout,
-        )
-        prediction = self._service.read_prediction(*answer, call=call, known_id=None)
-        logger.debug("%s: created %s (%s)", self._service.name, prediction.id, call.model)
-        polls = 0
-        seen_status: str | None = None
+        tracker = _Tracker(started, on_status, self._service.name)
+        prediction = await self._create(call, deadline, timeout, wait)
+        stream_spec = self._service.stream_request(prediction) if stream else None
         try:
             while True:
+                prediction = tracker.observe(prediction)
                 answered = anyio.current_time()
-                prediction = replace(prediction, polls=polls, elapsed=answered - started)
-                if prediction.status != seen_status:
-                    seen_status = prediction.status
-                    logger.debug("%s: %s is %s", self._service.name, prediction.id, seen_status)
-                    if on_status is not None:
-                        on_status(prediction)
                 if prediction.done:
-                    _raise_for_outcome(prediction)
+                    _raise_for_outcome(prediction, tracker.stream_error)
                     yield prediction
                     return
                 yield prediction
+                not_before: float | None = answered + self._schedule.delay(tracker.polls)
+                if stream_spec is not None:
+                    spec, stream_spec = stream_spec, None  # one stream a prediction
+                    events = self._stream(spec, prediction, deadline, timeout, tracker)
+                    async with aclosing(events):
+                        async for update in events:
+                            prediction = tracker.observe(update)
+                            yield prediction
+                    not_before = None  # the stream ended: ask for the outcome at once
                 answer = await self._send(
                     self._service.poll_request(prediction),
                     deadline=deadline,
                     creating=False,
                     prediction_id=prediction.id,
                     timeout=timeout,
-                    not_before=answered + self._schedule.delay(polls),
+                    not_before=not_before,
                 )
-                polls += 1
+                tracker.polls += 1
                 prediction = self._service.read_prediction(
                     *answer, call=call, known_id=prediction.id
                 )
         finally:
-            if not prediction.done and self._on_abandon is not None:
-                self._on_abandon(prediction)
+            if not prediction.done:
+                self._abandon(prediction)
+
+    # -- create ---------------------------------------------------------------------
+
+    async def _create(
+        self, call: PredictionCall, deadline: float, timeout: float, wait: float | None
+    ) -> Prediction:
+        remaining = deadline - anyio.current_time()
+        spec = self._service.create_request(call, remaining=remaining, wait=wait)
+        if self._background is None:
+            answer = await self._send(
+                spec, deadline=deadline, creating=True, prediction_id=None, timeout=timeout
+            )
+            return self._service.read_prediction(*answer, call=call, known_id=None)
+        # In the client's task group: if the caller stops waiting, the create still
+        # answers (within ``wait`` plus a grace), and what it created is cancelled.
+        job = _CreateJob(limit=(wait or 0.0) + CREATE_SLACK)
+        self._background.start_soon(self._create_job, job, spec, call, deadline, timeout)
+        try:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                await job.finished.wait()
+        except BaseException:
+            job.abandon()
+            raise
+        if scope.cancelled_caught:
+            job.abandon()
+            raise PredictionTimeout(None, timeout)
+        if job.error is not None:
+            raise job.error
+        assert job.prediction is not None
+        return job.prediction
+
+    async def _create_job(
+        self,
+        job: _CreateJob,
+        spec: RequestSpec,
+        call: PredictionCall,
+        deadline: float,
+        timeout: float,
+    ) -> None:
+        if job.abandoned:  # the caller left before this task started: nothing was sent
+            job.finished.set()
+            return
+        with anyio.CancelScope(shield=True, deadline=deadline) as scope:
+            job.scope = scope
+            try:
+                answer = await self._send(
+                    spec, deadline=deadline, creating=True, prediction_id=None, timeout=timeout
+                )
+                job.prediction = self._service.read_prediction(*answer, call=call, known_id=None)
+            except Exception as error:
+                job.error = error
+            finally:
+                job.finished.set()
+        if job.abandoned and job.prediction is not None and not job.prediction.done:
+            self._abandon(job.prediction)
+        elif job.abandoned and job.prediction is None:
+            logger.debug("%s: an abandoned create never answered", self._service.name)
+
+    # -- cancel ---------------------------------------------------------------------
+
+    def _abandon(self, prediction: Prediction) -> None:
+        """Cancel a prediction nobody waits for any more, in the background."""
+        if self._background is None:
+            return
+        spec = self._service.cancel_request(prediction)
+        if spec is None:
+            return
+        try:
+            self._background.start_soon(self._cancel_remote, spec, prediction.id)
+        except RuntimeError:  # the client has closed: Cancel-After will end it
+            logger.warning(
+                "%s: could not cancel %s: client closed", self._service.name, prediction.id
+            )
+
+    async def _cancel_remote(self, spec: RequestSpec, prediction_id: str) -> None:
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE) as scope:
+            try:
+                if self._budget is not None:
+                    await self._budget.requests.acquire()
+                response = await self._http.request(
+                    spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
+                )
+            except Exception as error:  # a failing cleanup must never reach the caller
+                logger.warning(
+                    "%s: could not cancel %s: %s",
+                    self._service.name,
+                    prediction_id,
+                    type(error).__name__,
+                )
+                return
+        if scope.cancelled_caught:
+            logger.warning("%s: cancelling %s timed out", self._service.name, prediction_id)
+        else:
+            logger.debug(
+                "%s: cancelled %s (HTTP %d)",
+                self._service.name,
+                prediction_id,
+                response.status_code,
+            )
+
+    # -- stream ---------------------------------------------------------------------
+
+    async def _stream(
+        self,
+        spec: RequestSpec,
+        prediction: Prediction,
+        deadline: float,
+        timeout: float,
+        tracker: _Tracker,
+    ) -> AsyncGenerator[Prediction, None]:
+        """Follow the prediction's server-sent events, yielding it with its output so
+        far after each ``output`` event. Returns at ``done``, or quietly when the stream
+        can't be had or drops (the caller then polls)."""
+        request = self._http.build_request(spec.method, spec.url, headers=dict(spec.headers))
+        response: httpx.Response | None = None
+        with anyio.CancelScope(deadline=deadline) as scope:
+            try:
+                if self._budget is not None:
+                    await self._budget.requests.acquire()
+                response = await self._http.send(request, stream=True)
+            except httpx.TransportError as error:
+                logger.debug("%s: no stream for %s: %s", self._service.name, prediction.id, error)
+        if scope.cancelled_caught:
+            raise PredictionTimeout(prediction.id, timeout)
+        if response is None:
+            return
+        events: AsyncGenerator[ServerSentEvent, None] | None = None
+        try:
+            if not response.is_success:
+                if response.status_code == 429 and self._budget is not None:
+                    retry_after = parse_retry_after(response.headers.get("retry-after"))
+                    self._budget.requests.pause(1.0 if retry_after is None else retry_after)
+                return
+            chunks = list(text_chunks(prediction.output) or [])
+            events = EventSource(response).aiter_sse()
+            while True:
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    try:
+                        event = await events.__anext__()
+                    except (StopAsyncIteration, httpx.TransportError, SSEError):
+                        event = None
+                if scope.cancelled_caught:
+                    raise PredictionTimeout(prediction.id, timeout)
+                if event is None:
+                    logger.debug("%s: stream of %s dropped", self._service.name, prediction.id)
+                    return
+                if event.event == "output":
+                    chunks.append(event.data)
+                    yield replace(prediction, status="processing", output=list(chunks))
+                elif event.event == "error":
+                    tracker.stream_error = event.data
+                elif event.event == "done":
+                    await _drain(events)
+                    return
+        finally:
+            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE):
+                if events is not None:
+                    await events.aclose()
+                await response.aclose()
+
+    # -- send -----------------------------------------------------------------------
 
     async def _send(
         self,
@@ -174,6 +357,8 @@ class Engine:
         self, spec: RequestSpec, creating: bool
     ) -> tuple[dict[str, Any], str] | _Failure:
         """Send once: the decoded answer, or why it failed and whether to try again."""
+        if self._budget is not None:
+            await self._budget.bucket(creating).acquire()
         try:
             response = await self._http.request(
                 spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
@@ -189,6 +374,8 @@ class Engine:
             return decode_json_object(response.content)
         status = response.status_code
         retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if status == 429 and self._budget is not None:
+            self._budget.bucket(creating).pause(1.0 if retry_after is None else retry_after)
         problem = self._service.error_for(
             status, body_text(response.content), spec.url, retry_after
         )
@@ -205,8 +392,59 @@ class _Failure:
     retryable: bool
 
 
-def _raise_for_outcome(prediction: Prediction) -> None:
+class _Tracker:
+    """What one run has seen: polls sent, the status last reported, a stream's error."""
+
+    def __init__(self, started: float, on_status: StatusCallback | None, service: str) -> None:
+        self.started = started
+        self.on_status = on_status
+        self.service = service
+        self.polls = 0
+        self.status: str | None = None
+        self.stream_error: str | None = None
+
+    def observe(self, prediction: Prediction) -> Prediction:
+        """Stamp ``prediction`` with polls and elapsed time; report a status change."""
+        prediction = replace(
+            prediction, polls=self.polls, elapsed=anyio.current_time() - self.started
+        )
+        if prediction.status != self.status:
+            self.status = prediction.status
+            logger.debug("%s: %s is %s", self.service, prediction.id, prediction.status)
+            if self.on_status is not None:
+                self.on_status(prediction)
+        return prediction
+
+
+class _CreateJob:
+    """A create running in the client's task group, and what its caller learns of it."""
+
+    def __init__(self, limit: float) -> None:
+        self.finished = anyio.Event()
+        self.prediction: Prediction | None = None
+        self.error: Exception | None = None
+        self.abandoned = False
+        self.scope: anyio.CancelScope | None = None
+        self._limit = limit
+
+    def abandon(self) -> None:
+        """The caller stopped waiting: give the create at most ``limit`` more seconds."""
+        self.abandoned = True
+        if self.scope is not None:
+            self.scope.deadline = min(self.scope.deadline, anyio.current_time() + self._limit)
+
+
+async def _drain(events: AsyncGenerator[ServerSentEvent, None]) -> None:
+    """Read a finished stream to its end (briefly), so that httpx's nested stream
+    generators finish rather than wait for the garbage collector (encode/httpx#3686)."""
+    with anyio.move_on_after(CLEANUP_GRACE):
+        async for _ in events:
+            pass
+
+
+def _raise_for_outcome(prediction: Prediction, stream_error: str | None) -> None:
     if prediction.status == "failed":
-        raise PredictionFailed(prediction.error, prediction.id, prediction)
+        error = prediction.error if prediction.error is not None else stream_error
+        raise PredictionFailed(error, prediction.id, prediction)
     if prediction.status in ("canceled", "aborted"):
         raise PredictionCanceled(prediction.id, prediction.status, prediction)

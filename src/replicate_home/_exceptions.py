@@ -15,8 +15,10 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AllPredictionsFailed",
+    "AuthenticationError",
     "ClientNotOpenError",
     "ConnectionFailed",
+    "InvalidInputError",
     "ModelNotSupportedError",
     "OutputRewritten",
     "PredictionCanceled",
@@ -77,6 +79,25 @@ class ResponseStatusError(ReplicateHomeError):
         self.url = url
         detail = message or excerpt(body.strip()) or "(empty body)"
         super().__init__(f"HTTP {status_code} from {url}: {detail}")
+
+
+class AuthenticationError(ReplicateHomeError):
+    """No API token was configured, or the service refused it (401 or 403).
+
+    The token itself never appears in the message, nor anywhere else.
+    """
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        self.status_code = status_code
+        super().__init__(message)
+
+
+class InvalidInputError(ResponseStatusError, ValueError):
+    """The service rejected the prediction's input (422); ``detail`` says why."""
+
+    def __init__(self, status_code: int, body: str, url: str, detail: str) -> None:
+        self.detail = detail
+        super().__init__(status_code, body, url, message=f"invalid input: {detail}")
 
 
 class RateLimitError(ResponseStatusError):

@@ -7,9 +7,10 @@ slow one. Leaving the block cancels whatever still runs.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
+from typing import Any
 
 import anyio
 from anyio import CancelScope
@@ -157,13 +158,14 @@ def open_fan_out(
     messages: Messages | None = None,
     *,
     prompt: str | None = None,
+    input: Mapping[str, Any] | None = None,
     limit: int | None = None,
     timeout: float | None = None,
     fail_fast: bool = False,
     progress: bool = False,
 ) -> AbstractAsyncContextManager[FanOut]:
     """Validate everything (no request is sent for a bad call), then run the models."""
-    calls = [service.prepare(model, messages, prompt) for model in check_models(models)]
+    calls = [service.prepare(model, messages, prompt, input) for model in check_models(models)]
     return _fan_out(
         engine,
         calls,

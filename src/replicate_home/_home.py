@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -47,6 +48,7 @@ class HomeService:
     """Builds the homepage endpoint's requests and reads its answers."""
 
     name = "home"
+    can_cancel = False
 
     def __init__(self, base_url: str | None = None) -> None:
         self.base_url = resolve_base_url(base_url, BASE_URL_ENV, DEFAULT_BASE_URL)
@@ -55,8 +57,16 @@ class HomeService:
         return f"HomeService(base_url={self.base_url!r})"
 
     def prepare(
-        self, model: str | None, messages: Messages | None, prompt: str | None
+        self,
+        model: str | None,
+        messages: Messages | None,
+        prompt: str | None,
+        input: Mapping[str, Any] | None = None,
     ) -> PredictionCall:
+        if input is not None:
+            raise ValueError(
+                "the homepage service takes only a prompt; use ReplicateAPI for model inputs"
+            )
         resolved = resolve_model(model)
         kind = model_kind(resolved)
         if prompt is not None:
@@ -79,7 +89,9 @@ class HomeService:
             prompt=text,
         )
 
-    def create_request(self, call: PredictionCall, *, remaining: float) -> RequestSpec:
+    def create_request(
+        self, call: PredictionCall, *, remaining: float, wait: float | None
+    ) -> RequestSpec:
         return RequestSpec(
             "POST",
             f"{self.base_url}/api/prediction",
@@ -93,6 +105,9 @@ class HomeService:
             f"{self.base_url}/api/poll?id={quote(prediction.id, safe='')}",
             headers=BROWSER_HEADERS,
         )
+
+    def stream_request(self, prediction: Prediction) -> RequestSpec | None:
+        return None  # the homepage endpoint has no event stream
 
     def cancel_request(self, prediction: Prediction) -> RequestSpec | None:
         return None  # the homepage endpoint has no way to cancel

@@ -23,10 +23,15 @@ async def run_to_end(
     *,
     timeout: float | None = None,
     on_status: StatusCallback | None = None,
+    wait: float | None = None,
 ) -> Prediction:
-    """Drive one prediction to its terminal state and return it."""
+    """Drive one prediction to its terminal state and return it.
+
+    ``wait`` lets the service answer the create with the result (``Prefer: wait``).
+    """
     last: Prediction | None = None
-    async with aclosing(engine.run(call, timeout=timeout, on_status=on_status)) as states:
+    states = engine.run(call, timeout=timeout, on_status=on_status, wait=wait)
+    async with aclosing(states):
         async for last in states:  # noqa: B007  # the last state is the result
             pass
     assert last is not None  # run() yields at least once or raises

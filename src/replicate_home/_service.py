@@ -26,7 +26,8 @@ class RequestSpec:
     method: str
     url: str
     json: Any = None
-    headers: Mapping[str, str] = field(default_factory=dict)
+    # Headers may carry a token: never shown in a repr.
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,29 @@ class Service(Protocol):
 
     #: Short name used in logs and the CLI ("home", "api").
     name: str
+    #: Whether the service can cancel a prediction (then the client cancels what its
+    #: callers abandon, and runs creates where a caller's cancellation can't lose them).
+    can_cancel: bool
 
     def prepare(
-        self, model: str | None, messages: Messages | None, prompt: str | None
+        self,
+        model: str | None,
+        messages: Messages | None,
+        prompt: str | None,
+        input: Mapping[str, Any] | None = None,
     ) -> PredictionCall:
         """Validate a call's arguments; raise ``ValueError`` subclasses for bad input."""
         ...
 
-    def create_request(self, call: PredictionCall, *, remaining: float) -> RequestSpec:
-        """The request that starts a prediction; ``remaining`` is the call's time left."""
+    def create_request(
+        self, call: PredictionCall, *, remaining: float, wait: float | None
+    ) -> RequestSpec:
+        """The request that starts a prediction. ``remaining`` is the call's time left;
+        ``wait`` asks the service to hold the answer that long for the result."""
+        ...
+
+    def stream_request(self, prediction: Prediction) -> RequestSpec | None:
+        """The request for the prediction's event stream, or ``None`` without one."""
         ...
 
     def poll_request(self, prediction: Prediction) -> RequestSpec:
