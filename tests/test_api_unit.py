@@ -397,10 +397,10 @@ def test_wait_is_validated(wait: object) -> None:
         ReplicateAPI(TOKEN, wait=wait)  # type: ignore[arg-type]
 
 
-def test_token_bucket_holds_one_second_and_refills_continuously() -> None:
+def test_token_bucket_holds_one_second_less_one_and_refills_continuously() -> None:
     now = [0.0]
-    bucket = TokenBucket(600, clock=lambda: now[0])  # 10 a second
-    assert [bucket.delay() for _ in range(10)] == [0.0] * 10
+    bucket = TokenBucket(600, clock=lambda: now[0])  # 10 a second: a burst of 9
+    assert [bucket.delay() for _ in range(9)] == [0.0] * 9
     assert bucket.delay() == pytest.approx(0.1)
     now[0] += 0.25
     assert bucket.delay() == 0.0  # 2.5 tokens came back
@@ -410,9 +410,9 @@ def test_token_bucket_holds_one_second_and_refills_continuously() -> None:
     assert bucket.delay() == pytest.approx(3)
     now[0] += 3.05
     assert bucket.delay() == pytest.approx(0.05)  # starts empty after a pause
-    slow = TokenBucket(30, clock=lambda: now[0])  # one every 2 s, a burst of 1
+    slow = TokenBucket(30, clock=lambda: now[0])  # one every 2 s: a burst of 1, at 90%
     assert slow.delay() == 0.0
-    assert slow.delay() == pytest.approx(2)
+    assert slow.delay() == pytest.approx(2 / 0.9)
 
 
 @pytest.mark.parametrize("rate", [0, -5, float("inf"), "10"])

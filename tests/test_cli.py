@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from replicate_home import ReplicateHome
-from replicate_home._cli import main
+from replicate_home._cli import build_parser, chosen_service, main
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -161,3 +161,88 @@ def test_compare_rejects_unknown_models_before_any_request(
 ) -> None:
     assert main(["compare", "--emulator", "-m", "gemma-2b", "-m", "gpt-4", "hi"]) == 1
     assert "gpt-4" in capsys.readouterr().err
+
+
+SECRET = "r8_cli_secret_token"
+
+
+def test_generate_on_the_api_with_inputs(
+    backend: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", SECRET)
+    argv = ["generate", "--emulator", "--backend", backend, "-m", "meta/llama-3"]
+    assert main([*argv, "-i", "max_tokens=64", "-i", 'stop=["\\n"]', "Hello"]) == 0
+    out, err = capsys.readouterr()
+    assert out.strip()
+    assert SECRET not in out + err
+
+
+def test_compare_on_the_api_json(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["compare", "--service", "api", "--emulator", "--json"]
+    assert main([*argv, "-m", "meta/llama-3", "-m", "black-forest-labs/flux-schnell", "p"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["model"] for r in results] == ["meta/llama-3", "black-forest-labs/flux-schnell"]
+    assert results[0]["text"]
+    assert results[1]["images"]
+
+
+def test_the_service_defaults_to_api_when_a_token_is_set(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    args = build_parser().parse_args(["generate", "hi"])
+    assert chosen_service(args) == "home"
+    monkeypatch.setenv("REPLICATE_API_TOKEN", SECRET)
+    assert chosen_service(args) == "api"
+    assert (
+        chosen_service(build_parser().parse_args(["generate", "--service", "home", "x"])) == "home"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["generate", "--service", "api", "--emulator", "-m", "not a model", "hi"], "malformed"),
+        (["generate", "--service", "api", "--emulator", "-i", "novalue", "hi"], "KEY=VALUE"),
+        (["generate", "--service", "home", "--emulator", "-i", "a=1", "hi"], "only a prompt"),
+    ],
+)
+def test_api_usage_errors(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert fragment in err
+    assert len(err.strip().splitlines()) == 1
+
+
+@pytest.fixture
+def guarded_emulator() -> Iterator[str]:
+    """An emulator in another process that accepts only the token 'the-right-one'."""
+    command = [sys.executable, "-m", "replicate_home", "emulator", "--port", "0"]
+    with subprocess.Popen(
+        [*command, "--token", "the-right-one"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as process:
+        try:
+            assert process.stdout is not None
+            match = re.search(r"http://\S+", process.stdout.readline())
+            assert match
+            yield match.group(0)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+def test_a_refused_token_is_not_printed(
+    guarded_emulator: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", SECRET)
+    assert main(["generate", "-v", "--base-url", guarded_emulator, "hi"]) == 1
+    out, err = capsys.readouterr()
+    assert "refused the token" in err
+    assert SECRET not in out + err
+    monkeypatch.setenv("REPLICATE_API_TOKEN", "the-right-one")
+    assert main(["generate", "--base-url", guarded_emulator, "hi"]) == 0

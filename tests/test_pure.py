@@ -166,3 +166,16 @@ def test_image_urls_takes_every_url() -> None:
     for bad in (None, [], [""], [1], {"url": "x"}):
         with pytest.raises(UnexpectedResponseFormat, match="image URLs"):
             image_urls(bad)
+
+
+def test_text_stream_after_streamed_text_folds_line_endings_only() -> None:
+    stream = TextStream()
+    stream.fold_line_endings()
+    assert stream.advance(["a\nb\n"], final=False) == ["a\nb\n"]  # as SSE delivered it
+    assert stream.advance(["a\r", "\nb\r\n", "c"], final=False) == ["c"]
+    assert stream.advance(["a\nb"], final=False) == []  # stale, shorter
+    assert stream.advance(["a\r\nb\r\ncd", "e\r"], final=True) == ["d", "e\r"]
+    other = TextStream()
+    other.fold_line_endings()
+    assert other.advance(["ab"], final=False) == ["ab"]
+    assert other.advance(["ax"], final=True) is None  # a real rewrite is still one

@@ -1,9 +1,13 @@
 """A client's request budget: token buckets shared by every call on the client.
 
-Replicate publishes its limits per minute (600 creates, 3000 other requests). Each bucket
-holds one second's worth of requests and refills continuously, so a burst is small and a
-fan-out of a thousand predictions spreads itself out instead of drawing 429s. A 429
-pauses the whole bucket (every call on the client), not just the call that drew it.
+Replicate publishes its limits per minute (600 creates, 3000 other requests) and enforces
+them with buckets that hold one second's worth. Ours refill at the same rate but hold one
+request less: a bucket identical to the service's would be exact only without network
+jitter (a request that arrives a few milliseconds early finds the service's bucket a
+fraction short). With one request of headroom, the service's bucket always holds at least
+one more token than this client has spent, so a fan-out of a thousand predictions spreads
+itself out instead of drawing 429s. A 429 pauses the whole bucket (every call on the
+client), not just the call that drew it.
 """
 
 from __future__ import annotations
@@ -17,15 +21,20 @@ __all__ = ["RateBudget", "TokenBucket"]
 
 
 class TokenBucket:
-    """``rate_per_minute`` requests a minute, at most one second's worth at once."""
+    """``rate_per_minute`` requests a minute, at most one second's worth (less one) at once.
+
+    Below two requests a second there is no whole request to spare, so it paces at 90% of
+    the rate instead.
+    """
 
     def __init__(self, rate_per_minute: float, clock: Callable[[], float] | None = None) -> None:
         if isinstance(rate_per_minute, bool) or not isinstance(rate_per_minute, (int, float)):
             raise ValueError("a rate must be a number of requests per minute")
         if not (rate_per_minute > 0 and math.isfinite(rate_per_minute)):
             raise ValueError(f"a rate must be positive and finite, not {rate_per_minute!r}")
-        self.rate = rate_per_minute / 60.0  # tokens a second
-        self.capacity = max(1.0, self.rate)
+        per_second = rate_per_minute / 60.0
+        self.capacity = max(1.0, per_second - 1.0)
+        self.rate = per_second if per_second >= 2.0 else 0.9 * per_second  # tokens a second
         self._clock = clock or anyio.current_time
         self._tokens: float | None = None  # full, from the first use (needs a running loop)
         self._updated = 0.0

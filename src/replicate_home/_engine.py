@@ -293,7 +293,9 @@ class Engine:
                     return
                 if event.event == "output":
                     chunks.append(event.data)
-                    yield replace(prediction, status="processing", output=list(chunks))
+                    yield replace(
+                        prediction, status="processing", output=list(chunks), streamed=True
+                    )
                 elif event.event == "error":
                     tracker.stream_error = event.data
                 elif event.event == "done":

@@ -83,6 +83,8 @@ class Prediction:
     polls: int = 0
     elapsed: float = 0.0
     urls: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+    #: Whether this state was read from the event stream (its output so far, in chunks).
+    streamed: bool = field(default=False, repr=False, compare=False)
 
     @property
     def done(self) -> bool:

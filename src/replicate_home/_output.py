@@ -46,17 +46,26 @@ class TextStream:
     split where the service split them. The concatenation of everything returned equals
     the final output exactly. If the service changes text that was already delivered,
     :meth:`advance` returns ``None``: the stream cannot stay truthful.
+
+    Text that came from a server-sent event stream has its line endings folded to LF
+    (an event's data can't carry CR), so once such text was delivered, comparisons fold
+    CR and CRLF too; what is still to come is taken from the final output unchanged.
     """
 
-    __slots__ = ("_delivered",)
+    __slots__ = ("_delivered", "_folded")
 
     def __init__(self) -> None:
         self._delivered = ""
+        self._folded = False
 
     @property
     def delivered(self) -> str:
         """Everything returned so far, joined."""
         return self._delivered
+
+    def fold_line_endings(self) -> None:
+        """From now on, compare with CR and CRLF read as LF (text came from an SSE stream)."""
+        self._folded = True
 
     def advance(self, chunks: list[str], *, final: bool) -> list[str] | None:
         """Return the new chunks of ``chunks``; ``None`` if it contradicts what was delivered.
@@ -64,6 +73,8 @@ class TextStream:
         While the prediction runs an output shorter than what was delivered is taken as
         a stale answer (nothing new). The ``final`` output must contain it exactly.
         """
+        if self._folded:
+            return self._advance_folded(chunks, final=final)
         delivered = self._delivered
         new: list[str] = []
         position = 0
@@ -85,3 +96,37 @@ class TextStream:
             return None
         self._delivered = delivered + "".join(new)
         return new
+
+    def _advance_folded(self, chunks: list[str], *, final: bool) -> list[str] | None:
+        text = "".join(chunks)
+        folded, starts = _fold(text)
+        delivered, _ = _fold(self._delivered)
+        if not folded.startswith(delivered):
+            stale = delivered.startswith(folded)
+            return [] if stale and not final else None
+        cut = starts[len(delivered)] if len(delivered) < len(starts) else len(text)
+        new: list[str] = []
+        position = 0
+        for chunk in chunks:
+            end = position + len(chunk)
+            if end > cut and chunk:
+                new.append(chunk[max(0, cut - position) :])
+            position = end
+        self._delivered += "".join(new)
+        return new
+
+
+def _fold(text: str) -> tuple[str, list[int]]:
+    """``text`` with CRLF and CR read as LF, and where each folded character starts."""
+    folded: list[str] = []
+    starts: list[int] = []
+    index = 0
+    while index < len(text):
+        starts.append(index)
+        if text[index] == "\r":
+            folded.append("\n")
+            index += 2 if text[index + 1 : index + 2] == "\n" else 1
+        else:
+            folded.append(text[index])
+            index += 1
+    return "".join(folded), starts

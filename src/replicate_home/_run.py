@@ -59,6 +59,8 @@ def _new_output(call: PredictionCall, prediction: Prediction, text: TextStream) 
         if final:
             return [ImageResponse(image_urls(prediction.output), call.prompt or "")]
         return []
+    if prediction.streamed:
+        text.fold_line_endings()
     chunks = text_chunks(prediction.output)
     if chunks is None:  # not text: shown once, as JSON, when it is final
         return [non_text_output(prediction.output)] if final else []
