@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -98,17 +99,16 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "PROMPT" in capsys.readouterr().err
 
 
-@pytest.fixture
-def emulator_process() -> Iterator[str]:
-    """``replicate-home emulator --port 0`` in a subprocess; yields its base URL."""
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "replicate_home", "emulator", "--port", "0"]
+@contextmanager
+def emulator_in_subprocess(*options: str) -> Iterator[str]:
+    """``replicate-home emulator --port 0 OPTIONS`` in a subprocess; yields its base URL."""
+    command = [sys.executable, "-m", "replicate_home", "emulator", "--port", "0", *options]
     with subprocess.Popen(
-        [*command, "--duration", "0.2"],
+        command,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
-        env=env,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
     ) as process:
         try:
             assert process.stdout is not None
@@ -119,6 +119,12 @@ def emulator_process() -> Iterator[str]:
         finally:
             process.terminate()
             process.wait(timeout=10)
+
+
+@pytest.fixture
+def emulator_process() -> Iterator[str]:
+    with emulator_in_subprocess("--duration", "0.2") as url:
+        yield url
 
 
 def test_generate_against_an_emulator_in_another_process(
@@ -218,22 +224,8 @@ def test_api_usage_errors(
 @pytest.fixture
 def guarded_emulator() -> Iterator[str]:
     """An emulator in another process that accepts only the token 'the-right-one'."""
-    command = [sys.executable, "-m", "replicate_home", "emulator", "--port", "0"]
-    with subprocess.Popen(
-        [*command, "--token", "the-right-one"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    ) as process:
-        try:
-            assert process.stdout is not None
-            match = re.search(r"http://\S+", process.stdout.readline())
-            assert match
-            yield match.group(0)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    with emulator_in_subprocess("--token", "the-right-one") as url:
+        yield url
 
 
 def test_a_refused_token_is_not_printed(

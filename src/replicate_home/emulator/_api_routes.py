@@ -415,6 +415,11 @@ class ApiRoutes:
     # ----------------------------------------------------------------- models
 
     def _named_model(self, request: Request) -> str | Response:
+        """The model a ``/v1/models/{owner}/{name}...`` request names (after auth and the
+        rate limit), or the error answer."""
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
         model = _model_name(request.path_params["owner"], request.path_params["name"])
         if model is None:
             return _not_found("Model")
@@ -422,9 +427,6 @@ class ApiRoutes:
         return model
 
     async def _model(self, request: Request) -> Response:
-        gated = self._gate(request, create=False)
-        if gated is not None:
-            return gated
         model = self._named_model(request)
         if isinstance(model, Response):
             return model
@@ -432,9 +434,6 @@ class ApiRoutes:
         return Response(json_bytes(obj), media_type=_JSON)
 
     async def _versions(self, request: Request) -> Response:
-        gated = self._gate(request, create=False)
-        if gated is not None:
-            return gated
         model = self._named_model(request)
         if isinstance(model, Response):
             return model
@@ -442,9 +441,6 @@ class ApiRoutes:
         return Response(json_bytes(body), media_type=_JSON)
 
     async def _version(self, request: Request) -> Response:
-        gated = self._gate(request, create=False)
-        if gated is not None:
-            return gated
         model = self._named_model(request)
         if isinstance(model, Response):
             return model
