@@ -419,3 +419,14 @@ def test_token_bucket_holds_one_second_less_one_and_refills_continuously() -> No
 def test_token_bucket_rejects_bad_rates(rate: object) -> None:
     with pytest.raises(ValueError, match="rate"):
         TokenBucket(rate)  # type: ignore[arg-type]
+
+
+async def test_a_stream_replays_from_the_start_so_nothing_is_yielded_twice() -> None:
+    api = Api(
+        {
+            ("POST", "/predictions"): [answer(prediction("processing", ["Hel"]), 201)],
+            ("GET", "/stream"): [sse(("output", "Hel"), ("output", "lo"), ("done", "{}"))],
+            ("GET", "/v1/predictions/p1"): [answer(prediction("succeeded", ["Hel", "lo"]))],
+        }
+    )
+    assert await generate(api) == ["Hel", "lo"]

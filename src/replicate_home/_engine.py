@@ -34,7 +34,6 @@ from ._exceptions import (
     ReplicateHomeError,
 )
 from ._models import Prediction
-from ._output import text_chunks
 from ._schedule import PollSchedule, RetryPolicy, parse_retry_after
 from ._service import PredictionCall, RequestSpec, Service
 
@@ -166,10 +165,10 @@ class Engine:
             with anyio.CancelScope(deadline=deadline) as scope:
                 await job.finished.wait()
         except BaseException:
-            job.abandon()
+            self._give_up(job)
             raise
         if scope.cancelled_caught:
-            job.abandon()
+            self._give_up(job)
             raise PredictionTimeout(None, timeout)
         if job.error is not None:
             raise job.error
@@ -202,6 +201,15 @@ class Engine:
             self._abandon(job.prediction)
         elif job.abandoned and job.prediction is None:
             logger.debug("%s: an abandoned create never answered", self._service.name)
+
+    def _give_up(self, job: _CreateJob) -> None:
+        """The caller stopped waiting for a create. If the create already answered, its
+        job has already looked for a caller and found one: cancel from here. Otherwise
+        the job cancels what it creates (no checkpoint separates its answer from that
+        check, so exactly one side does)."""
+        job.abandon()
+        if job.finished.is_set() and job.prediction is not None and not job.prediction.done:
+            self._abandon(job.prediction)
 
     # -- cancel ---------------------------------------------------------------------
 
@@ -278,7 +286,9 @@ class Engine:
                     retry_after = parse_retry_after(response.headers.get("retry-after"))
                     self._budget.requests.pause(1.0 if retry_after is None else retry_after)
                 return
-            chunks = list(text_chunks(prediction.output) or [])
+            # The stream replays the output from the start (``Last-Event-ID`` resumes),
+            # so it begins empty: what the create answered is part of the replay.
+            chunks: list[str] = []
             events = EventSource(response).aiter_sse()
             while True:
                 with anyio.CancelScope(deadline=deadline) as scope:
