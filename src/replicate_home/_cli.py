@@ -181,20 +181,12 @@ def print_models(out: TextIO) -> None:
         aliases.setdefault(model, []).append(alias)
     width = max(len(model) for model in _catalog.MODELS)
     print(f"{'MODEL':<{width}}  KIND   ALIASES", file=out)
+    defaults = (_catalog.DEFAULT_MODEL, _catalog.DEFAULT_IMAGE_MODEL)
     for model in _catalog.MODELS:
         kind = _catalog.model_kind(model)
-        default = (
-            " (default)"
-            if model
-            in (
-                _catalog.DEFAULT_MODEL,
-                _catalog.DEFAULT_IMAGE_MODEL,
-            )
-            else ""
-        )
-        print(
-            f"{model:<{width}}  {kind:<5}  {', '.join(aliases.get(model, []))}{default}", file=out
-        )
+        names = ", ".join(aliases.get(model, []))
+        default = " (default)" if model in defaults else ""
+        print(f"{model:<{width}}  {kind:<5}  {names}{default}", file=out)
 
 
 def chosen_service(args: argparse.Namespace) -> str:
