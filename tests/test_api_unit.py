@@ -14,6 +14,7 @@ import anyio
 import httpx
 import pytest
 
+import replicate_home
 from replicate_home import (
     AuthenticationError,
     InvalidInputError,
@@ -430,3 +431,30 @@ async def test_a_stream_replays_from_the_start_so_nothing_is_yielded_twice() -> 
         }
     )
     assert await generate(api) == ["Hel", "lo"]
+
+
+@pytest.mark.parametrize(
+    ("output", "images"),
+    [
+        ("https://x.test/out.png", ["https://x.test/out.png"]),
+        (["https://x.test/a.webp", "data:image/png;base64,iVBOR"], None),
+    ],
+)
+async def test_image_files_from_any_model_are_an_image_response(
+    output: object, images: list[str] | None
+) -> None:
+    api = Api({("POST", "/predictions"): [answer(prediction("succeeded", output), 201)]})
+    async with api.client() as client:
+        (result,) = [r async for r in client.generate("someone/new-image-model", prompt="cat")]
+    assert isinstance(result, replicate_home.ImageResponse)
+    assert result.images == (images or output)
+    assert result.alt == "cat"
+
+
+def test_what_counts_as_image_files() -> None:
+    from replicate_home._output import is_image_output
+
+    assert is_image_output("https://x.test/a/b.JPG?sig=1")
+    assert is_image_output(["data:image/webp;base64,AAAA"])
+    for other in ("https://x.test/a.wav", "A sentence.", [], ["https://x.test/a.png", "text"], 3):
+        assert not is_image_output(other)

@@ -37,8 +37,8 @@ MIN_CANCEL_AFTER = 5
 #: The longest Prefer: wait the API honours, in seconds.
 MAX_WAIT = 60
 
-#: Models known to produce images (anything else is treated as text unless its output
-#: turns out to be image files).
+#: Models known to produce images. Any other model is followed as a text model, and its
+#: output still becomes an ``ImageResponse`` when it turns out to be image files.
 API_IMAGE_MODELS = frozenset({*IMAGE_MODELS, "stability-ai/sdxl", "black-forest-labs/flux-schnell"})
 
 _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"

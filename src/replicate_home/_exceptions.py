@@ -183,4 +183,5 @@ class AllPredictionsFailed(ReplicateHomeError):
 
 
 class ClientNotOpenError(ReplicateHomeError, RuntimeError):
-    """A client method was called outside ``async with client:``."""
+    """A client method was called outside ``async with client:``, or a client that is
+    already open was opened again."""

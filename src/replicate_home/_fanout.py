@@ -103,6 +103,8 @@ class Failed:
     elapsed: float = 0.0
 
 
+#: Any event of a fan-out. Every event has ``index`` (the model's position in
+#: ``models``) and ``model`` (its resolved name).
 Event = Chunk | Image | StatusChanged | Progress | Finished | Failed
 
 

@@ -70,8 +70,11 @@ class ImageResponse:
 class Prediction:
     """A snapshot of one prediction as this client saw it.
 
-    ``polls`` counts the status requests sent after the create; ``elapsed`` is seconds
-    since the create was sent. ``output`` is what the service reported, unchanged.
+    ``id``, ``model``, ``version``, ``status``, ``output`` and ``error`` are what the
+    service reported (``output`` unchanged: a list of text chunks, a string, image URLs,
+    or any JSON). ``polls`` counts the status requests sent after the create; ``elapsed``
+    is seconds since the create was sent. ``urls`` are the service's links for it (the
+    official API's ``get``, ``cancel`` and ``stream``).
     """
 
     id: str

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlsplit
 
 from ._exceptions import UnexpectedResponseFormat
 
-__all__ = ["TextStream", "image_urls", "non_text_output", "text_chunks"]
+__all__ = ["TextStream", "image_urls", "is_image_output", "non_text_output", "text_chunks"]
+
+#: File endings that make a URL an image file.
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".avif")
 
 
 def text_chunks(output: Any) -> list[str] | None:
@@ -25,6 +29,26 @@ def text_chunks(output: Any) -> list[str] | None:
 def non_text_output(output: Any) -> str:
     """Render an output that is not text (numbers, objects …) as one JSON chunk."""
     return json.dumps(output, ensure_ascii=False)
+
+
+def _is_image_file(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    if value.startswith("data:image/"):
+        return True
+    if not value.startswith(("https://", "http://")):
+        return False
+    path = urlsplit(value).path.lower()
+    return path.endswith(_IMAGE_SUFFIXES)
+
+
+def is_image_output(output: Any) -> bool:
+    """Whether ``output`` is image files: an image URL or ``data:image/`` URI, or a
+    non-empty list of them. Lets any model's images come out as an ``ImageResponse``,
+    not only the models known to make images."""
+    if isinstance(output, str):
+        return _is_image_file(output)
+    return isinstance(output, list) and bool(output) and all(map(_is_image_file, output))
 
 
 def image_urls(output: Any) -> list[str]:

@@ -7,7 +7,9 @@ from typing import Any
 
 __all__ = ["Message", "Messages", "format_prompt", "last_message_content"]
 
+#: One chat message: a mapping with string ``"role"`` and ``"content"``.
 Message = Mapping[str, Any]
+#: A conversation: a non-empty sequence of :data:`Message`, oldest first.
 Messages = Sequence[Message]
 
 

@@ -35,20 +35,35 @@ class ReplicateHome(BaseClient):
     or through the original provider's classmethod, :meth:`create_async_generator`.
     ``base_url`` is the argument, else ``REPLICATE_HOME_BASE_URL``, else the real
     endpoint. ``timeout`` bounds each call (create to result), in seconds.
-    ``poll_interval`` fixes the wait between polls; by default it adapts.
+    ``poll_interval`` fixes the wait between polls; by default it adapts. ``proxy`` is
+    a proxy URL for the HTTP client the client opens; or pass your own
+    ``http_client`` (an ``httpx.AsyncClient``), which is used as it is configured and
+    left open.
     """
 
+    #: Replicate's site (the original provider's ``url``).
     url: ClassVar[str] = "https://replicate.com"
+    #: Where predictions are created; polls go to ``/api/poll`` beside it.
     api_endpoint: ClassVar[str] = "https://homepage.replicate.com/api/prediction"
+    #: The provider works (kept from the original provider).
     working: ClassVar[bool] = True
+    #: Text is yielded as it is generated.
     supports_stream: ClassVar[bool] = True
 
+    #: The model used when none is named: ``google-deepmind/gemma-2b-it``.
     default_model: ClassVar[str] = _catalog.DEFAULT_MODEL
+    #: The default image model: ``stability-ai/stable-diffusion-3``.
     default_image_model: ClassVar[str] = _catalog.DEFAULT_IMAGE_MODEL
+    #: Models that make images (one :class:`ImageResponse` per prediction).
     image_models: ClassVar[list[str]] = list(_catalog.IMAGE_MODELS)
+    #: Models that make text (yielded in chunks).
     text_models: ClassVar[list[str]] = list(_catalog.TEXT_MODELS)
+    #: Every supported model: ``text_models + image_models``.
     models: ClassVar[list[str]] = text_models + image_models
+    #: Short names: ``sd-3``, ``sdxl``, ``playground-v2.5``, ``gemma-2b``.
     model_aliases: ClassVar[dict[str, str]] = dict(_catalog.MODEL_ALIASES)
+    #: The version each model runs at. These lists and dicts are copies: changing them
+    #: does not change what the client accepts.
     model_versions: ClassVar[dict[str, str]] = dict(_catalog.MODEL_VERSIONS)
 
     def __init__(

@@ -31,6 +31,11 @@ class ReplicateAPI(BaseClient):
     ``Cancel-After`` for the call's deadline, so the service ends it even if this
     process dies. All calls share one rate budget: ``creates_per_minute`` and
     ``requests_per_minute`` (Replicate's published limits by default).
+
+    ``timeout`` bounds each call (create to result), in seconds; ``poll_interval``
+    fixes the wait between polls where a prediction has no stream (by default it
+    adapts); ``proxy`` is a proxy URL for the HTTP client the client opens, or pass your
+    own ``http_client``, which is used as it is configured and left open.
     """
 
     def __init__(

@@ -8,7 +8,7 @@ from contextlib import aclosing
 from ._engine import Engine, StatusCallback
 from ._exceptions import OutputRewritten
 from ._models import ImageResponse, Prediction
-from ._output import TextStream, image_urls, non_text_output, text_chunks
+from ._output import TextStream, image_urls, is_image_output, non_text_output, text_chunks
 from ._service import PredictionCall
 
 __all__ = ["Output", "follow", "run_to_end", "stream_chunks"]
@@ -59,6 +59,10 @@ def _new_output(call: PredictionCall, prediction: Prediction, text: TextStream) 
         if final:
             return [ImageResponse(image_urls(prediction.output), call.prompt or "")]
         return []
+    if is_image_output(prediction.output) and not text.delivered:
+        # Image files from a model not known to make images: one ImageResponse at the
+        # end, never their URLs as text.
+        return [ImageResponse(image_urls(prediction.output), call.prompt or "")] if final else []
     if prediction.streamed:
         text.fold_line_endings()
     chunks = text_chunks(prediction.output)

@@ -45,6 +45,7 @@ class FixedSchedule:
         check_seconds(self.interval, "poll_interval")
 
     def delay(self, poll: int) -> float:
+        """Always ``interval``."""
         return self.interval
 
 
@@ -70,6 +71,7 @@ class AdaptiveSchedule:
             raise ValueError("maximum must not be below initial")
 
     def delay(self, poll: int) -> float:
+        """``initial * factor**poll``, capped at ``maximum``."""
         return _grow(self.initial, self.factor, max(poll, 0), self.maximum)
 
 

@@ -14,29 +14,20 @@ listing, models and versions, server-sent output streams, bearer tokens, optiona
 limits), over the same predictions; the official ``replicate`` client works against it
 with ``replicate.Client(api_token=..., base_url=emu.base_url)``.
 
-Example::
+Example (a client retries a scripted 503, then polls to the end)::
 
     import anyio
-    import httpx
 
+    from replicate_home import ReplicateHome
     from replicate_home.emulator import Emulator, Fault, Scenario
 
 
     async def main() -> None:
         emulator = Emulator(Scenario(duration=0.2))
-        emulator.script("flaky", Scenario(submit_faults=[Fault(503, retry_after=1)]))
-        async with emulator.serve() as emu, httpx.AsyncClient(base_url=emu.base_url) as http:
-            created = await http.post(
-                "/api/prediction",
-                json={
-                    "model": "google-deepmind/gemma-2b-it",
-                    "version": "dff94eaf770e1fc211e425a50b51baa8e4cac6c39ef074681f9e39d778773626",
-                    "input": {"prompt": "Tell me a story"},
-                },
-            )
-            prediction_id = created.json()["id"]
-            answer = await http.get("/api/poll", params={"id": prediction_id})
-            print(answer.json()["status"], emu.stats())
+        emulator.script("flaky", Scenario(duration=0.2, poll_faults=[Fault(503)]))
+        async with emulator.serve() as emu, ReplicateHome(emu.base_url) as client:
+            prediction = await client.predict("gemma-2b", prompt="flaky")
+            print(prediction.status, prediction.polls, emu.stats())
 
 
     anyio.run(main)  # or anyio.run(main, backend="trio")
