@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
 
 import pytest
+from hypothesis import settings
 
 from replicate_home.emulator import Emulator, Scenario
 
@@ -58,3 +60,16 @@ def _client_task_ids() -> set[int]:
 def client_tasks() -> Callable[[], set[int]]:
     """Ids of the running tasks that are not the in-process emulator's server tasks."""
     return _client_task_ids
+
+
+# -- Hypothesis profiles (the property tests, tests/test_properties_*.py) ------------------
+#
+# ``default`` is quick, for local runs; ``ci`` (exported by .ci/run) tries more examples.
+# Both keep failing examples in the local example database (.hypothesis/, git-ignored), so
+# the next run replays them first, and print a ``@reproduce_failure`` blob with the
+# falsifying example. No per-example deadline: the loop tests wait on real (tiny) timers.
+# Choose one with HYPOTHESIS_PROFILE=ci, or pytest's --hypothesis-profile=ci.
+
+settings.register_profile("default", max_examples=40, deadline=None, print_blob=True)
+settings.register_profile("ci", max_examples=200, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
