@@ -70,6 +70,10 @@ class TokenBucket:
         """Wait for a token. Waiters are served in turn (first come, first served)."""
         if self._lock is None:
             self._lock = anyio.Lock()
+        # Nobody waiting (a waiter holds the lock, or queues for it) and a token free now:
+        # take it without queueing, which costs the event loop a pass per request.
+        if not self._lock.locked() and self.delay() == 0:
+            return
         async with self._lock:
             # Sleeping for the computed refill time, not polling for a condition.
             while (wait := self.delay()) > 0:  # noqa: ASYNC110

@@ -15,7 +15,7 @@ import httpx
 from anyio.abc import TaskGroup
 
 from ._budget import RateBudget
-from ._engine import Engine, StatusCallback
+from ._engine import Engine, RequestGate, StatusCallback
 from ._exceptions import ClientNotOpenError
 from ._fanout import ComparisonResult, FanOut, compare_results, first_success, open_fan_out
 from ._models import Prediction
@@ -29,6 +29,10 @@ __all__ = ["BaseClient", "close_http_client"]
 #: Per-request limits of an owned HTTP client. The call's own deadline is the real bound;
 #: these only stop one stuck request from eating all of it.
 HTTP_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+
+#: The connection pool of an owned HTTP client (httpx's defaults, spelled out): its
+#: requests in flight are gated at ``max_connections`` (see :class:`RequestGate`).
+HTTP_LIMITS = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
 #: How long closing an owned HTTP client may take when the caller is being cancelled.
 CLOSE_GRACE = 2.0
@@ -112,9 +116,12 @@ class BaseClient:
                 await close_http_client(owned)
 
     def _new_http_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(proxy=self._proxy, timeout=HTTP_TIMEOUT)
+        return httpx.AsyncClient(proxy=self._proxy, timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS)
 
     def _new_engine(self, http: httpx.AsyncClient) -> Engine:
+        # Only a client of our own has a pool we know the size of; a given one is used as
+        # it is configured.
+        owned = http is not self._given_http
         return Engine(
             http,
             self._service,
@@ -123,6 +130,7 @@ class BaseClient:
             retry=self._retry,
             background=self._group,
             budget=self._budget,
+            gate=RequestGate(HTTP_LIMITS.max_connections or 100) if owned else None,
         )
 
     def _open_engine(self) -> Engine:

@@ -37,7 +37,7 @@ from ._models import Prediction
 from ._schedule import PollSchedule, RetryPolicy, parse_retry_after
 from ._service import PredictionCall, RequestSpec, Service
 
-__all__ = ["CLEANUP_GRACE", "Engine", "StatusCallback"]
+__all__ = ["CLEANUP_GRACE", "Engine", "RequestGate", "StatusCallback"]
 
 logger = logging.getLogger("replicate_home")
 
@@ -60,11 +60,36 @@ _TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemotePro
 _UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+class RequestGate:
+    """At most ``limit`` requests in flight on one HTTP client; the rest wait here, in
+    turn, rather than in the HTTP client's connection pool.
+
+    httpcore's pool rescans every queued request against every connection each time a
+    request starts or ends, so a thousand requests queued for its hundred connections cost
+    seconds of CPU (encode/httpcore#1035). Kept at the pool's size, this gate leaves the
+    pool nothing to queue. A request holds its place until its response is closed (a
+    stream, until the stream ends), as it holds its connection.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._slots = anyio.Semaphore(limit)
+
+    async def acquire(self) -> None:
+        try:  # the common case, no waiting: no checkpoint either
+            self._slots.acquire_nowait()
+        except anyio.WouldBlock:
+            await self._slots.acquire()
+
+    def release(self) -> None:
+        self._slots.release()
+
+
 class Engine:
     """Runs predictions for one service over one HTTP client.
 
     ``background`` is the client's task group (for creates and remote cancels, where the
-    service can cancel); ``budget`` the client's shared rate budget, if any.
+    service can cancel); ``budget`` the client's shared rate budget, if any; ``gate``
+    bounds the requests in flight on ``http`` (see :class:`RequestGate`).
     """
 
     def __init__(
@@ -77,8 +102,10 @@ class Engine:
         retry: RetryPolicy,
         background: TaskGroup | None = None,
         budget: RateBudget | None = None,
+        gate: RequestGate | None = None,
     ) -> None:
         self._http = http
+        self._gate = gate
         self._service = service
         self._timeout = timeout
         self._schedule = schedule
@@ -232,9 +259,7 @@ class Engine:
             try:
                 if self._budget is not None:
                     await self._budget.requests.acquire()
-                response = await self._http.request(
-                    spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
-                )
+                response = await self._request(spec)
             except Exception as error:  # a failing cleanup must never reach the caller
                 logger.warning(
                     "%s: could not cancel %s: %s",
@@ -269,12 +294,17 @@ class Engine:
         request = self._http.build_request(spec.method, spec.url, headers=dict(spec.headers))
         response: httpx.Response | None = None
         with anyio.CancelScope(deadline=deadline) as scope:
+            if self._budget is not None:
+                await self._budget.requests.acquire()
+            if self._gate is not None:
+                await self._gate.acquire()
             try:
-                if self._budget is not None:
-                    await self._budget.requests.acquire()
                 response = await self._http.send(request, stream=True)
             except httpx.TransportError as error:
                 logger.debug("%s: no stream for %s: %s", self._service.name, prediction.id, error)
+            finally:
+                if response is None and self._gate is not None:
+                    self._gate.release()
         if scope.cancelled_caught:
             raise PredictionTimeout(prediction.id, timeout)
         if response is None:
@@ -315,7 +345,7 @@ class Engine:
             with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE):
                 if events is not None:
                     await events.aclose()
-                await response.aclose()
+                await _close_stream(response, self._gate)
 
     # -- send -----------------------------------------------------------------------
 
@@ -372,9 +402,7 @@ class Engine:
         if self._budget is not None:
             await self._budget.bucket(creating).acquire()
         try:
-            response = await self._http.request(
-                spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
-            )
+            response = await self._request(spec)
         except httpx.TransportError as error:
             failure = ConnectionFailed(f"{spec.method} {spec.url}: {type(error).__name__}: {error}")
             failure.__cause__ = error
@@ -393,6 +421,29 @@ class Engine:
         )
         retryable = status == 429 or (not creating and status in _TRANSIENT_STATUSES)
         return _Failure(problem, retry_after, retryable)
+
+    async def _request(self, spec: RequestSpec) -> httpx.Response:
+        """Send ``spec`` and read its answer, within the gate."""
+        if self._gate is None:
+            return await self._http.request(
+                spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
+            )
+        await self._gate.acquire()
+        try:
+            return await self._http.request(
+                spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
+            )
+        finally:
+            self._gate.release()
+
+
+async def _close_stream(response: httpx.Response, gate: RequestGate | None) -> None:
+    """Close a streamed response and give its place in the gate back."""
+    try:
+        await response.aclose()
+    finally:
+        if gate is not None:
+            gate.release()
 
 
 @dataclass(frozen=True)
