@@ -176,7 +176,7 @@ def _measure_cell(
 
 def run(settings: Settings) -> list[Table]:
     # Quick: 1.5 s still outlasts the held create (wait=1), so ours streams and polls.
-    durations: list[float] = settings.pick([0.5, 3.0], [0.5, 1.5])
+    durations: list[float] = settings.pick([0.5, 3.0], [0.5])
     counts: list[int] = settings.pick([1, 10, 100], [4])
     reps = settings.pick(3, 1)
     cells: dict[tuple[str, float, int, Client], Cell] = {}

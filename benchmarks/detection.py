@@ -102,8 +102,8 @@ async def _measure(
 
 
 def measure(settings: Settings) -> Results:
-    durations: list[float] = settings.pick([0.3, 1.0, 3.0, 10.0], [0.3, 1.0])
-    reps = settings.pick(7, 2)
+    durations: list[float] = settings.pick([0.3, 1.0, 3.0, 10.0], [0.3])
+    reps = settings.pick(7, 1)
     results = Results(durations, {(s.name, d): Cell() for s in SCHEDULES for d in durations})
     with EmulatorProcess(durations=durations, count=len(SCHEDULES) * reps) as emulator:
         before = emulator.stats()["requests"]

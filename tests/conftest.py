@@ -71,5 +71,5 @@ def client_tasks() -> Callable[[], set[int]]:
 # Choose one with HYPOTHESIS_PROFILE=ci, or pytest's --hypothesis-profile=ci.
 
 settings.register_profile("default", max_examples=40, deadline=None, print_blob=True)
-settings.register_profile("ci", max_examples=200, deadline=None, print_blob=True)
+settings.register_profile("ci", max_examples=150, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
