@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
+import re
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 from hypothesis import settings
@@ -60,6 +64,35 @@ def _client_task_ids() -> set[int]:
 def client_tasks() -> Callable[[], set[int]]:
     """Ids of the running tasks that are not the in-process emulator's server tasks."""
     return _client_task_ids
+
+
+@contextmanager
+def _emulator_in_subprocess(*options: str) -> Iterator[str]:
+    """``replicate-home emulator --port 0 OPTIONS`` in another process; its base URL."""
+    command = [sys.executable, "-m", "replicate_home", "emulator", "--port", "0", *options]
+    with subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            match = re.search(r"http://\S+", line)
+            assert match, f"the emulator printed no URL: {line!r}"
+            yield match.group(0)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def emulator_in_subprocess() -> Callable[..., AbstractContextManager[str]]:
+    """Start ``replicate-home emulator`` in another process: ``with
+    emulator_in_subprocess("--duration", "0.2") as url: ...``."""
+    return _emulator_in_subprocess
 
 
 # -- Hypothesis profiles (the property tests, tests/test_properties_*.py) ------------------

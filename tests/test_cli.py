@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pytest
 
 from replicate_home import ReplicateHome
 from replicate_home._cli import build_parser, chosen_service, main
+
+Spawn = Callable[..., AbstractContextManager[str]]
 
 
 @pytest.fixture(params=["asyncio", "trio"])
@@ -99,30 +98,8 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "PROMPT" in capsys.readouterr().err
 
 
-@contextmanager
-def emulator_in_subprocess(*options: str) -> Iterator[str]:
-    """``replicate-home emulator --port 0 OPTIONS`` in a subprocess; yields its base URL."""
-    command = [sys.executable, "-m", "replicate_home", "emulator", "--port", "0", *options]
-    with subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    ) as process:
-        try:
-            assert process.stdout is not None
-            line = process.stdout.readline()
-            match = re.search(r"http://\S+", line)
-            assert match, f"no URL in {line!r}"
-            yield match.group(0)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
-
-
 @pytest.fixture
-def emulator_process() -> Iterator[str]:
+def emulator_process(emulator_in_subprocess: Spawn) -> Iterator[str]:
     with emulator_in_subprocess("--duration", "0.2") as url:
         yield url
 
@@ -222,7 +199,7 @@ def test_api_usage_errors(
 
 
 @pytest.fixture
-def guarded_emulator() -> Iterator[str]:
+def guarded_emulator(emulator_in_subprocess: Spawn) -> Iterator[str]:
     """An emulator in another process that accepts only the token 'the-right-one'."""
     with emulator_in_subprocess("--token", "the-right-one") as url:
         yield url

@@ -39,8 +39,9 @@ import re
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -180,25 +181,12 @@ def wrap_async(example: Example) -> str:
 
 
 @pytest.fixture(scope="module")
-def emulator_url() -> Iterator[str]:
+def emulator_url(
+    emulator_in_subprocess: Callable[..., AbstractContextManager[str]],
+) -> Iterator[str]:
     """``replicate-home emulator --port 0`` in another process; its base URL."""
-    command = [sys.executable, "-m", "replicate_home", "emulator", "--port", "0"]
-    with subprocess.Popen(
-        [*command, "--duration", "0.2"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    ) as process:
-        try:
-            assert process.stdout is not None
-            first_line = process.stdout.readline()
-            match = re.search(r"http://\S+", first_line)
-            assert match, f"the emulator printed no URL: {first_line!r}"
-            yield match.group(0)
-        finally:
-            process.terminate()
-            process.wait(timeout=10)
+    with emulator_in_subprocess("--duration", "0.2") as url:
+        yield url
 
 
 def example_env(url: str, pycache: Path, *, token: bool) -> dict[str, str]:
