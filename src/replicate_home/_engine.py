@@ -257,8 +257,6 @@ class Engine:
     async def _cancel_remote(self, spec: RequestSpec, prediction_id: str) -> None:
         with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE) as scope:
             try:
-                if self._budget is not None:
-                    await self._budget.requests.acquire()
                 response = await self._request(spec)
             except Exception as error:  # a failing cleanup must never reach the caller
                 logger.warning(
@@ -312,9 +310,9 @@ class Engine:
         events: AsyncGenerator[ServerSentEvent, None] | None = None
         try:
             if not response.is_success:
-                if response.status_code == 429 and self._budget is not None:
+                if response.status_code == 429:
                     retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    self._budget.requests.pause(1.0 if retry_after is None else retry_after)
+                    self._pause_budget(creating=False, retry_after=retry_after)
                 return
             # The stream replays the output from the start (``Last-Event-ID`` resumes),
             # so it begins empty: what the create answered is part of the replay.
@@ -399,10 +397,8 @@ class Engine:
         self, spec: RequestSpec, creating: bool
     ) -> tuple[dict[str, Any], str] | _Failure:
         """Send once: the decoded answer, or why it failed and whether to try again."""
-        if self._budget is not None:
-            await self._budget.bucket(creating).acquire()
         try:
-            response = await self._request(spec)
+            response = await self._request(spec, creating=creating)
         except httpx.TransportError as error:
             failure = ConnectionFailed(f"{spec.method} {spec.url}: {type(error).__name__}: {error}")
             failure.__cause__ = error
@@ -414,27 +410,33 @@ class Engine:
             return decode_json_object(response.content)
         status = response.status_code
         retry_after = parse_retry_after(response.headers.get("retry-after"))
-        if status == 429 and self._budget is not None:
-            self._budget.bucket(creating).pause(1.0 if retry_after is None else retry_after)
+        if status == 429:
+            self._pause_budget(creating=creating, retry_after=retry_after)
         problem = self._service.error_for(
             status, body_text(response.content), spec.url, retry_after
         )
         retryable = status == 429 or (not creating and status in _TRANSIENT_STATUSES)
         return _Failure(problem, retry_after, retryable)
 
-    async def _request(self, spec: RequestSpec) -> httpx.Response:
-        """Send ``spec`` and read its answer, within the gate."""
-        if self._gate is None:
-            return await self._http.request(
-                spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
-            )
-        await self._gate.acquire()
+    async def _request(self, spec: RequestSpec, *, creating: bool = False) -> httpx.Response:
+        """Send ``spec`` and read its answer: a token from the budget's bucket for it
+        first, then a place in the gate, held until the answer is read."""
+        if self._budget is not None:
+            await self._budget.bucket(creating).acquire()
+        if self._gate is not None:
+            await self._gate.acquire()
         try:
             return await self._http.request(
                 spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
             )
         finally:
-            self._gate.release()
+            if self._gate is not None:
+                self._gate.release()
+
+    def _pause_budget(self, *, creating: bool, retry_after: float | None) -> None:
+        """After a 429, send nothing from that bucket for ``Retry-After`` (or 1 s)."""
+        if self._budget is not None:
+            self._budget.bucket(creating).pause(1.0 if retry_after is None else retry_after)
 
 
 async def _close_stream(response: httpx.Response, gate: RequestGate | None) -> None:
