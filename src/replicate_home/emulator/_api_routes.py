@@ -194,13 +194,19 @@ class ApiRoutes:
     def _encode(pred: Prediction, obj: dict[str, Any]) -> bytes:
         return quirky_json(obj, pred.kind) if pred.scenario.quirks else json_bytes(obj)
 
-    def _lookup(self, request: Request) -> tuple[Prediction | None, float]:
+    def _named_prediction(self, request: Request) -> tuple[Prediction, float] | Response:
+        """The prediction a ``/v1/predictions/{id}...`` request names and the time now
+        (after auth and the rate limit), or the error answer."""
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
         emu = self._emu
         now = emu._now()
         emu._store.purge(now)
         prediction_id: str = request.path_params["prediction_id"]
         emu._info(request).prediction_id = prediction_id
-        return emu._store.get(prediction_id, now), now
+        pred = emu._store.get(prediction_id, now)
+        return _not_found("Prediction") if pred is None else (pred, now)
 
     # ----------------------------------------------------------------- creates
 
@@ -327,12 +333,10 @@ class ApiRoutes:
 
     async def _get(self, request: Request) -> Response:
         self._emu._polls += 1
-        gated = self._gate(request, create=False)
-        if gated is not None:
-            return gated
-        pred, now = self._lookup(request)
-        if pred is None:
-            return _not_found("Prediction")
+        named = self._named_prediction(request)
+        if isinstance(named, Response):
+            return named
+        pred, now = named
         poll_number = pred.polls
         pred.polls += 1
         fault = pred.scenario.poll_fault(poll_number)
@@ -344,12 +348,10 @@ class ApiRoutes:
 
     async def _cancel(self, request: Request) -> Response:
         self._emu._cancels += 1
-        gated = self._gate(request, create=False)
-        if gated is not None:
-            return gated
-        pred, now = self._lookup(request)
-        if pred is None:
-            return _not_found("Prediction")
+        named = self._named_prediction(request)
+        if isinstance(named, Response):
+            return named
+        pred, now = named
         self._emu._store.cancel(pred, now)  # a terminal prediction stays as it is
         obj = self._object(request, pred, now)
         return Response(self._encode(pred, obj), media_type=_JSON)
@@ -392,12 +394,10 @@ class ApiRoutes:
         return Response(json_bytes(body), media_type=_JSON)
 
     async def _stream(self, request: Request) -> Response:
-        gated = self._gate(request, create=False)
-        if gated is not None:
-            return gated
-        pred, _ = self._lookup(request)
-        if pred is None:
-            return _not_found("Prediction")
+        named = self._named_prediction(request)
+        if isinstance(named, Response):
+            return named
+        pred, _ = named
         if pred.kind != "text":
             return problem(
                 404,
