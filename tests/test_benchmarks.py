@@ -36,6 +36,7 @@ TITLES = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(240)  # about 45 s on 2 cores; generous for slower machines
 def test_the_quick_run_prints_every_table(tmp_path: Path) -> None:
     plot, output = tmp_path / "latency.png", tmp_path / "results.md"
