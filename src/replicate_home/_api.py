@@ -23,7 +23,7 @@ from ._exceptions import (
 from ._home import resolve_base_url
 from ._models import Prediction
 from ._prompt import Messages, format_prompt
-from ._service import PredictionCall, RequestSpec
+from ._service import PredictionCall, RequestSpec, Send
 from ._version import __version__
 
 __all__ = ["DEFAULT_API_URL", "ApiService", "ModelRef", "parse_model_ref", "resolve_token"]
@@ -148,6 +148,9 @@ class ApiService:
             kind=kind,
             prompt=text if isinstance(text, str) else None,
         )
+
+    async def resolve(self, call: PredictionCall, send: Send) -> PredictionCall:
+        return call
 
     def create_request(
         self, call: PredictionCall, *, remaining: float, wait: float | None

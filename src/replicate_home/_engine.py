@@ -136,6 +136,7 @@ class Engine:
         started = anyio.current_time()
         deadline = started + timeout
         tracker = _Tracker(started, on_status, self._service.name)
+        call = await self._resolve(call, deadline, timeout)
         prediction = await self._create(call, deadline, timeout, wait)
         stream_spec = self._service.stream_request(prediction) if stream else None
         try:
@@ -173,6 +174,18 @@ class Engine:
                 self._abandon(prediction)
 
     # -- create ---------------------------------------------------------------------
+
+    async def _resolve(
+        self, call: PredictionCall, deadline: float, timeout: float
+    ) -> PredictionCall:
+        """Let the service do what the call needs before its create, under its deadline."""
+
+        async def send(spec: RequestSpec) -> tuple[dict[str, Any], str]:
+            return await self._send(
+                spec, deadline=deadline, creating=False, prediction_id=None, timeout=timeout
+            )
+
+        return await self._service.resolve(call, send)
 
     async def _create(
         self, call: PredictionCall, deadline: float, timeout: float, wait: float | None

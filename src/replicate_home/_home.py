@@ -12,7 +12,7 @@ from ._decode import require_string
 from ._exceptions import RateLimitError, ReplicateHomeError, ResponseStatusError
 from ._models import Prediction
 from ._prompt import Messages, format_prompt, last_message_content
-from ._service import PredictionCall, RequestSpec
+from ._service import PredictionCall, RequestSpec, Send
 
 __all__ = ["DEFAULT_BASE_URL", "HomeService", "resolve_base_url"]
 
@@ -88,6 +88,9 @@ class HomeService:
             kind=kind,
             prompt=text,
         )
+
+    async def resolve(self, call: PredictionCall, send: Send) -> PredictionCall:
+        return call
 
     def create_request(
         self, call: PredictionCall, *, remaining: float, wait: float | None

@@ -7,7 +7,7 @@ written once for every service.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -16,7 +16,7 @@ from ._exceptions import ReplicateHomeError
 from ._models import Prediction
 from ._prompt import Messages
 
-__all__ = ["PredictionCall", "RequestSpec", "Service"]
+__all__ = ["PredictionCall", "RequestSpec", "Send", "Service"]
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,11 @@ class PredictionCall:
     prompt: str | None
 
 
+#: Sends one request through the engine (the call's deadline, the rate budget, the
+#: request gate, retries) and returns the decoded JSON object and its text.
+Send = Callable[[RequestSpec], Awaitable[tuple[dict[str, Any], str]]]
+
+
 class Service(Protocol):
     """How to talk to one Replicate service."""
 
@@ -58,6 +63,12 @@ class Service(Protocol):
         input: Mapping[str, Any] | None = None,
     ) -> PredictionCall:
         """Validate a call's arguments; raise ``ValueError`` subclasses for bad input."""
+        ...
+
+    async def resolve(self, call: PredictionCall, send: Send) -> PredictionCall:
+        """Asynchronous work a call needs before its create (looking a model up, sending
+        its files), done with ``send`` under the call's deadline. Most calls need none
+        and come back as they are."""
         ...
 
     def create_request(
