@@ -47,6 +47,10 @@ class CommandError(Exception):
     """An error to print as one line before exiting non-zero."""
 
 
+class UsageError(CommandError):
+    """Bad arguments or missing configuration: exit 2."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="replicate-home",
@@ -162,6 +166,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         anyio.run(command, args, backend=backend)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except UsageError as error:
+        print(f"replicate-home: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except (ReplicateHomeError, ValueError, CommandError, OSError) as error:
         print(f"replicate-home: error: {error}", file=sys.stderr)
         return EXIT_ERROR
@@ -238,7 +245,7 @@ async def open_client(args: argparse.Namespace) -> AsyncIterator[BaseClient]:
     try:
         from .emulator import Emulator
     except ImportError:
-        raise CommandError(
+        raise UsageError(
             "no service configured and the emulator is not installed: "
             "pip install 'replicate-home[emulator]'"
         ) from None

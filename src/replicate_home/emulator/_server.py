@@ -8,6 +8,7 @@ otherwise :func:`serving` does: the descriptor is closed exactly once.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import socket
@@ -16,7 +17,6 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, cast
 
 import anyio
-import sniffio
 from hypercorn.config import Config, Sockets
 from hypercorn.typing import Framework
 from starlette.types import ASGIApp
@@ -92,17 +92,27 @@ def _base_url(sock: socket.socket) -> str:
 
 async def _run_hypercorn(app: ASGIApp, config: Config, shutdown: anyio.Event) -> None:
     framework = cast(Framework, app)
-    library = sniffio.current_async_library()
-    if library == "asyncio":
+    if _running_asyncio():
         from hypercorn.asyncio import serve as asyncio_serve
 
         await asyncio_serve(framework, config, shutdown_trigger=shutdown.wait, mode="asgi")
-    elif library == "trio":
+    else:
         from hypercorn.trio import serve as trio_serve
 
         await trio_serve(framework, config, shutdown_trigger=shutdown.wait, mode="asgi")
-    else:
-        raise RuntimeError(f"the emulator cannot serve under {library!r}; use asyncio or trio")
+
+
+def _running_asyncio() -> bool:
+    """Whether this task runs on asyncio; anyio's only other backend is trio.
+
+    The standard library answers this, so the emulator needs no ``sniffio`` (which an
+    asyncio-only install does not have: neither anyio nor httpx requires it).
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
 
 
 @asynccontextmanager
