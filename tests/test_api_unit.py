@@ -257,12 +257,21 @@ async def test_real_api_quirks_are_tolerated() -> None:
 )
 async def test_problem_json_errors(status: int, error: type[Exception], fragment: str) -> None:
     problem = {"title": "Oops", "detail": "prompt is required", "status": status}
-    api = Api({("POST", "/predictions"): [answer(problem, status)]})
+    # A 404 on the model route makes the client look the model up (a community model
+    # would run by version); an official model's 404 stands.
+    official = {"owner": "meta", "name": "llama", "is_official": True, "latest_version": None}
+    api = Api(
+        {
+            ("POST", "/predictions"): [answer(problem, status)],
+            ("GET", "/v1/models/meta/llama"): [answer(official, 200)],
+        }
+    )
     with pytest.raises(error, match=fragment) as caught:
         await generate(api)
     assert TOKEN not in str(caught.value)
     assert TOKEN not in repr(caught.value)
-    assert len(api.requests) == 1  # a create that may have reached the API is never resent
+    # A create that may have reached the API is never resent.
+    assert [r.method for r in api.requests].count("POST") == 1
 
 
 async def test_422_is_also_a_value_error_with_the_detail() -> None:

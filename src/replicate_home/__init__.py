@@ -36,7 +36,7 @@ from ._fanout import (
     Progress,
     StatusChanged,
 )
-from ._models import ImageResponse, Prediction
+from ._models import Deployment, ImageResponse, Prediction, PredictionProgress
 from ._prompt import Message, Messages, format_prompt
 from ._provider import ReplicateHome
 from ._replicate_api import ReplicateAPI
@@ -51,6 +51,7 @@ __all__ = [
     "ClientNotOpenError",
     "ComparisonResult",
     "ConnectionFailed",
+    "Deployment",
     "Event",
     "Failed",
     "FanOut",
@@ -67,6 +68,7 @@ __all__ = [
     "Prediction",
     "PredictionCanceled",
     "PredictionFailed",
+    "PredictionProgress",
     "PredictionTimeout",
     "Progress",
     "RateLimitError",

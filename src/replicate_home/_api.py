@@ -6,9 +6,13 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
+
+import anyio
 
 from ._catalog import IMAGE_MODELS, MODEL_ALIASES, MODEL_VERSIONS, ModelKind
 from ._decode import require_string
@@ -18,15 +22,26 @@ from ._exceptions import (
     RateLimitError,
     ReplicateHomeError,
     ResponseStatusError,
+    UnexpectedResponseFormat,
     excerpt,
 )
 from ._home import resolve_base_url
-from ._models import Prediction
+from ._models import Deployment, Prediction
 from ._prompt import Messages, format_prompt
+from ._record import record_fields
 from ._service import PredictionCall, RequestSpec, Send
 from ._version import __version__
 
-__all__ = ["DEFAULT_API_URL", "ApiService", "ModelRef", "parse_model_ref", "resolve_token"]
+__all__ = [
+    "DEFAULT_API_URL",
+    "WEBHOOK_EVENTS",
+    "ApiService",
+    "ModelRef",
+    "check_cancel_after",
+    "check_webhook",
+    "parse_model_ref",
+    "resolve_token",
+]
 
 DEFAULT_API_URL = "https://api.replicate.com"
 BASE_URL_ENV = "REPLICATE_BASE_URL"
@@ -45,22 +60,31 @@ _NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
 _VERSION = r"[0-9a-f]{64}"
 _MODEL_REF = re.compile(rf"^(?P<owner>{_NAME})/(?P<name>{_NAME})(?::(?P<version>{_VERSION}))?$")
 _BARE_VERSION = re.compile(rf"^{_VERSION}$")
+#: The events a webhook can be sent for.
+WEBHOOK_EVENTS = ("start", "output", "logs", "completed")
+#: The longest prediction id accepted from a caller (ids are 26 characters today).
+MAX_ID_LENGTH = 128
+_PREDICTION_ID = re.compile(r"[A-Za-z0-9_-]+")
 _PREDICTION_PATH = re.compile(r"/v1/predictions/(?P<id>[^/]+)")
 _MODEL_PATH = re.compile(r"/v1/models/(?P<model>[^/]+/[^/]+)")
 
 
 class ModelRef:
-    """A parsed model reference: ``owner/name``, ``owner/name:version`` or a version id."""
+    """A parsed model reference: ``owner/name``, ``owner/name:version``, a version id,
+    or a deployment."""
 
-    __slots__ = ("name", "version")
+    __slots__ = ("deployment", "name", "version")
 
-    def __init__(self, name: str | None, version: str | None) -> None:
+    def __init__(self, name: str | None, version: str | None, deployment: str | None = None):
         self.name = name
         self.version = version
+        self.deployment = deployment
 
     @property
     def display(self) -> str:
         """How events and results name the model."""
+        if self.deployment is not None:
+            return f"deployment:{self.deployment}"
         if self.name is None:
             return self.version or ""
         return self.name
@@ -72,6 +96,8 @@ def parse_model_ref(model: object) -> ModelRef:
     The homepage models resolve to their pinned versions. Anything else malformed raises
     ``ValueError`` before any request is sent.
     """
+    if isinstance(model, Deployment):
+        return ModelRef(None, None, model.name)
     if not isinstance(model, str) or not model:
         raise ValueError("model must be 'owner/name', 'owner/name:version' or a version id")
     model = MODEL_ALIASES.get(model, model)
@@ -85,6 +111,61 @@ def parse_model_ref(model: object) -> ModelRef:
         )
     name = f"{match['owner']}/{match['name']}"
     return ModelRef(name, match["version"] or MODEL_VERSIONS.get(name))
+
+
+def check_webhook(webhook: object, events: object) -> tuple[str | None, tuple[str, ...] | None]:
+    """A webhook URL and its events filter, validated (``ValueError`` before any request)."""
+    if webhook is not None:
+        if not isinstance(webhook, str):
+            raise ValueError(f"webhook must be a URL string, not {type(webhook).__name__}")
+        parts = urlsplit(webhook)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"webhook must be an http:// or https:// URL, not {webhook!r}")
+    if events is None:
+        return webhook, None
+    if webhook is None:
+        raise ValueError("webhook_events_filter needs a webhook")
+    if isinstance(events, str) or not isinstance(events, Sequence):
+        raise ValueError("webhook_events_filter must be a list of event names")
+    unknown = [event for event in events if event not in WEBHOOK_EVENTS]
+    if unknown or not events:
+        raise ValueError(
+            f"webhook_events_filter must list some of {', '.join(WEBHOOK_EVENTS)}; "
+            f"got {list(events)!r}"
+        )
+    return webhook, tuple(dict.fromkeys(events))
+
+
+def check_cancel_after(seconds: object) -> float | None:
+    """A ``Cancel-After`` in seconds (at least the API's minimum), or ``None``."""
+    if seconds is None:
+        return None
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise ValueError(f"cancel_after must be a number of seconds, not {seconds!r}")
+    if not (math.isfinite(seconds) and seconds >= MIN_CANCEL_AFTER):
+        raise ValueError(f"cancel_after must be at least {MIN_CANCEL_AFTER} seconds")
+    return float(seconds)
+
+
+def check_prediction_id(prediction_id: object) -> str:
+    """A caller's prediction id, validated (it becomes part of a URL path)."""
+    if isinstance(prediction_id, Prediction):
+        prediction_id = prediction_id.id
+    if (
+        not isinstance(prediction_id, str)
+        or len(prediction_id) > MAX_ID_LENGTH
+        or not _PREDICTION_ID.fullmatch(prediction_id)
+    ):
+        raise ValueError(f"not a prediction id: {prediction_id!r}")
+    return prediction_id
+
+
+def _timestamp(moment: object, name: str) -> str:
+    if not isinstance(moment, datetime):
+        raise ValueError(f"{name} must be a datetime, not {type(moment).__name__}")
+    if moment.tzinfo is None:
+        raise ValueError(f"{name} must be timezone-aware (e.g. datetime.now(timezone.utc))")
+    return moment.astimezone(timezone.utc).isoformat()
 
 
 def resolve_token(api_token: str | None) -> str:
@@ -112,13 +193,16 @@ class ApiService:
             "user-agent": f"replicate-home/{__version__}",
             "accept": "application/json",
         }
+        #: ``owner/name`` -> latest version of a community model, ``None`` if official.
+        self._latest: dict[str, str | None] = {}
+        self._lookups: dict[str, anyio.Event] = {}
 
     def __repr__(self) -> str:
         return f"ApiService(base_url={self.base_url!r})"  # never the token
 
     def prepare(
         self,
-        model: str | None,
+        model: str | Deployment | None,
         messages: Messages | None,
         prompt: str | None,
         input: Mapping[str, Any] | None = None,
@@ -147,28 +231,159 @@ class ApiService:
             input=values,
             kind=kind,
             prompt=text if isinstance(text, str) else None,
+            deployment=ref.deployment,
         )
 
+    def call_for(self, prediction: Prediction | str, *, owned: bool) -> PredictionCall:
+        """The call that follows a prediction that already runs (or its id)."""
+        if isinstance(prediction, str):
+            return PredictionCall(
+                model="",
+                version=None,
+                input={},
+                kind="text",
+                prompt=None,
+                owned=owned,
+                existing=check_prediction_id(prediction),
+            )
+        text = prediction.input.get("prompt")
+        return PredictionCall(
+            model=prediction.model,
+            version=prediction.version,
+            input=prediction.input,
+            kind="image" if prediction.model in API_IMAGE_MODELS else "text",
+            prompt=text if isinstance(text, str) else None,
+            owned=owned,
+            existing=prediction,
+        )
+
+    # -- community models -----------------------------------------------------------
+
+    def _by_model_route(self, call: PredictionCall) -> bool:
+        return call.version is None and call.deployment is None
+
     async def resolve(self, call: PredictionCall, send: Send) -> PredictionCall:
+        """A community model already looked up runs at its latest version."""
+        if self._by_model_route(call):
+            version = self._latest.get(call.model)
+            if version is not None:
+                return replace(call, version=version)
         return call
+
+    async def retry_create(
+        self, call: PredictionCall, error: ReplicateHomeError, send: Send
+    ) -> PredictionCall | None:
+        """After the model route refused ``owner/name`` with a 404, the model may be a
+        community model (the route serves official models only): look it up once per
+        client (``GET /v1/models/{owner}/{name}``) and run it at ``latest_version``.
+        ``None``: the error stands (an official model, or no version to run)."""
+        if not (
+            self._by_model_route(call)
+            and isinstance(error, ResponseStatusError)
+            and error.status_code == 404
+        ):
+            return None
+        version = await self._look_up(call.model, send)
+        return None if version is None else replace(call, version=version)
+
+    async def _look_up(self, model: str, send: Send) -> str | None:
+        """The latest version of a community model (``None`` for an official one), from
+        one request per client: concurrent callers wait for the one in flight."""
+        while model not in self._latest:
+            pending = self._lookups.get(model)
+            if pending is not None:
+                await pending.wait()
+                continue
+            self._lookups[model] = done = anyio.Event()
+            try:
+                owner, name = model.split("/", 1)
+                url = f"{self.base_url}/v1/models/{quote(owner)}/{quote(name)}"
+                data, _ = await send(RequestSpec("GET", url, headers=self._headers))
+                self._latest[model] = _community_version(data)
+            finally:
+                del self._lookups[model]
+                done.set()
+        return self._latest[model]
 
     def create_request(
         self, call: PredictionCall, *, remaining: float, wait: float | None
     ) -> RequestSpec:
         headers = dict(self._headers)
         headers["content-type"] = "application/json"
-        headers["cancel-after"] = f"{max(MIN_CANCEL_AFTER, math.ceil(remaining))}s"
+        cancel_after = call.cancel_after
+        if cancel_after is None and call.owned:
+            cancel_after = remaining
+        if cancel_after is not None:
+            headers["cancel-after"] = f"{max(MIN_CANCEL_AFTER, math.ceil(cancel_after))}s"
         if wait is not None:
             seconds = max(1, min(MAX_WAIT, math.ceil(min(wait, remaining))))
             headers["prefer"] = f"wait={seconds}"
         body: dict[str, Any] = {"input": dict(call.input)}
-        if call.version is not None:
+        if call.webhook is not None:
+            body["webhook"] = call.webhook
+            if call.webhook_events_filter is not None:
+                body["webhook_events_filter"] = list(call.webhook_events_filter)
+        if call.deployment is not None:
+            owner, name = call.deployment.split("/", 1)
+            url = f"{self.base_url}/v1/deployments/{quote(owner)}/{quote(name)}/predictions"
+        elif call.version is not None:
             body["version"] = call.version
             url = f"{self.base_url}/v1/predictions"
         else:
             owner, name = call.model.split("/", 1)
             url = f"{self.base_url}/v1/models/{quote(owner)}/{quote(name)}/predictions"
         return RequestSpec("POST", url, json=body, headers=headers)
+
+    # -- handles --------------------------------------------------------------------
+
+    def get_request(self, prediction_id: str) -> RequestSpec:
+        """``GET /v1/predictions/{id}``."""
+        url = f"{self.base_url}/v1/predictions/{quote(prediction_id, safe='')}"
+        return RequestSpec("GET", url, headers=self._headers)
+
+    def cancel_by_id_request(self, prediction_id: str) -> RequestSpec:
+        """``POST /v1/predictions/{id}/cancel``."""
+        url = f"{self.base_url}/v1/predictions/{quote(prediction_id, safe='')}/cancel"
+        return RequestSpec("POST", url, headers=self._headers)
+
+    def list_request(
+        self,
+        cursor: str | None,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> RequestSpec:
+        """One page of ``GET /v1/predictions``. The next page's URL is never taken from
+        an answer as it is: only its ``cursor`` is, on this client's own URL."""
+        query: dict[str, str] = {}
+        if created_after is not None:
+            query["created_after"] = _timestamp(created_after, "created_after")
+        if created_before is not None:
+            query["created_before"] = _timestamp(created_before, "created_before")
+        if cursor is not None:
+            query["cursor"] = cursor
+        url = f"{self.base_url}/v1/predictions"
+        if query:
+            url += "?" + urlencode(query)
+        return RequestSpec("GET", url, headers=self._headers)
+
+    def read_page(self, data: dict[str, Any], text: str) -> tuple[list[Prediction], str | None]:
+        """A page of a listing: its predictions and the cursor of the next page."""
+        results = data.get("results")
+        if not isinstance(results, list):
+            raise UnexpectedResponseFormat(text, "a page without a results list")
+        call = PredictionCall(model="", version=None, input={}, kind="text", prompt=None)
+        page = [
+            self.read_prediction(item, text, call=call, known_id=None)
+            for item in results
+            if isinstance(item, dict)
+        ]
+        return page, _cursor(data.get("next"))
+
+    def webhook_secret_request(self) -> RequestSpec:
+        """``GET /v1/webhooks/default/secret``."""
+        return RequestSpec(
+            "GET", f"{self.base_url}/v1/webhooks/default/secret", headers=self._headers
+        )
 
     def _prediction_url(self, prediction: Prediction, key: str, suffix: str) -> str:
         url = prediction.urls.get(key)
@@ -201,6 +416,7 @@ class ApiService:
         urls = data.get("urls")
         model, version = data.get("model"), data.get("version")
         return Prediction(
+            **record_fields(data),
             id=prediction_id,
             model=model if isinstance(model, str) and model else call.model,
             version=version if isinstance(version, str) and version else call.version,
@@ -228,6 +444,28 @@ class ApiService:
         if status_code == 404:
             return ResponseStatusError(status_code, text, url, message=_not_found(url, detail))
         return ResponseStatusError(status_code, text, url, message=detail or None)
+
+
+def _community_version(model: dict[str, Any]) -> str | None:
+    """The version to run a model at: ``None`` for an official model (the model route
+    runs it), else ``latest_version.id``."""
+    if model.get("is_official") is True:
+        return None
+    latest = model.get("latest_version")
+    version = latest.get("id") if isinstance(latest, dict) else None
+    if isinstance(version, str) and _BARE_VERSION.match(version):
+        return version
+    return None
+
+
+def _cursor(next_url: object) -> str | None:
+    """The ``cursor`` of a listing's ``next`` URL, if it has exactly one."""
+    if not isinstance(next_url, str) or not next_url:
+        return None
+    values = parse_qs(urlsplit(next_url).query).get("cursor")
+    if not values or len(values) != 1 or len(values[0]) > 1024:
+        return None
+    return values[0]
 
 
 def _same_origin(url: str, base_url: str) -> bool:

@@ -18,7 +18,7 @@ from ._budget import RateBudget
 from ._engine import Engine, RequestGate, StatusCallback
 from ._exceptions import ClientNotOpenError
 from ._fanout import ComparisonResult, FanOut, compare_results, first_success, open_fan_out
-from ._models import Prediction
+from ._models import Deployment, Prediction
 from ._prompt import Messages
 from ._run import Output, run_to_end, stream_chunks
 from ._schedule import AdaptiveSchedule, FixedSchedule, PollSchedule, RetryPolicy, check_seconds
@@ -144,7 +144,7 @@ class BaseClient:
 
     def generate(
         self,
-        model: str | None = None,
+        model: str | Deployment | None = None,
         messages: Messages | None = None,
         *,
         prompt: str | None = None,
@@ -162,7 +162,7 @@ class BaseClient:
 
     async def predict(
         self,
-        model: str | None = None,
+        model: str | Deployment | None = None,
         messages: Messages | None = None,
         *,
         prompt: str | None = None,
@@ -181,7 +181,7 @@ class BaseClient:
 
     def fan_out(
         self,
-        models: Sequence[str],
+        models: Sequence[str | Deployment],
         messages: Messages | None = None,
         *,
         prompt: str | None = None,
@@ -217,7 +217,7 @@ class BaseClient:
 
     async def compare(
         self,
-        models: Sequence[str],
+        models: Sequence[str | Deployment],
         messages: Messages | None = None,
         *,
         prompt: str | None = None,
@@ -234,7 +234,7 @@ class BaseClient:
 
     async def race(
         self,
-        models: Sequence[str],
+        models: Sequence[str | Deployment],
         messages: Messages | None = None,
         *,
         prompt: str | None = None,

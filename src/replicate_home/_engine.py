@@ -127,19 +127,48 @@ class Engine:
         ``aborted`` raise :class:`PredictionCanceled`, the deadline raises
         :class:`PredictionTimeout`.
 
-        ``wait`` asks the service to hold the create's answer that long (``Prefer:
-        wait``); ``stream`` follows the prediction's event stream where it has one. A
-        generator closed before the terminal status cancels the prediction on the
-        service, where the service can.
+        With ``call.existing`` the prediction already runs: it is followed from that
+        state (or, given its id, from a first read) and nothing is created. ``wait``
+        asks the service to hold the create's answer that long (``Prefer: wait``);
+        ``stream`` follows the prediction's event stream where it has one. A generator
+        closed before the terminal status cancels the prediction on the service, where
+        the service can, if the call owns it (``call.owned``).
         """
         timeout = self._timeout if timeout is None else timeout
         started = anyio.current_time()
         deadline = started + timeout
         tracker = _Tracker(started, on_status, self._service.name)
-        call = await self._resolve(call, deadline, timeout)
-        prediction = await self._create(call, deadline, timeout, wait)
-        stream_spec = self._service.stream_request(prediction) if stream else None
+        existing = call.existing
+        if existing is None:
+            prediction = await self._resolve_and_create(call, deadline, timeout, wait)
+            first_read = False
+        elif isinstance(existing, str):
+            prediction = Prediction(existing, call.model, call.version, "starting")
+            first_read = True
+        else:
+            prediction = existing
+            first_read = False
+        states = self._follow(call, prediction, first_read, deadline, timeout, tracker, stream)
+        async with aclosing(states):
+            async for state in states:
+                yield state
+
+    async def _follow(
+        self,
+        call: PredictionCall,
+        prediction: Prediction,
+        first_read: bool,
+        deadline: float,
+        timeout: float,
+        tracker: _Tracker,
+        stream: bool,
+    ) -> AsyncGenerator[Prediction, None]:
+        """The poll loop of :meth:`run`, from a prediction that exists."""
         try:
+            if first_read:
+                prediction = await self._poll(call, prediction, deadline, timeout, None)
+                tracker.polls += 1
+            stream_spec = self._service.stream_request(prediction) if stream else None
             while True:
                 prediction = tracker.observe(prediction)
                 answered = anyio.current_time()
@@ -157,35 +186,78 @@ class Engine:
                             prediction = tracker.observe(update)
                             yield prediction
                     not_before = None  # the stream ended: ask for the outcome at once
-                answer = await self._send(
-                    self._service.poll_request(prediction),
-                    deadline=deadline,
-                    creating=False,
-                    prediction_id=prediction.id,
-                    timeout=timeout,
-                    not_before=not_before,
-                )
+                prediction = await self._poll(call, prediction, deadline, timeout, not_before)
                 tracker.polls += 1
-                prediction = self._service.read_prediction(
-                    *answer, call=call, known_id=prediction.id
-                )
         finally:
-            if not prediction.done:
+            if call.owned and not prediction.done:
                 self._abandon(prediction)
+
+    async def _poll(
+        self,
+        call: PredictionCall,
+        prediction: Prediction,
+        deadline: float,
+        timeout: float,
+        not_before: float | None,
+    ) -> Prediction:
+        answer = await self._send(
+            self._service.poll_request(prediction),
+            deadline=deadline,
+            creating=False,
+            prediction_id=prediction.id,
+            timeout=timeout,
+            not_before=not_before,
+        )
+        return self._service.read_prediction(*answer, call=call, known_id=prediction.id)
+
+    async def create(
+        self, call: PredictionCall, *, timeout: float | None = None, wait: float | None = None
+    ) -> Prediction:
+        """Resolve and create one prediction and return it as created, without following
+        it. A caller who gives up before the create answers never learns the id, so what
+        it created is then cancelled, as for :meth:`run`; once returned, the prediction
+        is the caller's."""
+        timeout = self._timeout if timeout is None else timeout
+        deadline = anyio.current_time() + timeout
+        return await self._resolve_and_create(call, deadline, timeout, wait)
+
+    async def send(
+        self, spec: RequestSpec, *, timeout: float | None = None
+    ) -> tuple[dict[str, Any], str]:
+        """Send one request that is not part of a prediction's loop (a read, a cancel, a
+        page of a listing) with the engine's retries, budget and gate, under ``timeout``
+        (the client's by default); the decoded answer."""
+        timeout = self._timeout if timeout is None else timeout
+        return await self._send(
+            spec,
+            deadline=anyio.current_time() + timeout,
+            creating=False,
+            prediction_id=None,
+            timeout=timeout,
+        )
 
     # -- create ---------------------------------------------------------------------
 
-    async def _resolve(
-        self, call: PredictionCall, deadline: float, timeout: float
-    ) -> PredictionCall:
-        """Let the service do what the call needs before its create, under its deadline."""
+    async def _resolve_and_create(
+        self, call: PredictionCall, deadline: float, timeout: float, wait: float | None
+    ) -> Prediction:
+        """Let the service do what the call needs before its create, then create; a
+        create the service refuses may be retried once as the call it names instead.
+        All under the call's deadline."""
 
         async def send(spec: RequestSpec) -> tuple[dict[str, Any], str]:
             return await self._send(
                 spec, deadline=deadline, creating=False, prediction_id=None, timeout=timeout
             )
 
-        return await self._service.resolve(call, send)
+        call = await self._service.resolve(call, send)
+        try:
+            return await self._create(call, deadline, timeout, wait)
+        except ReplicateHomeError as error:
+            instead = await self._service.retry_create(call, error, send)
+            if instead is None:
+                raise
+        return await self._create(instead, deadline, timeout, wait)
 
     async def _create(
         self, call: PredictionCall, deadline: float, timeout: float, wait: float | None

@@ -23,7 +23,7 @@ from ._exceptions import (
     PredictionFailed,
     PredictionTimeout,
 )
-from ._models import ImageResponse, Prediction
+from ._models import Deployment, ImageResponse, Prediction
 from ._prompt import Messages
 from ._run import Output, follow
 from ._schedule import check_seconds
@@ -137,7 +137,7 @@ class FanOut:
             raise StopAsyncIteration from None
 
 
-def check_models(models: object) -> list[str]:
+def check_models(models: object) -> list[str | Deployment]:
     if isinstance(models, str) or not isinstance(models, Sequence):
         raise ValueError("models must be a list of model names or aliases")
     if not models:
@@ -156,7 +156,7 @@ def check_limit(limit: object) -> int | None:
 def open_fan_out(
     engine: Engine,
     service: Service,
-    models: Sequence[str],
+    models: Sequence[str | Deployment],
     messages: Messages | None = None,
     *,
     prompt: str | None = None,

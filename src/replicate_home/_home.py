@@ -10,7 +10,7 @@ from urllib.parse import quote, urlsplit
 from ._catalog import MODEL_VERSIONS, model_kind, resolve_model
 from ._decode import require_string
 from ._exceptions import RateLimitError, ReplicateHomeError, ResponseStatusError
-from ._models import Prediction
+from ._models import Deployment, Prediction
 from ._prompt import Messages, format_prompt, last_message_content
 from ._service import PredictionCall, RequestSpec, Send
 
@@ -58,11 +58,13 @@ class HomeService:
 
     def prepare(
         self,
-        model: str | None,
+        model: str | Deployment | None,
         messages: Messages | None,
         prompt: str | None,
         input: Mapping[str, Any] | None = None,
     ) -> PredictionCall:
+        if isinstance(model, Deployment):
+            raise ValueError("deployments run on the official API: use ReplicateAPI")
         if input is not None:
             raise ValueError(
                 "the homepage service takes only a prompt; use ReplicateAPI for model inputs"
@@ -91,6 +93,11 @@ class HomeService:
 
     async def resolve(self, call: PredictionCall, send: Send) -> PredictionCall:
         return call
+
+    async def retry_create(
+        self, call: PredictionCall, error: ReplicateHomeError, send: Send
+    ) -> PredictionCall | None:
+        return None
 
     def create_request(
         self, call: PredictionCall, *, remaining: float, wait: float | None

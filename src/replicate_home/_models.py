@@ -5,9 +5,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
-__all__ = ["TERMINAL_STATUSES", "ImageResponse", "Prediction", "PredictionStatus"]
+__all__ = [
+    "TERMINAL_STATUSES",
+    "Deployment",
+    "ImageResponse",
+    "Prediction",
+    "PredictionProgress",
+    "PredictionStatus",
+    "parse_progress",
+]
 
 PredictionStatus = Literal["starting", "processing", "succeeded", "failed", "canceled", "aborted"]
 
@@ -15,6 +24,12 @@ PredictionStatus = Literal["starting", "processing", "succeeded", "failed", "can
 TERMINAL_STATUSES = frozenset({"succeeded", "failed", "canceled", "aborted"})
 
 _MARKDOWN_SPECIAL = re.compile(r"([\[\]\\])")
+#: A tqdm progress line: ``NN%|<bar>| current/total`` (the rest of the line is ignored).
+_PROGRESS = re.compile(r"^\s*(\d{1,3})%\s*\|[^|]*\|\s*(\d{1,12})/(\d{1,12})")
+#: How much of the end of the logs is searched for a progress line: the latest one is
+#: near the end, and a long log must not make every look at ``progress`` slower.
+_PROGRESS_WINDOW = 4096
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
 
 def _escape_alt(text: str) -> str:
@@ -67,14 +82,78 @@ class ImageResponse:
 
 
 @dataclass(frozen=True)
+class Deployment:
+    """A deployment (``owner/name``) to run instead of a model, on :class:`ReplicateAPI`.
+
+    Pass it wherever a model is accepted (``predict``, ``generate``, ``create``, and in
+    the model lists of ``fan_out``, ``compare`` and ``race``, mixed with models): its
+    predictions are created with ``POST /v1/deployments/{owner}/{name}/predictions``. A
+    value of its own, so that a deployment can never be mistaken for a model of the same
+    name. Events and results name it ``deployment:owner/name``.
+    """
+
+    name: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str):
+            raise ValueError(f"a deployment name must be a string, not {type(self.name).__name__}")
+        owner, _, name = self.name.partition("/")
+        if not (_NAME.fullmatch(owner) and _NAME.fullmatch(name)):
+            raise ValueError(f"a deployment is named 'owner/name', not {self.name!r}")
+
+    @property
+    def owner(self) -> str:
+        """The deployment's owner (user or organisation)."""
+        return self.name.partition("/")[0]
+
+    def __str__(self) -> str:
+        return f"deployment:{self.name}"
+
+
+@dataclass(frozen=True)
+class PredictionProgress:
+    """How far a prediction has got, read from a tqdm-style line of its logs."""
+
+    #: From 0.0 to 1.0.
+    percentage: float
+    current: int
+    total: int
+
+
+def parse_progress(logs: str | None) -> PredictionProgress | None:
+    """The last tqdm-style progress line (``NN%|bar| current/total``) of ``logs``.
+
+    Only the end of the logs is searched (the latest progress line is there), so the
+    cost does not grow with the length of the logs.
+    """
+    if not logs:
+        return None
+    for line in reversed(logs[-_PROGRESS_WINDOW:].splitlines()):
+        # A tqdm bar redraws itself with carriage returns: the last redraw counts.
+        match = _PROGRESS.match(line.rsplit("\r", 1)[-1]) or _PROGRESS.match(line)
+        if match is not None:
+            percent, current, total = (int(group) for group in match.groups())
+            return PredictionProgress(min(percent, 100) / 100.0, current, total)
+    return None
+
+
+@dataclass(frozen=True)
 class Prediction:
     """A snapshot of one prediction as this client saw it.
 
     ``id``, ``model``, ``version``, ``status``, ``output`` and ``error`` are what the
     service reported (``output`` unchanged: a list of text chunks, a string, image URLs,
     or any JSON). ``polls`` counts the status requests sent after the create; ``elapsed``
-    is seconds since the create was sent. ``urls`` are the service's links for it (the
-    official API's ``get``, ``cancel`` and ``stream``).
+    is seconds since the create was sent (for a prediction followed by id, since the
+    follow began). ``urls`` are the service's links for it (the official API's ``get``,
+    ``cancel``, ``stream`` and ``web``).
+
+    The rest is the record as the official API keeps it (the homepage service tells
+    less, and leaves these empty): ``input``, ``logs``, ``metrics``, the timestamps
+    ``created_at``, ``started_at`` and ``completed_at`` (timezone-aware ``datetime``),
+    ``source`` (``"api"`` or ``"web"``), ``data_removed``, ``deadline`` (when the service
+    will cancel it, if it has one) and ``deployment`` (the deployment that ran it).
+    A field the service did not send, or sent malformed, is ``None`` (or empty).
     """
 
     id: str
@@ -88,11 +167,36 @@ class Prediction:
     urls: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
     #: Whether this state was read from the event stream (its output so far, in chunks).
     streamed: bool = field(default=False, repr=False, compare=False)
+    input: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    logs: str | None = field(default=None, repr=False, compare=False)
+    metrics: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+    created_at: datetime | None = field(default=None, repr=False, compare=False)
+    started_at: datetime | None = field(default=None, repr=False, compare=False)
+    completed_at: datetime | None = field(default=None, repr=False, compare=False)
+    source: str | None = field(default=None, repr=False, compare=False)
+    data_removed: bool = field(default=False, repr=False, compare=False)
+    deadline: datetime | None = field(default=None, repr=False, compare=False)
+    deployment: str | None = field(default=None, repr=False, compare=False)
 
     @property
     def done(self) -> bool:
         """Whether the status is terminal (the prediction will not change again)."""
         return self.status in TERMINAL_STATUSES
+
+    @property
+    def progress(self) -> PredictionProgress | None:
+        """The latest tqdm-style progress line of the logs, if there is one."""
+        return parse_progress(self.logs)
+
+    @property
+    def predict_time(self) -> float | None:
+        """Seconds the model ran (``metrics.predict_time``), once reported."""
+        return _seconds(self.metrics.get("predict_time"))
+
+    @property
+    def total_time(self) -> float | None:
+        """Seconds from create to completion (``metrics.total_time``), once reported."""
+        return _seconds(self.metrics.get("total_time"))
 
     @property
     def text(self) -> str | None:
@@ -103,3 +207,9 @@ class Prediction:
         if isinstance(output, list) and all(isinstance(chunk, str) for chunk in output):
             return "".join(output)
         return None
+
+
+def _seconds(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)

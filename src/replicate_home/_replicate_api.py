@@ -3,12 +3,28 @@
 from __future__ import annotations
 
 import math
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from dataclasses import replace
+from datetime import datetime
 
 import httpx
 
-from ._api import MAX_WAIT, ApiService
+from ._api import (
+    MAX_WAIT,
+    ApiService,
+    check_cancel_after,
+    check_prediction_id,
+    check_webhook,
+)
 from ._budget import RateBudget
-from ._client import BaseClient
+from ._client import BaseClient, Input
+from ._decode import require_string
+from ._engine import Engine
+from ._models import Deployment, Prediction
+from ._prompt import Messages
+from ._run import Output, run_to_end, stream_chunks
+from ._schedule import check_seconds
+from ._service import PredictionCall
 
 __all__ = ["ReplicateAPI"]
 
@@ -78,3 +94,125 @@ class ReplicateAPI(BaseClient):
     async def __aenter__(self) -> ReplicateAPI:
         await super().__aenter__()
         return self
+
+    # -- prediction handles -----------------------------------------------------------
+
+    async def create(
+        self,
+        model: str | Deployment | None = None,
+        messages: Messages | None = None,
+        *,
+        prompt: str | None = None,
+        input: Input | None = None,
+        webhook: str | None = None,
+        webhook_events_filter: Sequence[str] | None = None,
+        cancel_after: float | None = None,
+    ) -> Prediction:
+        """Start one prediction and return it as created, without waiting for it.
+
+        The prediction belongs to the caller: nothing cancels it (no ``Cancel-After``
+        unless ``cancel_after`` seconds are given), and it can be followed later, from
+        this client or another, with :meth:`wait`, :meth:`follow`, :meth:`get` or
+        :meth:`cancel` by its ``id``. ``webhook`` is a URL the service posts the
+        prediction to, for the events in ``webhook_events_filter`` (``start``,
+        ``output``, ``logs``, ``completed``; all of them by default). Only a caller
+        cancelled while the create is in flight (who never learns the id) has what it
+        created cancelled.
+        """
+        hook, events = check_webhook(webhook, webhook_events_filter)
+        call = replace(
+            self._api.prepare(model, messages, prompt, input),
+            webhook=hook,
+            webhook_events_filter=events,
+            cancel_after=check_cancel_after(cancel_after),
+            owned=False,
+        )
+        return await self._open_engine().create(call)
+
+    async def get(self, prediction: str | Prediction) -> Prediction:
+        """The prediction's current state (``GET /v1/predictions/{id}``), one request."""
+        prediction_id = check_prediction_id(prediction)
+        answer = await self._open_engine().send(self._api.get_request(prediction_id))
+        return self._api.read_prediction(*answer, call=_ANY_CALL, known_id=prediction_id)
+
+    async def cancel(self, prediction: str | Prediction) -> Prediction:
+        """Cancel the prediction on the service and return its state as the cancel
+        answered (a prediction that already ended stays as it was)."""
+        prediction_id = check_prediction_id(prediction)
+        engine = self._open_engine()
+        answer = await engine.send(self._api.cancel_by_id_request(prediction_id))
+        return self._api.read_prediction(*answer, call=_ANY_CALL, known_id=prediction_id)
+
+    async def wait(
+        self, prediction: str | Prediction, *, timeout: float | None = None
+    ) -> Prediction:
+        """Follow a prediction that already runs to its end, as :meth:`predict` does
+        (its event stream where it has one, else the poll schedule), and return it.
+
+        Given a :class:`Prediction` (from :meth:`create`) it starts from that state;
+        given an id, from one read. Raises as :meth:`predict` does, and
+        :class:`PredictionTimeout` after ``timeout`` seconds (the client's by default).
+        The prediction is the caller's: a cancelled or timed-out ``wait`` leaves it
+        running.
+        """
+        call = self._api.call_for(_target(prediction), owned=False)
+        seconds = None if timeout is None else check_seconds(timeout, "timeout")
+        return await run_to_end(self._open_engine(), call, timeout=seconds)
+
+    def follow(
+        self, prediction: str | Prediction, *, timeout: float | None = None
+    ) -> AsyncGenerator[Output, None]:
+        """The output of a prediction that already runs, as :meth:`generate` yields it
+        (text chunks as they arrive, or one :class:`ImageResponse`). Closing the
+        generator early leaves the prediction running: it is the caller's."""
+        call = self._api.call_for(_target(prediction), owned=False)
+        seconds = None if timeout is None else check_seconds(timeout, "timeout")
+        return stream_chunks(self._open_engine(), call, timeout=seconds)
+
+    async def webhook_secret(self) -> str:
+        """The signing secret of the account's webhooks (``whsec_...``), to give to
+        :func:`replicate_home.webhooks.verify`."""
+        data, text = await self._open_engine().send(self._api.webhook_secret_request())
+        return require_string(data, "key", text)
+
+    def list(
+        self,
+        *,
+        created_after: datetime | None = None,
+        created_before: datetime | None = None,
+    ) -> AsyncIterator[Prediction]:
+        """Every prediction of the account, newest first, page after page
+        (``GET /v1/predictions``; list items carry no ``logs``). ``created_after`` and
+        ``created_before`` (timezone-aware) narrow it. Stop iterating at any time."""
+        engine = self._open_engine()
+        self._api.list_request(None, created_after, created_before)  # validates now
+        return self._pages(engine, created_after, created_before)
+
+    async def _pages(
+        self,
+        engine: Engine,
+        created_after: datetime | None,
+        created_before: datetime | None,
+    ) -> AsyncGenerator[Prediction, None]:
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            spec = self._api.list_request(cursor, created_after, created_before)
+            page, cursor = self._api.read_page(*await engine.send(spec))
+            for prediction in page:
+                yield prediction
+            # A cursor seen before would loop forever: a page is never asked twice.
+            if cursor is None or cursor in seen:
+                return
+            seen.add(cursor)
+
+
+#: The call behind a bare read: the answer names the model and version itself.
+_ANY_CALL = PredictionCall(model="", version=None, input={}, kind="text", prompt=None)
+
+
+def _target(prediction: object) -> str | Prediction:
+    if isinstance(prediction, Prediction):
+        check_prediction_id(prediction.id)
+        return prediction
+    return check_prediction_id(prediction)

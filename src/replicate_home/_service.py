@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from ._catalog import ModelKind
 from ._exceptions import ReplicateHomeError
-from ._models import Prediction
+from ._models import Deployment, Prediction
 from ._prompt import Messages
 
 __all__ = ["PredictionCall", "RequestSpec", "Send", "Service"]
@@ -32,13 +32,29 @@ class RequestSpec:
 
 @dataclass(frozen=True)
 class PredictionCall:
-    """What one call asks for, validated and resolved before any request is sent."""
+    """What one call asks for, validated and resolved before any request is sent.
+
+    ``owned``: the call owns its prediction, so the engine cancels it on the service
+    when the caller abandons it (``predict``, ``generate``, fan-outs); a prediction
+    created for the caller (``create()``) is theirs, and is left running. ``existing``
+    follows a prediction that already runs (a :class:`Prediction`, or its id: the first
+    request reads it) instead of creating one.
+    """
 
     model: str
     version: str | None
     input: Mapping[str, Any]
     kind: ModelKind
     prompt: str | None
+    #: A deployment (``owner/name``) to create the prediction on, instead of the model.
+    deployment: str | None = None
+    webhook: str | None = None
+    webhook_events_filter: tuple[str, ...] | None = None
+    #: Seconds after which the service cancels the prediction; ``None``: the call's
+    #: deadline for an owned call, no limit for one created for the caller.
+    cancel_after: float | None = None
+    owned: bool = True
+    existing: Prediction | str | None = None
 
 
 #: Sends one request through the engine (the call's deadline, the rate budget, the
@@ -57,7 +73,7 @@ class Service(Protocol):
 
     def prepare(
         self,
-        model: str | None,
+        model: str | Deployment | None,
         messages: Messages | None,
         prompt: str | None,
         input: Mapping[str, Any] | None = None,
@@ -69,6 +85,14 @@ class Service(Protocol):
         """Asynchronous work a call needs before its create (looking a model up, sending
         its files), done with ``send`` under the call's deadline. Most calls need none
         and come back as they are."""
+        ...
+
+    async def retry_create(
+        self, call: PredictionCall, error: ReplicateHomeError, send: Send
+    ) -> PredictionCall | None:
+        """After the service refused a create with ``error``, the call to create instead
+        (a community model at its latest version, once the model route refused it), or
+        ``None``: the error stands. Done with ``send`` under the call's deadline."""
         ...
 
     def create_request(

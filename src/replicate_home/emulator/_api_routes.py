@@ -18,7 +18,9 @@ import math
 import re
 import secrets
 from collections.abc import AsyncGenerator
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import anyio
 from starlette.requests import Request
@@ -33,6 +35,7 @@ from ._api_rules import (
     model_object,
     parse_cancel_after,
     parse_prefer_wait,
+    parse_timestamp,
     quirky_json,
     version_object,
 )
@@ -57,6 +60,12 @@ def _invalid(detail: str) -> Response:
 
 def _not_found(what: str) -> Response:
     return problem(404, "Not found", f"{what} not found")
+
+
+def _resource_not_found() -> Response:
+    """The real API's 404 for the model route of a community model (no title)."""
+    body = {"detail": "The requested resource could not be found.", "status": 404}
+    return Response(json_bytes(body), 404, media_type="application/problem+json")
 
 
 def _model_name(owner: str, name: str) -> str | None:
@@ -104,6 +113,26 @@ def _check_options(payload: dict[str, Any]) -> Response | None:
         allowed = ", ".join(sorted(_WEBHOOK_EVENTS))
         return _invalid(f"webhook_events_filter must be a list of: {allowed}")
     return None
+
+
+def _created(pred: Prediction) -> datetime:
+    """When ``pred`` was created, to the microsecond its ``created_at`` shows."""
+    return datetime.fromtimestamp(pred.wall_created, tz=timezone.utc)
+
+
+def _created_window(request: Request) -> tuple[datetime | None, datetime | None] | Response:
+    """``created_after`` and ``created_before`` of a listing, or the 400 answer."""
+    bounds: list[datetime | None] = []
+    for name in ("created_after", "created_before"):
+        raw = request.query_params.get(name)
+        if raw is None:
+            bounds.append(None)
+            continue
+        moment = parse_timestamp(raw)
+        if moment is None:
+            return problem(400, "Invalid date-time", f"{name} must be an ISO 8601 date-time")
+        bounds.append(moment)
+    return bounds[0], bounds[1]
 
 
 class ApiRoutes:
@@ -217,6 +246,9 @@ class ApiRoutes:
             return gated
         if model is None:
             return _not_found("Model")
+        if not self._emu._model_info(model).official:
+            # What the real API answers: its model route serves official models only.
+            return _resource_not_found()
         return await self._create(request, model)
 
     async def _predictions(self, request: Request) -> Response:
@@ -364,6 +396,17 @@ class ApiRoutes:
         now = emu._now()
         emu._store.purge(now)
         newest_first = list(emu._store.newest_first())
+        window = _created_window(request)
+        if isinstance(window, Response):
+            return window
+        after, before = window
+        if after is not None or before is not None:
+            newest_first = [
+                pred
+                for pred in newest_first
+                if (after is None or _created(pred) >= after)
+                and (before is None or _created(pred) < before)
+            ]
         size = emu._page_size
         cursor = request.query_params.get("cursor")
         if cursor is None:
@@ -377,13 +420,19 @@ class ApiRoutes:
                 page = [pred for pred in newest_first if pred.number < number][:size]
             else:
                 page = [pred for pred in newest_first if pred.number > number][-size:]
+        kept = {
+            name: request.query_params[name]
+            for name in ("created_after", "created_before")
+            if name in request.query_params
+        }
         base = str(request.url.replace(query="")).rstrip("/")
+        extra = "".join(f"&{urlencode({name: value})}" for name, value in kept.items())
         following = previous = None
         if page:
             if any(pred.number < page[-1].number for pred in newest_first):
-                following = f"{base}?cursor={encode_cursor('n', page[-1].number)}"
+                following = f"{base}?cursor={encode_cursor('n', page[-1].number)}{extra}"
             if any(pred.number > page[0].number for pred in newest_first):
-                previous = f"{base}?cursor={encode_cursor('p', page[0].number)}"
+                previous = f"{base}?cursor={encode_cursor('p', page[0].number)}{extra}"
         results = []
         for pred in page:
             item = self._object(request, pred, now)
@@ -430,7 +479,7 @@ class ApiRoutes:
         model = self._named_model(request)
         if isinstance(model, Response):
             return model
-        obj = model_object(model, model_info(model), self._emu._run_counts[model])
+        obj = model_object(model, self._emu._model_info(model), self._emu._run_counts[model])
         return Response(json_bytes(obj), media_type=_JSON)
 
     async def _versions(self, request: Request) -> Response:

@@ -10,6 +10,7 @@ import binascii
 import json
 import math
 import re
+from datetime import datetime, timezone
 from typing import Any
 
 from ._simulation import ModelInfo, StreamEvent
@@ -23,6 +24,7 @@ __all__ = [
     "model_object",
     "parse_cancel_after",
     "parse_prefer_wait",
+    "parse_timestamp",
     "quirky_json",
     "version_object",
 ]
@@ -61,6 +63,25 @@ def parse_cancel_after(value: str) -> float:
             f"Cancel-After must be at least {MIN_CANCEL_AFTER:g} seconds; got {value!r}"
         )
     return seconds
+
+
+_TIMESTAMP = re.compile(
+    r"(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2})(?:\.(\d{1,12}))?(Z|z|[+-]\d{2}:\d{2})?"
+)
+
+
+def parse_timestamp(value: str) -> datetime | None:
+    """An ISO 8601 date-time of a query (UTC without an offset), or ``None`` if malformed."""
+    match = _TIMESTAMP.fullmatch(value.strip())
+    if match is None:
+        return None
+    fraction = (match[2] or "0")[:6].ljust(6, "0")
+    zone = match[3] if match[3] not in (None, "Z", "z") else "+00:00"
+    try:
+        moment = datetime.fromisoformat(f"{match[1]}.{fraction}{zone}")
+    except ValueError:
+        return None
+    return moment.astimezone(timezone.utc)
 
 
 def parse_prefer_wait(value: str | None) -> int | None:
@@ -297,6 +318,7 @@ def model_object(model: str, info: ModelInfo, run_count: int) -> dict[str, Any]:
         "name": name,
         "description": f"An emulated {what} model",
         "visibility": "public",
+        "is_official": info.official,
         "github_url": None,
         "paper_url": None,
         "license_url": None,

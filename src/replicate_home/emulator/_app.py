@@ -15,7 +15,7 @@ from __future__ import annotations
 import collections
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -194,7 +194,9 @@ class Emulator:
     non-empty bearer token is); ``rate_limits=(creates, others)`` enforces that many
     requests a minute (token buckets with a burst of a second's worth; ``None``, the
     default, means no limits); ``page_size`` is the number of predictions per page of
-    ``GET /v1/predictions``.
+    ``GET /v1/predictions``. ``community_models`` names models (``owner/name``) to treat
+    as community models besides the built-in ones: the model route answers 404 for them,
+    as the real API does, and they run by version.
     """
 
     def __init__(
@@ -208,6 +210,7 @@ class Emulator:
         token: str | None = None,
         rate_limits: tuple[int, int] | None = None,
         page_size: int = 100,
+        community_models: Iterable[str] = (),
     ) -> None:
         if scenario is not None and not isinstance(scenario, Scenario):
             raise ValueError(f"scenario must be a Scenario, got {type(scenario).__name__}")
@@ -241,6 +244,9 @@ class Emulator:
         self._token = token
         self._buckets = buckets
         self._page_size = _positive_int("page_size", page_size)
+        if isinstance(community_models, str):
+            raise ValueError("community_models must be a collection of 'owner/name' strings")
+        self._community = frozenset(community_models)
         self._known_versions: dict[str, str] = {
             model_info(model).version: model for model in (*MODELS, *sorted(EXTRA_IMAGE_MODELS))
         }
@@ -465,6 +471,11 @@ class Emulator:
             prediction_id = make_prediction_id(secrets.token_bytes(16))
             if self._store.peek(prediction_id) is None:
                 return prediction_id
+
+    def _model_info(self, model: str) -> ModelInfo:
+        """What the emulator makes of ``owner/name``, with its own community models."""
+        info = model_info(model)
+        return info._replace(official=False) if model in self._community else info
 
     def _remember_version(self, model: str, version: str) -> None:
         if version in self._known_versions or len(self._known_versions) < _MAX_KNOWN_VERSIONS:

@@ -22,6 +22,7 @@ from typing import Any, Literal, NamedTuple
 from ._png import gradient_png
 
 __all__ = [
+    "COMMUNITY_MODELS",
     "EXTRA_IMAGE_MODELS",
     "MODELS",
     "TERMINAL",
@@ -50,10 +51,13 @@ TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "canceled", "aborte
 
 
 class ModelInfo(NamedTuple):
-    """What the emulator knows about one model: its pinned version and what it produces."""
+    """What the emulator knows about one model: its pinned version, what it produces, and
+    whether it is an official model (run by name on ``POST /v1/models/.../predictions``)
+    or a community model (run by version only)."""
 
     version: str
     kind: ModelKind
+    official: bool = True
 
 
 #: The homepage models, name -> (version, kind). The single source of truth of the emulator.
@@ -74,7 +78,20 @@ MODELS: Mapping[str, ModelInfo] = {
 
 #: Models that produce images besides the homepage's; every other model name produces text.
 EXTRA_IMAGE_MODELS: frozenset[str] = frozenset(
-    {"stability-ai/sdxl", "black-forest-labs/flux-schnell"}
+    {"stability-ai/sdxl", "black-forest-labs/flux-schnell", "nvidia/sana", "fofr/sdxl-emoji"}
+)
+
+#: Community models: the real API runs them by version only (its model route answers 404
+#: for them). Every other model name is official (runs by name), so that any name works
+#: on the model route as it always has.
+COMMUNITY_MODELS: frozenset[str] = frozenset(
+    {
+        "bytedance/sdxl-lightning-4step",
+        "playgroundai/playground-v2.5-1024px-aesthetic",
+        "nvidia/sana",
+        "fofr/sdxl-emoji",
+        "lucataco/phi-3-mini-4k-instruct",
+    }
 )
 
 
@@ -87,10 +104,12 @@ def version_for(model: str) -> str:
 
 def model_info(model: str) -> ModelInfo:
     """What the emulator makes of any ``owner/name``: its version and what it produces."""
+    official = model not in COMMUNITY_MODELS
     known = MODELS.get(model)
     if known is not None:
-        return known
-    return ModelInfo(version_for(model), "image" if model in EXTRA_IMAGE_MODELS else "text")
+        return known._replace(official=official)
+    kind: ModelKind = "image" if model in EXTRA_IMAGE_MODELS else "text"
+    return ModelInfo(version_for(model), kind, official)
 
 
 _OUTCOMES: tuple[Outcome, ...] = ("succeeded", "failed", "canceled")
@@ -352,6 +371,8 @@ class Prediction:
     """Emulator-clock time a ``Cancel-After`` deadline stops it, if any."""
     canceled_at: float | None = None
     """Emulator-clock time a cancel request stopped it, if any."""
+    deployment: str | None = None
+    """The deployment (``owner/name``) it was created on, if any."""
     polls: int = field(default=0)
     """Polls seen so far."""
     number: int = field(default=0)
@@ -532,7 +553,18 @@ def render(
         "started_at": started_at,
         "completed_at": completed_at,
         "metrics": metrics,
+        **_extra_fields(pred),
     }
+
+
+def _extra_fields(pred: Prediction) -> dict[str, Any]:
+    """The deadline and deployment of a prediction, where it has them."""
+    extra: dict[str, Any] = {}
+    if pred.deadline is not None:
+        extra["deadline"] = _iso(pred.wall_created + (pred.deadline - pred.created))
+    if pred.deployment is not None:
+        extra["deployment"] = pred.deployment
+    return extra
 
 
 # --------------------------------------------------------------------------- output streams
