@@ -143,17 +143,24 @@ async def test_a_stream_that_cannot_be_had_falls_back_to_polling(status: int) ->
     assert await generate(api) == ["whole"]
 
 
-async def test_a_stream_on_another_host_is_not_given_the_token() -> None:
+async def test_a_stream_on_another_host_is_followed_without_the_token() -> None:
     elsewhere = prediction()
-    elsewhere["urls"]["stream"] = "https://stream.elsewhere.test/p1"
+    elsewhere["urls"]["stream"] = "https://stream.elsewhere.test/v1/streams/opaque"
     api = Api(
         {
             ("POST", "/predictions"): [answer(elsewhere, 201)],
+            ("GET", "/v1/streams/opaque"): [sse(("output", "a"), ("done", "{}"))],
             ("GET", "/v1/predictions/p1"): [answer(prediction("succeeded", ["a"]))],
         }
     )
     assert await generate(api) == ["a"]
-    assert all(r.url.host == "api.test" for r in api.requests)
+    create, stream, final = api.requests
+    assert stream.url.host == "stream.elsewhere.test"
+    assert "authorization" not in stream.headers
+    assert TOKEN not in repr(stream.headers.raw)
+    for request in (create, final):
+        assert request.url.host == "api.test"
+        assert request.headers["authorization"] == f"Bearer {TOKEN}"
 
 
 async def test_stream_error_and_done_error_raise_prediction_failed() -> None:

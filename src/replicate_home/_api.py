@@ -397,12 +397,17 @@ class ApiService:
         )
 
     def stream_request(self, prediction: Prediction) -> RequestSpec | None:
+        """The stream wherever ``urls.stream`` points (Replicate serves streams from hosts
+        of their own). Its URL is a capability: only the API's own origin is sent the
+        token, any other stream host gets no credential at all."""
         url = prediction.urls.get("stream")
-        if not url or not _same_origin(url, self.base_url):
-            # A stream elsewhere would need the token sent to another host: poll instead.
+        if not url or not _acceptable_stream_url(url, self.base_url):
             return None
-        headers = {**self._headers, "accept": "text/event-stream", "cache-control": "no-store"}
-        return RequestSpec("GET", url, headers=headers)
+        stream_headers = {"accept": "text/event-stream", "cache-control": "no-store"}
+        if _same_origin(url, self.base_url):
+            return RequestSpec("GET", url, headers={**self._headers, **stream_headers})
+        headers = {"user-agent": self._headers["user-agent"], **stream_headers}
+        return RequestSpec("GET", url, headers=headers, anonymous=True)
 
     def cancel_request(self, prediction: Prediction) -> RequestSpec | None:
         url = self._prediction_url(prediction, "cancel", "/cancel")
@@ -468,9 +473,35 @@ def _cursor(next_url: object) -> str | None:
     return values[0]
 
 
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port, with the scheme's default port made explicit."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port
+
+
 def _same_origin(url: str, base_url: str) -> bool:
-    a, b = urlsplit(url), urlsplit(base_url)
-    return (a.scheme, a.netloc) == (b.scheme, b.netloc)
+    try:
+        return _origin(url) == _origin(base_url)
+    except ValueError:  # a malformed port
+        return False
+
+
+def _acceptable_stream_url(url: str, base_url: str) -> bool:
+    """Whether a stream URL the service answered may be followed: http(s) with a host,
+    no credentials in it, and never plain http when the API itself is https."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port  # raises ValueError on a malformed port
+    except ValueError:
+        return False
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname:
+        return False
+    if parts.username is not None or parts.password is not None:
+        return False
+    return not (scheme == "http" and urlsplit(base_url).scheme.lower() == "https")
 
 
 def _problem_detail(text: str) -> str:

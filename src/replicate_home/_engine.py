@@ -375,6 +375,9 @@ class Engine:
         far after each ``output`` event. Returns at ``done``, or quietly when the stream
         can't be had or drops (the caller then polls)."""
         request = self._http.build_request(spec.method, spec.url, headers=dict(spec.headers))
+        if spec.anonymous:  # not even a credential the HTTP client adds by default
+            for name in ("authorization", "cookie"):
+                request.headers.pop(name, None)
         response: httpx.Response | None = None
         with anyio.CancelScope(deadline=deadline) as scope:
             if self._budget is not None:
@@ -382,7 +385,13 @@ class Engine:
             if self._gate is not None:
                 await self._gate.acquire()
             try:
-                response = await self._http.send(request, stream=True)
+                # Never redirected: a stream answers itself or the caller polls.
+                response = await self._http.send(
+                    request,
+                    stream=True,
+                    follow_redirects=False,
+                    auth=None if spec.anonymous else httpx.USE_CLIENT_DEFAULT,
+                )
             except httpx.TransportError as error:
                 logger.debug("%s: no stream for %s: %s", self._service.name, prediction.id, error)
             finally:

@@ -28,6 +28,10 @@ class RequestSpec:
     json: Any = None
     # Headers may carry a token: never shown in a repr.
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
+    #: Send it with no credential at all: no ``Authorization`` or ``Cookie`` header, even
+    #: one the HTTP client adds by default, and no auth flow. For a capability URL on
+    #: another origin (a prediction's stream host), which must never see the API token.
+    anonymous: bool = False
 
 
 @dataclass(frozen=True)
