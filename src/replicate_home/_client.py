@@ -172,9 +172,15 @@ class BaseClient:
         """Run one prediction to the end and return it.
 
         ``on_status`` is called with the :class:`Prediction` each time its status
-        changes (for progress display). Raises :class:`PredictionFailed`,
-        :class:`PredictionCanceled`, :class:`PredictionTimeout` and the HTTP errors.
+        changes (for progress display): a plain function, or an async one, which is
+        awaited before the call goes on (reports arrive in order, under the call's
+        deadline). An exception the callback raises fails the call with that exception
+        (the prediction is cancelled where the service can). Raises
+        :class:`PredictionFailed`, :class:`PredictionCanceled`,
+        :class:`PredictionTimeout` and the HTTP errors.
         """
+        if on_status is not None and not callable(on_status):
+            raise ValueError(f"on_status must be a function or None, not {on_status!r}")
         call = self._service.prepare(model, messages, prompt, input)
         engine = self._open_engine()
         return await run_to_end(engine, call, on_status=on_status, wait=self._wait)

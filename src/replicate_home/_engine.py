@@ -13,6 +13,7 @@ caller never waits on that cleanup.
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
@@ -41,6 +42,7 @@ __all__ = ["CLEANUP_GRACE", "Engine", "RequestGate", "StatusCallback"]
 
 logger = logging.getLogger("replicate_home")
 
+#: ``on_status``: a plain function, or an async one (its awaitable is awaited in order).
 StatusCallback = Callable[[Prediction], object]
 
 #: How long a remote cancel (or closing a stream) may take, in seconds.
@@ -137,7 +139,7 @@ class Engine:
         timeout = self._timeout if timeout is None else timeout
         started = anyio.current_time()
         deadline = started + timeout
-        tracker = _Tracker(started, on_status, self._service.name)
+        tracker = _Tracker(started, on_status, self._service.name, deadline, timeout)
         existing = call.existing
         if existing is None:
             prediction = await self._resolve_and_create(call, deadline, timeout, wait)
@@ -170,7 +172,7 @@ class Engine:
                 tracker.polls += 1
             stream_spec = self._service.stream_request(prediction) if stream else None
             while True:
-                prediction = tracker.observe(prediction)
+                prediction = await tracker.observe(prediction)
                 answered = anyio.current_time()
                 if prediction.done:
                     _raise_for_outcome(prediction, tracker.stream_error)
@@ -183,7 +185,7 @@ class Engine:
                     events = self._stream(spec, prediction, deadline, timeout, tracker)
                     async with aclosing(events):
                         async for update in events:
-                            prediction = tracker.observe(update)
+                            prediction = await tracker.observe(update)
                             yield prediction
                     not_before = None  # the stream ended: ask for the outcome at once
                 prediction = await self._poll(call, prediction, deadline, timeout, not_before)
@@ -554,16 +556,29 @@ class _Failure:
 class _Tracker:
     """What one run has seen: polls sent, the status last reported, a stream's error."""
 
-    def __init__(self, started: float, on_status: StatusCallback | None, service: str) -> None:
+    def __init__(
+        self,
+        started: float,
+        on_status: StatusCallback | None,
+        service: str,
+        deadline: float,
+        timeout: float,
+    ) -> None:
         self.started = started
         self.on_status = on_status
         self.service = service
+        self.deadline = deadline
+        self.timeout = timeout
         self.polls = 0
         self.status: str | None = None
         self.stream_error: str | None = None
 
-    def observe(self, prediction: Prediction) -> Prediction:
-        """Stamp ``prediction`` with polls and elapsed time; report a status change."""
+    async def observe(self, prediction: Prediction) -> Prediction:
+        """Stamp ``prediction`` with polls and elapsed time; report a status change.
+
+        An async ``on_status`` is awaited here, so reports arrive in order, under the
+        call's deadline; whatever the callback raises fails the call.
+        """
         prediction = replace(
             prediction, polls=self.polls, elapsed=anyio.current_time() - self.started
         )
@@ -571,7 +586,12 @@ class _Tracker:
             self.status = prediction.status
             logger.debug("%s: %s is %s", self.service, prediction.id, prediction.status)
             if self.on_status is not None:
-                self.on_status(prediction)
+                reported = self.on_status(prediction)
+                if inspect.isawaitable(reported):
+                    with anyio.CancelScope(deadline=self.deadline) as scope:
+                        await reported
+                    if scope.cancelled_caught:
+                        raise PredictionTimeout(prediction.id, self.timeout)
         return prediction
 
 
