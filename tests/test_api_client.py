@@ -67,11 +67,17 @@ async def test_generate_streams_events_with_three_requests(emulator: Emulator) -
     (prediction_id,) = created(emulator)
     assert in_flight_at_first_chunk == 1
     assert len(chunks) > 1
-    assert requests_for(emulator, prediction_id) == [
-        f"POST /v1/models/{LLAMA}/predictions",
-        f"GET /v1/predictions/{prediction_id}/stream",
-        f"GET /v1/predictions/{prediction_id}",
+    mine = [r for r in emulator.requests if r.prediction_id == prediction_id]
+    assert [(r.origin, r.method, r.path.split("/")[2]) for r in mine] == [
+        ("main", "POST", "models"),
+        ("stream", "GET", "streams"),  # the stream, from the second origin
+        ("main", "GET", "predictions"),  # the final state, after `done`
     ]
+    stats = emulator.stats()
+    assert (stats.stream_requests, stats.stream_connections, stats.polls) == (1, 1, 1)
+    # The token went to the API's origin only.
+    assert all("authorization" not in r.headers for r in mine if r.origin == "stream")
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in mine if r.origin == "main")
     async with api(emulator) as client:
         final = await client.predict(LLAMA, prompt="stream")
     assert "".join(chunks) == final.text

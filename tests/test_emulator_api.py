@@ -216,14 +216,13 @@ def test_emulator_and_scenario_argument_validation() -> None:
 # --------------------------------------------------------------------------- auth and errors
 
 
-async def test_every_route_wants_a_bearer_token() -> None:
+async def test_every_route_wants_a_token() -> None:
     routes = [
         ("POST", f"/v1/models/{LLAMA}/predictions"),
         ("POST", "/v1/predictions"),
         ("GET", "/v1/predictions"),
         ("GET", "/v1/predictions/abc"),
         ("POST", "/v1/predictions/abc/cancel"),
-        ("GET", "/v1/predictions/abc/stream"),
         ("GET", f"/v1/models/{LLAMA}"),
         ("GET", f"/v1/models/{LLAMA}/versions"),
         ("GET", f"/v1/models/{LLAMA}/versions/abc"),
@@ -235,18 +234,25 @@ async def test_every_route_wants_a_bearer_token() -> None:
     }
     async with served(Emulator(token="s3cret"), token=None) as (emu, client):
         for method, path in routes:
-            for headers in ({}, {"Authorization": ""}, {"Authorization": "Bearer"}):
+            for headers in (
+                {},
+                {"Authorization": ""},
+                {"Authorization": "Bearer"},
+                {"Authorization": "Token"},
+            ):
                 response = await client.request(method, path, headers=headers)
                 assert_problem(response, 401)
                 assert response.json() == missing
                 assert response.headers["www-authenticate"] == "Bearer"
-            for wrong in ("Bearer nope", "Token s3cret", "s3cret"):
+            for wrong in ("Bearer nope", "Token nope", "Basic s3cret", "s3cret"):
                 response = await client.request(method, path, headers={"Authorization": wrong})
                 assert_problem(response, 401, "valid authentication token")
                 assert "nope" not in response.text
                 assert "s3cret" not in response.text
-        good = {"Authorization": "Bearer s3cret"}
-        assert (await client.get(f"/v1/models/{LLAMA}", headers=good)).status_code == 200
+        # Both schemes the real API accepts, the scheme in any case.
+        for good in ("Token s3cret", "token s3cret", "Bearer s3cret"):
+            response = await client.get(f"/v1/models/{LLAMA}", headers={"Authorization": good})
+            assert response.status_code == 200
         # The homepage routes want no token.
         homepage = await client.post(
             "/api/prediction",
@@ -274,7 +280,6 @@ async def test_unknown_routes_and_predictions_are_404_problems() -> None:
         for method, path in [
             ("GET", "/v1/predictions/doesnotexist"),
             ("POST", "/v1/predictions/doesnotexist/cancel"),
-            ("GET", "/v1/predictions/doesnotexist/stream"),
         ]:
             assert_problem(await client.request(method, path), 404, "Prediction not found")
         assert emu.requests[-1].prediction_id == "doesnotexist"
@@ -333,6 +338,8 @@ async def test_create_by_model_then_poll_a_text_prediction() -> None:
         prediction_id = created["id"]
         assert ID_PATTERN.match(prediction_id)
         base = emu.base_url
+        stream_url = created["urls"]["stream"]
+        assert re.fullmatch(rf"{emu.stream_url}/v1/streams/[a-z2-7]{{52}}", stream_url)
         assert created == {
             "id": prediction_id,
             "model": LLAMA,
@@ -350,7 +357,7 @@ async def test_create_by_model_then_poll_a_text_prediction() -> None:
             "urls": {
                 "cancel": f"{base}/v1/predictions/{prediction_id}/cancel",
                 "get": f"{base}/v1/predictions/{prediction_id}",
-                "stream": f"{base}/v1/predictions/{prediction_id}/stream",
+                "stream": stream_url,
                 "web": f"{base}/p/{prediction_id}",
             },
         }
@@ -422,8 +429,6 @@ async def test_image_predictions_serve_their_files_or_data_uris() -> None:
             image = await client.get(done["output"][1])
             assert image.headers["content-type"] == "image/png"
             assert image.content == gradient_png("a red fox", 1)
-            stream = await client.get(created["urls"]["get"] + "/stream")
-            assert_problem(stream, 404, "image models do not stream")
 
         inline = await get(client, (await create(client, "inline", model=SDXL))["id"])
         (uri,) = inline["output"]
@@ -794,6 +799,42 @@ async def test_stream_refuses_other_media_types() -> None:
         for accept in ("application/json", "text/html, application/xml"):
             response = await client.get(created["urls"]["stream"], headers={"Accept": accept})
             assert_problem(response, 406, "text/event-stream")
+
+
+async def test_streams_live_on_a_second_origin_with_unguessable_paths() -> None:
+    emulator = Emulator(Scenario(duration=0.0), token="s3cret")
+    async with served(emulator, token="s3cret") as (emu, client):
+        created = [await create(client, f"story {n}") for n in range(2)]
+        stream_urls = [item["urls"]["stream"] for item in created]
+        assert emu.stream_url != emu.base_url
+        assert len(set(stream_urls)) == 2
+        for item, url in zip(created, stream_urls, strict=True):
+            assert url.startswith(f"{emu.stream_url}/v1/streams/")
+            assert item["id"] not in url  # the path says nothing about the prediction
+        image = await create(client, "a red fox", model=SDXL)
+        assert "stream" not in image["urls"]
+
+        async with httpx.AsyncClient(timeout=5) as anonymous:
+            # No token wanted; a token, even a wrong one, is ignored.
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Token x"}):
+                response = await anonymous.get(stream_urls[0], headers=headers)
+                assert response.status_code == 200
+                assert parse_sse(response.text)[-1]["event"] == "done"
+            unknown = await anonymous.get(f"{emu.stream_url}/v1/streams/{'a' * 52}")
+            assert_problem(unknown, 404, "Stream not found")
+            assert_problem(await anonymous.get(f"{emu.stream_url}/v1/predictions"), 404)
+            # The API's routes are not served on the stream origin, nor streams on the API's.
+            path = stream_urls[0].removeprefix(emu.stream_url)
+            assert_problem(await client.get(path), 404)
+
+        on_stream = [r for r in emu.requests if r.origin == "stream"]
+        assert len(on_stream) == 5
+        assert emu.stats().stream_requests == 5
+        assert emu.stats().stream_connections == 3
+        assert [r.prediction_id for r in on_stream[:3]] == [created[0]["id"]] * 3
+        assert on_stream[0].headers.get("authorization") is None
+        assert all(r.origin == "main" for r in emu.requests if r.path.startswith("/v1/models"))
+        assert "origin='stream'" in repr(on_stream[0])
 
 
 async def test_streams_end_on_disconnect_and_on_shutdown(

@@ -16,6 +16,7 @@ import os
 import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import urlsplit
@@ -97,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--port", type=int, default=8000, help="port to bind, 0 for any (default: %(default)s)"
     )
     emulator.add_argument(
+        "--stream-port",
+        type=int,
+        default=0,
+        help="port of the output streams' origin, 0 for any (default: %(default)s)",
+    )
+    emulator.add_argument(
         "--token", default=None, help="accept only this API token on /v1 (default: any)"
     )
     emulator.add_argument(
@@ -155,7 +162,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             print_models(sys.stdout)
             return 0
         if args.command == "emulator":
-            anyio.run(serve_emulator, args.host, args.port, args.duration, args.token)
+            anyio.run(
+                partial(
+                    serve_emulator,
+                    args.host,
+                    args.port,
+                    args.duration,
+                    args.token,
+                    stream_port=args.stream_port,
+                )
+            )
             return 0
         backend = args.backend
         if backend == "trio":
@@ -353,7 +369,9 @@ async def save_images(image: ImageResponse, directory: Path, model: str) -> list
     return saved
 
 
-async def serve_emulator(host: str, port: int, duration: float, token: str | None) -> None:
+async def serve_emulator(
+    host: str, port: int, duration: float, token: str | None, *, stream_port: int = 0
+) -> None:
     try:
         from .emulator import Emulator, Scenario
         from .emulator._server import serve_forever
@@ -362,11 +380,13 @@ async def serve_emulator(host: str, port: int, duration: float, token: str | Non
             "the emulator is not installed: pip install 'replicate-home[emulator]'"
         ) from None
 
+    emulator = Emulator(Scenario(duration=duration), token=token)
+
     def ready(url: str) -> None:
         print(f"emulator listening on {url}", flush=True)
+        print(f"output streams served from {emulator.stream_url} (no token)", flush=True)
 
-    emulator = Emulator(Scenario(duration=duration), token=token)
-    await serve_forever(emulator, host, port, on_ready=ready)
+    await serve_forever(emulator, host, port, on_ready=ready, stream_port=stream_port)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -10,8 +10,9 @@ the emulator records what it was asked (:meth:`Emulator.stats`, :attr:`Emulator.
 
 The same server answers the homepage service's routes (``/api/...``) and Replicate's HTTP
 API (``/v1/...``: creates by model or version, ``Prefer: wait``, ``Cancel-After``, cancel,
-listing, models and versions, server-sent output streams, bearer tokens, optional rate
-limits), over the same predictions; the official ``replicate`` client works against it
+listing, models and versions, ``Bearer`` and ``Token`` auth, optional rate limits), over
+the same predictions, with server-sent output streams on a second origin
+(:attr:`Emulator.stream_url`) as the real service serves them; the official ``replicate`` client works against it
 with ``replicate.Client(api_token=..., base_url=emu.base_url)``.
 
 Example (a client retries a scripted 503, then polls to the end)::

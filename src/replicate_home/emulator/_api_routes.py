@@ -3,12 +3,13 @@
 - ``POST /v1/models/{owner}/{name}/predictions`` and ``POST /v1/predictions`` create;
 - ``GET /v1/predictions`` lists (newest first, paginated), ``GET /v1/predictions/{id}``
   answers one, ``POST /v1/predictions/{id}/cancel`` cancels it;
-- ``GET /v1/predictions/{id}/stream`` streams a text prediction's output (server-sent
-  events);
+- on the stream origin (a port of its own), ``GET /v1/streams/{key}`` streams a text
+  prediction's output (server-sent events) to whoever has the URL, with no token;
 - ``GET /v1/models/{owner}/{name}``, ``.../versions`` and ``.../versions/{id}`` describe
   models.
 
-Every route wants a bearer token and errors are problem details (``application/problem+json``).
+Every route of the main origin wants a token (``Bearer`` or ``Token``); errors are
+problem details (``application/problem+json``).
 """
 
 from __future__ import annotations
@@ -147,7 +148,6 @@ class ApiRoutes:
             Route("/v1/predictions", self._predictions, methods=["GET", "POST"]),
             Route("/v1/predictions/{prediction_id}", self._get, methods=["GET"]),
             Route("/v1/predictions/{prediction_id}/cancel", self._cancel, methods=["POST"]),
-            Route("/v1/predictions/{prediction_id}/stream", self._stream, methods=["GET"]),
             Route("/v1/models/{owner}/{name}", self._model, methods=["GET"]),
             Route("/v1/models/{owner}/{name}/predictions", self._create_by_model, methods=["POST"]),
             Route("/v1/models/{owner}/{name}/versions", self._versions, methods=["GET"]),
@@ -155,6 +155,11 @@ class ApiRoutes:
                 "/v1/models/{owner}/{name}/versions/{version_id}", self._version, methods=["GET"]
             ),
         ]
+
+    @property
+    def stream_routes(self) -> list[BaseRoute]:
+        """The routes of the stream origin: no token wanted, none checked."""
+        return [Route("/v1/streams/{key}", self._stream, methods=["GET"])]
 
     # ----------------------------------------------------------------- gatekeeping
 
@@ -164,7 +169,10 @@ class ApiRoutes:
         header = (request.headers.get("authorization") or "").strip()
         scheme, _, credentials = header.partition(" ")
         credentials = credentials.strip()
-        if not header or (scheme.lower() == "bearer" and not credentials):
+        # Both schemes the real API accepts: ``Bearer`` and the older, still documented
+        # ``Token`` (which LiteLLM and other clients send).
+        known_scheme = scheme.lower() in ("bearer", "token")
+        if not header or (known_scheme and not credentials):
             return problem(
                 401,
                 "Unauthenticated",
@@ -172,7 +180,7 @@ class ApiRoutes:
                 headers={"www-authenticate": "Bearer"},
             )
         expected = emu._token
-        if scheme.lower() != "bearer" or (
+        if not known_scheme or (
             expected is not None
             and not secrets.compare_digest(credentials.encode(), expected.encode())
         ):
@@ -212,8 +220,9 @@ class ApiRoutes:
             "cancel": f"{base}/v1/predictions/{pred.id}/cancel",
             "get": f"{base}/v1/predictions/{pred.id}",
         }
-        if pred.kind == "text":
-            urls["stream"] = f"{base}/v1/predictions/{pred.id}/stream"
+        stream_url = emu._stream_url
+        if pred.stream_key and stream_url is not None:
+            urls["stream"] = f"{stream_url}/v1/streams/{pred.stream_key}"
         urls["web"] = f"{base}/p/{pred.id}"
         obj["data_removed"] = False
         obj["urls"] = urls
@@ -443,16 +452,15 @@ class ApiRoutes:
         return Response(json_bytes(body), media_type=_JSON)
 
     async def _stream(self, request: Request) -> Response:
-        named = self._named_prediction(request)
-        if isinstance(named, Response):
-            return named
-        pred, _ = named
-        if pred.kind != "text":
-            return problem(
-                404,
-                "Not found",
-                f"Prediction {pred.id} has no output stream: image models do not stream",
-            )
+        """An output stream on the stream origin. Its URL is the capability: whatever
+        ``Authorization`` comes with it is ignored, as the real stream hosts ignore it."""
+        emu = self._emu
+        now = emu._now()
+        emu._store.purge(now)
+        pred = emu._store.by_stream_key(request.path_params["key"], now)
+        if pred is None:
+            return _not_found("Stream")
+        emu._info(request).prediction_id = pred.id
         if not _accepts_event_stream(request.headers.get("accept")):
             return problem(
                 406, "Not acceptable", "The output stream is text/event-stream: accept it"

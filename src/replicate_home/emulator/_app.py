@@ -12,13 +12,14 @@ Besides, ``GET /_emulator/files/{id}/{n}.png`` serves generated images and
 
 from __future__ import annotations
 
+import base64
 import collections
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 from starlette.applications import Starlette
@@ -49,6 +50,9 @@ from ._simulation import (
 )
 
 __all__ = ["Emulator", "EmulatorStats", "RequestRecord"]
+
+#: The emulator's two origins: the services' routes, and the output streams' host.
+Origin = Literal["main", "stream"]
 
 _INFO_KEY = "replicate_home.emulator.request"
 #: Header names whose values are secrets: masked whenever a record is printed.
@@ -95,13 +99,16 @@ class RequestRecord:
     the id created (``None`` when faulted or rejected); otherwise ``None``."""
     status_code: int
     """The status code answered."""
+    origin: Origin = "main"
+    """Which of the emulator's origins answered: ``"main"`` (:attr:`Emulator.base_url`)
+    or ``"stream"`` (:attr:`Emulator.stream_url`, the output streams)."""
 
     def __repr__(self) -> str:
         headers = {name: _mask(name, value) for name, value in self.headers.items()}
         return (
             f"RequestRecord(time={self.time!r}, method={self.method!r}, path={self.path!r}, "
             f"query={self.query!r}, headers={headers!r}, prediction_id={self.prediction_id!r}, "
-            f"status_code={self.status_code!r})"
+            f"status_code={self.status_code!r}, origin={self.origin!r})"
         )
 
 
@@ -123,11 +130,14 @@ class EmulatorStats:
     cancels: int = 0
     """Cancel requests answered (``POST /v1/predictions/{id}/cancel``), whatever the answer."""
     stream_connections: int = 0
-    """Output streams opened (``200`` answers to ``GET /v1/predictions/{id}/stream``)."""
+    """Output streams opened (``200`` answers on the stream origin)."""
     open_streams: int = 0
     """Output streams still open."""
     throttled: int = 0
     """Requests refused with ``429`` by the ``/v1`` rate limits."""
+    stream_requests: int = 0
+    """Requests the stream origin (:attr:`Emulator.stream_url`) answered, whatever the
+    answer; ``requests`` counts them too."""
 
 
 class _RequestInfo:
@@ -142,9 +152,10 @@ class _RequestInfo:
 class _Recorder:
     """ASGI middleware recording every HTTP request as it is answered."""
 
-    def __init__(self, app: ASGIApp, emulator: Emulator) -> None:
+    def __init__(self, app: ASGIApp, emulator: Emulator, origin: Origin = "main") -> None:
         self.app = app
         self.emulator = emulator
+        self.origin: Origin = origin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -160,14 +171,22 @@ class _Recorder:
                 # Recorded before any byte reaches the client, so a client that got its
                 # answer always sees it in the stats.
                 recorded = True
-                self.emulator._record(scope, int(message["status"]), info.prediction_id)
+                self.emulator._record(
+                    scope, int(message["status"]), info.prediction_id, self.origin
+                )
             await send(message)
 
         try:
             await self.app(scope, receive, send_and_record)
         finally:
             if not recorded:  # the app crashed; Starlette answers 500 outside this middleware
-                self.emulator._record(scope, 500, info.prediction_id)
+                self.emulator._record(scope, 500, info.prediction_id, self.origin)
+
+
+def _stream_key() -> str:
+    """An unguessable stream path segment, shaped like the real service's (52 lowercase
+    base32 characters: 256 random bits)."""
+    return base64.b32encode(secrets.token_bytes(32)).decode("ascii").rstrip("=").lower()
 
 
 def _positive_int(name: str, value: object) -> int:
@@ -259,18 +278,27 @@ class Emulator:
         self._stream_connections = 0
         self._open_streams = 0
         self._throttled = 0
+        self._stream_requests = 0
         self._changed: anyio.Event | None = None
         self._base_url: str | None = None
+        self._stream_url: str | None = None
         self._serving_now = False
         self._stopping = False
+        api_routes = ApiRoutes(self)
         self._app = Starlette(
             routes=[
                 *HomeRoutes(self).routes,
-                *ApiRoutes(self).routes,
+                *api_routes.routes,
                 Route("/_emulator/files/{prediction_id}/{index:int}.png", self._file),
                 Route("/_emulator/stats", self._stats, methods=["GET"]),
             ],
             middleware=[Middleware(_Recorder, emulator=self)],
+            exception_handlers={404: self._http_error, 405: self._http_error},
+        )
+        # The output streams live on an origin of their own, as the real service's do.
+        self._stream_app = Starlette(
+            routes=api_routes.stream_routes,
+            middleware=[Middleware(_Recorder, emulator=self, origin="stream")],
             exception_handlers={404: self._http_error, 405: self._http_error},
         )
 
@@ -299,6 +327,23 @@ class Emulator:
         return self._app
 
     @property
+    def stream_app(self) -> Starlette:
+        """The ASGI application of the stream origin (:attr:`stream_url`)."""
+        return self._stream_app
+
+    @property
+    def stream_url(self) -> str:
+        """``http://HOST:PORT`` of the stream origin: where ``urls.stream`` of ``/v1``
+        predictions point. A second port of the same emulator, as Replicate serves
+        streams from hosts of their own; its paths are unguessable and want no token."""
+        if self._stream_url is None:
+            raise RuntimeError(
+                "the emulator is not serving: use `async with emulator.serve() as emu:` "
+                "and read `emu.stream_url` inside that block"
+            )
+        return self._stream_url
+
+    @property
     def base_url(self) -> str:
         """``http://HOST:PORT`` of the running server."""
         if self._base_url is None:
@@ -320,6 +365,7 @@ class Emulator:
             stream_connections=self._stream_connections,
             open_streams=self._open_streams,
             throttled=self._throttled,
+            stream_requests=self._stream_requests,
         )
 
     def polls(self, prediction_id: str) -> int:
@@ -346,20 +392,21 @@ class Emulator:
             await self._changed.wait()
 
     def serve(
-        self, host: str = "127.0.0.1", port: int = 0
+        self, host: str = "127.0.0.1", port: int = 0, *, stream_port: int = 0
     ) -> AbstractAsyncContextManager[Emulator]:
         """Serve the emulator over HTTP under the running async backend (asyncio or trio).
 
         ``async with Emulator().serve() as emu:`` binds ``host:port`` (port 0: any free
-        port), sets ``emu.base_url`` and serves until the block exits, then shuts the
-        server down promptly: open output streams end and held creates answer at once.
+        port) and ``host:stream_port`` for the output streams, sets ``emu.base_url`` and
+        ``emu.stream_url`` and serves until the block exits, then shuts the server down
+        promptly: open output streams end and held creates answer at once.
         """
-        return self._serving(host, port)
+        return self._serving(host, port, stream_port)
 
     # ----------------------------------------------------------------- internals
 
     @asynccontextmanager
-    async def _serving(self, host: str, port: int) -> AsyncIterator[Emulator]:
+    async def _serving(self, host: str, port: int, stream_port: int) -> AsyncIterator[Emulator]:
         from ._server import serving
 
         if self._serving_now:
@@ -367,8 +414,11 @@ class Emulator:
         self._serving_now = True
         self._stopping = False
         try:
-            async with serving(self._app, host, port) as base_url:
-                self._base_url = base_url
+            async with (
+                serving(self._app, host, port) as base_url,
+                serving(self._stream_app, host, stream_port) as stream_url,
+            ):
+                self._base_url, self._stream_url = base_url, stream_url
                 try:
                     yield self
                 finally:
@@ -376,7 +426,7 @@ class Emulator:
                     self._stopping = True
                     self._wake_waiters()
         finally:
-            self._base_url = None
+            self._base_url = self._stream_url = None
             self._serving_now = False
             self._stopping = True
             self._wake_waiters()  # waiters re-check; no event outlives this event loop
@@ -458,6 +508,7 @@ class Emulator:
             chunks=generate_text(model, prompt) if info.kind == "text" else (),
             source=source,
             deadline=deadline,
+            stream_key=_stream_key() if info.kind == "text" else "",
         )
         self._store.add(pred, now)
         self._creates += 1
@@ -481,8 +532,12 @@ class Emulator:
         if version in self._known_versions or len(self._known_versions) < _MAX_KNOWN_VERSIONS:
             self._known_versions[version] = model
 
-    def _record(self, scope: Scope, status_code: int, prediction_id: str | None) -> None:
+    def _record(
+        self, scope: Scope, status_code: int, prediction_id: str | None, origin: Origin
+    ) -> None:
         self._requests += 1
+        if origin == "stream":
+            self._stream_requests += 1
         if self._history.maxlen:
             headers = _MaskedHeaders()
             for raw_name, raw_value in scope.get("headers", ()):
@@ -498,6 +553,7 @@ class Emulator:
                     headers=headers,
                     prediction_id=prediction_id,
                     status_code=status_code,
+                    origin=origin,
                 )
             )
         self._wake_waiters()

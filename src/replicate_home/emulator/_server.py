@@ -174,9 +174,11 @@ async def serve_forever(
     host: str,
     port: int,
     on_ready: Callable[[str], None] | None = None,
+    *,
+    stream_port: int = 0,
 ) -> None:
     """Serve ``emulator`` until cancelled; ``on_ready(base_url)`` is called once listening."""
-    async with emulator.serve(host, port) as emu:
+    async with emulator.serve(host, port, stream_port=stream_port) as emu:
         if on_ready is not None:
             on_ready(emu.base_url)
         await anyio.sleep_forever()

@@ -377,6 +377,9 @@ class Prediction:
     """Polls seen so far."""
     number: int = field(default=0)
     """Creation order within its store (set by :meth:`PredictionStore.add`)."""
+    stream_key: str = ""
+    """The unguessable last part of its output stream's URL (a capability: whoever has
+    the URL may read the stream, with no token); empty for no stream."""
 
     @property
     def start_time(self) -> float:
@@ -631,6 +634,7 @@ class PredictionStore:
         self.expire_after = float(expire_after)
         self.max_predictions = max_predictions
         self._predictions: dict[str, Prediction] = {}  # in creation order
+        self._by_stream_key: dict[str, str] = {}  # stream key -> id
         self._by_end: list[tuple[float, int, str]] = []  # (end_time, seq, id) heap
         self._running: list[tuple[float, str]] = []  # (end_time, id) heap, may hold stale entries
         self._running_end: dict[str, float] = {}  # id -> end time, for predictions still running
@@ -644,6 +648,8 @@ class PredictionStore:
         if pred.id in self._predictions:
             raise ValueError(f"duplicate prediction id {pred.id!r}")
         self._predictions[pred.id] = pred
+        if pred.stream_key:
+            self._by_stream_key[pred.stream_key] = pred.id
         self._seq += 1
         pred.number = self._seq
         self._schedule(pred, now)
@@ -695,9 +701,18 @@ class PredictionStore:
             if not (expired or (finished and len(self._predictions) > self.max_predictions)):
                 break
             heapq.heappop(heap)
-            del self._predictions[prediction_id]
+            self._drop(prediction_id)
         while len(self._predictions) > self.max_predictions:  # all remaining are running
-            del self._predictions[next(iter(self._predictions))]
+            self._drop(next(iter(self._predictions)))
+
+    def _drop(self, prediction_id: str) -> None:
+        pred = self._predictions.pop(prediction_id)
+        self._by_stream_key.pop(pred.stream_key, None)
+
+    def by_stream_key(self, key: str, now: float) -> Prediction | None:
+        """The prediction whose output stream ``key`` names, unless unknown or expired."""
+        prediction_id = self._by_stream_key.get(key)
+        return None if prediction_id is None else self.get(prediction_id, now)
 
     def in_flight(self, now: float) -> int:
         """How many predictions have a terminal time after ``now``."""
