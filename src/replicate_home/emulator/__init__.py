@@ -12,8 +12,9 @@ The same server answers the homepage service's routes (``/api/...``) and Replica
 API (``/v1/...``: creates by model or version, ``Prefer: wait``, ``Cancel-After``, cancel,
 listing, models and versions, ``Bearer`` and ``Token`` auth, optional rate limits), over
 the same predictions, with server-sent output streams on a second origin
-(:attr:`Emulator.stream_url`) as the real service serves them; the official ``replicate`` client works against it
-with ``replicate.Client(api_token=..., base_url=emu.base_url)``.
+(:attr:`Emulator.stream_url`) as the real service serves them; the official
+``replicate`` client works against it with
+``replicate.Client(api_token=..., base_url=emu.base_url)``.
 
 Example (a client retries a scripted 503, then polls to the end)::
 
