@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import api_vs_official, cancellation, detection, fanout, poll_overhead
+from . import api_vs_official, cancellation, detection, fanout, poll_overhead, streaming
 from ._common import REPO_ROOT, Settings, Table, machine_lines
 
 DEFAULT_PLOT = REPO_ROOT / "docs" / "img" / "detection-latency.png"
@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Path | None], list[Table]]]
     "fanout": ("fan-out scale", lambda s, _: fanout.run(s)),
     "cancel": ("cancellation latency", lambda s, _: cancellation.run(s)),
     "api": ("the official API vs the official client", lambda s, _: api_vs_official.run(s)),
+    "stream": ("streaming cost per event", lambda s, _: streaming.run(s)),
 }
 
 

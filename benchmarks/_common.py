@@ -241,7 +241,8 @@ class EmulatorProcess:
     """``python -m benchmarks._emulator`` in a subprocess, terminated on exit.
 
     Unscripted prompts take ``duration`` seconds; ``prompt_for(d, i)`` takes ``d`` seconds
-    for each ``d`` in ``durations`` and ``i`` below ``count``.
+    for each ``d`` in ``durations`` and ``i`` below ``count``. ``module`` runs another
+    server instead (one that prints its URL first, as ``benchmarks._stream_server``).
     """
 
     def __init__(
@@ -250,7 +251,9 @@ class EmulatorProcess:
         duration: float = 1.0,
         durations: Sequence[float] = (),
         count: int = 0,
+        module: str = "benchmarks._emulator",
     ) -> None:
+        self._module = module
         self._args = [
             "--duration",
             repr(duration),
@@ -264,7 +267,8 @@ class EmulatorProcess:
         self._http = httpx.Client(timeout=30.0)
 
     def __enter__(self) -> EmulatorProcess:
-        command = [sys.executable, "-m", "benchmarks._emulator", *self._args]
+        args = self._args if self._module == "benchmarks._emulator" else []
+        command = [sys.executable, "-m", self._module, *args]
         self._process = subprocess.Popen(
             command,
             cwd=REPO_ROOT,

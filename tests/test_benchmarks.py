@@ -33,6 +33,7 @@ TITLES = [
     "Fan-out scale",
     "Cancellation latency",
     "The official API: ours (ReplicateAPI.predict) vs the official client",
+    "Streaming cost per event",
 ]
 
 

@@ -7,11 +7,14 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from replicate_home import AdaptiveSchedule, FixedSchedule, UnexpectedResponseFormat
+from replicate_home import AdaptiveSchedule, FixedSchedule, Prediction, UnexpectedResponseFormat
 from replicate_home._decode import decode_json_object, require_string
 from replicate_home._exceptions import EXCERPT_LIMIT
-from replicate_home._output import TextStream, image_urls, text_chunks
+from replicate_home._models import StreamedChunks
+from replicate_home._output import ImageScan, TextStream, image_urls, text_chunks
 from replicate_home._schedule import RetryPolicy, parse_retry_after
 
 # -- decoder ---------------------------------------------------------------------------
@@ -179,3 +182,67 @@ def test_text_stream_after_streamed_text_folds_line_endings_only() -> None:
     other.fold_line_endings()
     assert other.advance(["ab"], final=False) == ["ab"]
     assert other.advance(["ax"], final=True) is None  # a real rewrite is still one
+
+
+# -- streamed chunks: a view, and a remembered position --------------------------------
+
+
+def test_streamed_chunks_is_a_snapshot_of_a_growing_list() -> None:
+    growing = ["a", "b"]
+    view = StreamedChunks(growing)
+    growing.append("c")
+    assert len(view) == 2
+    assert list(view) == ["a", "b"]
+    assert view == ["a", "b"]
+    assert ["a", "b"] == view  # noqa: SIM300  # the list's side of the comparison
+    assert view != ["a", "b", "c"]
+    assert view[-1] == "b"
+    assert view[0:5] == ["a", "b"]
+    assert view.tail(1) == ["b"]
+    assert repr(view) == "['a', 'b']"
+    with pytest.raises(IndexError):
+        view[2]
+    assert text_chunks(view) is view
+    prediction = Prediction("p", "m", None, "processing", output=view, streamed=True)
+    assert prediction.text == "ab"
+
+
+@given(
+    before=st.lists(st.text(alphabet="ab\r\n", max_size=3), max_size=3),
+    # An event's data never holds a CR (the SSE parser splits lines there).
+    streamed=st.lists(st.text(alphabet="ab\n", max_size=3), max_size=12),
+    final=st.lists(st.text(alphabet="ab\r\n", max_size=3), max_size=15),
+)
+def test_a_stream_read_by_position_yields_what_a_full_comparison_yields(
+    before: list[str], streamed: list[str], final: list[str]
+) -> None:
+    """Feeding the views of one growing stream (the engine's way) gives, event by event,
+    what feeding full copies of the chunks gave: the fast path changes only the cost."""
+    by_view, by_copy = TextStream(), TextStream()
+    for stream in (by_view, by_copy):
+        assert stream.advance(before, final=False) is not None
+        stream.fold_line_endings()
+    growing: list[str] = []
+    for chunk in streamed:
+        growing.append(chunk)
+        fast = by_view.advance(StreamedChunks(growing), final=False)
+        full = by_copy.advance(list(growing), final=False)
+        assert fast == full
+        if full is None:
+            return
+        assert by_view.delivered == by_copy.delivered
+    assert by_view.advance(final, final=True) == by_copy.advance(final, final=True)
+    assert by_view.delivered == by_copy.delivered
+
+
+def test_image_scan_looks_only_at_new_chunks_of_a_stream() -> None:
+    scan, growing = ImageScan(), ["https://x/1.png"]
+    assert scan(StreamedChunks(growing))
+    growing.append("https://x/2.png")
+    assert scan(StreamedChunks(growing))
+    growing.append("text")
+    assert not scan(StreamedChunks(growing))
+    growing.append("https://x/3.png")
+    assert not scan(StreamedChunks(growing))  # once text, always text
+    assert not scan(StreamedChunks([]))
+    assert scan(["https://x/1.png"])

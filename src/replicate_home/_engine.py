@@ -34,7 +34,7 @@ from ._exceptions import (
     PredictionTimeout,
     ReplicateHomeError,
 )
-from ._models import Prediction
+from ._models import Prediction, StreamedChunks
 from ._schedule import PollSchedule, RetryPolicy, parse_retry_after
 from ._service import PredictionCall, RequestSpec, Service
 
@@ -427,9 +427,9 @@ class Engine:
                     return
                 if event.event == "output":
                     chunks.append(event.data)
-                    yield replace(
-                        prediction, status="processing", output=list(chunks), streamed=True
-                    )
+                    # A view of the chunks so far, not a copy: the same cost at every event.
+                    output = StreamedChunks(chunks)
+                    yield replace(prediction, status="processing", output=output, streamed=True)
                 elif event.event == "error":
                     tracker.stream_error = event.data
                 elif event.event == "done":

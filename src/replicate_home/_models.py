@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from itertools import islice
+from typing import Any, Literal, overload
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -15,6 +16,7 @@ __all__ = [
     "Prediction",
     "PredictionProgress",
     "PredictionStatus",
+    "StreamedChunks",
     "parse_progress",
 ]
 
@@ -137,16 +139,72 @@ def parse_progress(logs: str | None) -> PredictionProgress | None:
     return None
 
 
+class StreamedChunks(Sequence[str]):
+    """The output of a prediction while its event stream is read: the chunks so far.
+
+    A read-only view of the first ``length`` chunks of one growing, append-only list:
+    chunks that arrive later do not change it. Making one costs the same at the
+    16000th event as at the first, where copying the list would grow with every event.
+    It compares equal to a list (or any sequence) of the same chunks; ``list(output)``
+    copies it.
+    """
+
+    __slots__ = ("_chunks", "_length")
+
+    def __init__(self, chunks: list[str], length: int | None = None) -> None:
+        self._chunks = chunks
+        self._length = len(chunks) if length is None else length
+
+    @property
+    def source(self) -> list[str]:
+        """The growing list this is a view of (to tell that one view extends another)."""
+        return self._chunks
+
+    def __len__(self) -> int:
+        return self._length
+
+    @overload
+    def __getitem__(self, index: int) -> str: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[str]: ...
+    def __getitem__(self, index: int | slice) -> str | list[str]:
+        if isinstance(index, slice):
+            return self._chunks[: self._length][index]
+        if index < 0:
+            index += self._length
+        if not 0 <= index < self._length:
+            raise IndexError("chunk index out of range")
+        return self._chunks[index]
+
+    def __iter__(self) -> Iterator[str]:
+        return islice(self._chunks, self._length)
+
+    def tail(self, start: int) -> list[str]:
+        """The chunks from ``start`` on (a copy of only those)."""
+        return self._chunks[start : self._length]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Sequence) or isinstance(other, (str, bytes)):
+            return NotImplemented
+        return len(other) == self._length and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # equal to lists: not hashable either
+
+    def __repr__(self) -> str:
+        return repr(list(self))
+
+
 @dataclass(frozen=True)
 class Prediction:
     """A snapshot of one prediction as this client saw it.
 
     ``id``, ``model``, ``version``, ``status``, ``output`` and ``error`` are what the
     service reported (``output`` unchanged: a list of text chunks, a string, image URLs,
-    or any JSON). ``polls`` counts the status requests sent after the create; ``elapsed``
-    is seconds since the create was sent (for a prediction followed by id, since the
-    follow began). ``urls`` are the service's links for it (the official API's ``get``,
-    ``cancel``, ``stream`` and ``web``).
+    or any JSON; while an event stream is read, the chunks so far as a read-only
+    :class:`StreamedChunks` sequence). ``polls`` counts the status requests sent after
+    the create; ``elapsed`` is seconds since the create was sent (for a prediction
+    followed by id, since the follow began). ``urls`` are the service's links for it
+    (the official API's ``get``, ``cancel``, ``stream`` and ``web``).
 
     The rest is the record as the official API keeps it (the homepage service tells
     less, and leaves these empty): ``input``, ``logs``, ``metrics``, the timestamps
@@ -204,6 +262,8 @@ class Prediction:
         output = self.output
         if isinstance(output, str):
             return output
+        if isinstance(output, StreamedChunks):
+            return "".join(output)
         if isinstance(output, list) and all(isinstance(chunk, str) for chunk in output):
             return "".join(output)
         return None

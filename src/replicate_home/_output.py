@@ -3,22 +3,36 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 from ._exceptions import UnexpectedResponseFormat
+from ._models import StreamedChunks
 
-__all__ = ["TextStream", "image_urls", "is_image_output", "non_text_output", "text_chunks"]
+__all__ = [
+    "ImageScan",
+    "TextStream",
+    "image_urls",
+    "is_image_output",
+    "non_text_output",
+    "text_chunks",
+]
 
 #: File endings that make a URL an image file.
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp", ".avif")
 
 
-def text_chunks(output: Any) -> list[str] | None:
+def text_chunks(output: Any) -> Sequence[str] | None:
     """Return a text output as its chunks: a string is one chunk, a list of strings is
-    a token stream, ``None`` is no chunks yet. Anything else is not text: ``None``."""
+    a token stream, ``None`` is no chunks yet. Anything else is not text: ``None``.
+
+    The chunks of an event stream (:class:`StreamedChunks`) are text by construction
+    and come back as they are, without a look at every chunk."""
     if output is None:
         return []
+    if isinstance(output, StreamedChunks):
+        return output
     if isinstance(output, str):
         return [output]
     if isinstance(output, list) and all(isinstance(chunk, str) for chunk in output):
@@ -51,6 +65,28 @@ def is_image_output(output: Any) -> bool:
     return isinstance(output, list) and bool(output) and all(map(_is_image_file, output))
 
 
+class ImageScan:
+    """:func:`is_image_output` for the successive outputs of one prediction: of an event
+    stream's growing chunks (:class:`StreamedChunks`), only the new ones are looked at."""
+
+    __slots__ = ("_checked", "_images", "_source")
+
+    def __init__(self) -> None:
+        self._source: list[str] | None = None
+        self._checked = 0
+        self._images = True
+
+    def __call__(self, output: Any) -> bool:
+        if not isinstance(output, StreamedChunks):
+            return is_image_output(output)
+        if output.source is not self._source or len(output) < self._checked:
+            self._source, self._checked, self._images = output.source, 0, True
+        if self._images:
+            self._images = all(map(_is_image_file, output.tail(self._checked)))
+        self._checked = len(output)
+        return self._images and len(output) > 0
+
+
 def image_urls(output: Any) -> list[str]:
     """Return every image URL of a finished image prediction (one URL or a list)."""
     if isinstance(output, str) and output:
@@ -74,32 +110,76 @@ class TextStream:
     Text that came from a server-sent event stream has its line endings folded to LF
     (an event's data can't carry CR), so once such text was delivered, comparisons fold
     CR and CRLF too; what is still to come is taken from the final output unchanged.
+
+    The cost of an event stream's chunk does not grow with the text before it: a
+    :class:`StreamedChunks` view that extends the one last fed is taken from where that
+    one ended (a remembered position, not a comparison with everything delivered).
     """
 
-    __slots__ = ("_delivered", "_folded")
+    __slots__ = ("_consumed", "_folded", "_length", "_pieces", "_source")
 
     def __init__(self) -> None:
-        self._delivered = ""
+        self._pieces: list[str] = []  # joined only when a full comparison needs it
+        self._length = 0
         self._folded = False
+        # The growing list of the stream last fed, and how many of its chunks are
+        # delivered exactly (``None``: the next output is compared in full).
+        self._source: list[str] | None = None
+        self._consumed = 0
 
     @property
     def delivered(self) -> str:
         """Everything returned so far, joined."""
-        return self._delivered
+        if len(self._pieces) > 1:
+            self._pieces = ["".join(self._pieces)]
+        return self._pieces[0] if self._pieces else ""
+
+    @property
+    def has_delivered(self) -> bool:
+        """Whether any text was returned yet (without joining it)."""
+        return self._length > 0
 
     def fold_line_endings(self) -> None:
         """From now on, compare with CR and CRLF read as LF (text came from an SSE stream)."""
         self._folded = True
 
-    def advance(self, chunks: list[str], *, final: bool) -> list[str] | None:
+    def advance(self, chunks: Sequence[str], *, final: bool) -> list[str] | None:
         """Return the new chunks of ``chunks``; ``None`` if it contradicts what was delivered.
 
         While the prediction runs an output shorter than what was delivered is taken as
         a stale answer (nothing new). The ``final`` output must contain it exactly.
         """
+        if (
+            isinstance(chunks, StreamedChunks)
+            and chunks.source is self._source
+            and len(chunks) >= self._consumed
+        ):
+            new = [chunk for chunk in chunks.tail(self._consumed) if chunk]
+            self._consumed = len(chunks)
+            self._deliver(new)
+            return new
+        self._source = None
         if self._folded:
-            return self._advance_folded(chunks, final=final)
-        delivered = self._delivered
+            result = self._advance_folded(chunks, final=final)
+        else:
+            result = self._advance_exact(chunks, final=final)
+        if result is None:
+            return None
+        new, exact = result
+        if exact and isinstance(chunks, StreamedChunks):
+            self._source, self._consumed = chunks.source, len(chunks)
+        return new
+
+    def _deliver(self, new: list[str]) -> None:
+        for chunk in new:
+            self._pieces.append(chunk)
+            self._length += len(chunk)
+
+    def _advance_exact(
+        self, chunks: Sequence[str], *, final: bool
+    ) -> tuple[list[str], bool] | None:
+        """Compare chunk by chunk; ``exact`` says the chunks now equal what was delivered."""
+        delivered = self.delivered
         new: list[str] = []
         position = 0
         for chunk in chunks:
@@ -118,16 +198,18 @@ class TextStream:
             position = end
         if final and position < len(delivered):
             return None
-        self._delivered = delivered + "".join(new)
-        return new
+        self._deliver(new)
+        return new, position >= len(delivered)
 
-    def _advance_folded(self, chunks: list[str], *, final: bool) -> list[str] | None:
+    def _advance_folded(
+        self, chunks: Sequence[str], *, final: bool
+    ) -> tuple[list[str], bool] | None:
         text = "".join(chunks)
         folded, starts = _fold(text)
-        delivered, _ = _fold(self._delivered)
+        delivered, _ = _fold(self.delivered)
         if not folded.startswith(delivered):
             stale = delivered.startswith(folded)
-            return [] if stale and not final else None
+            return ([], False) if stale and not final else None
         cut = starts[len(delivered)] if len(delivered) < len(starts) else len(text)
         new: list[str] = []
         position = 0
@@ -136,8 +218,8 @@ class TextStream:
             if end > cut and chunk:
                 new.append(chunk[max(0, cut - position) :])
             position = end
-        self._delivered += "".join(new)
-        return new
+        self._deliver(new)
+        return new, True
 
 
 def _fold(text: str) -> tuple[str, list[int]]:

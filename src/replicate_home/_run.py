@@ -8,7 +8,7 @@ from contextlib import aclosing
 from ._engine import Engine, StatusCallback
 from ._exceptions import OutputRewritten
 from ._models import ImageResponse, Prediction
-from ._output import TextStream, image_urls, is_image_output, non_text_output, text_chunks
+from ._output import ImageScan, TextStream, image_urls, non_text_output, text_chunks
 from ._service import PredictionCall
 
 __all__ = ["Output", "follow", "run_to_end", "stream_chunks"]
@@ -47,19 +47,23 @@ async def follow(
 ) -> AsyncGenerator[tuple[Prediction, list[Output]], None]:
     """Yield each state of one prediction with the output it newly made available:
     text chunks as the output grows, or one :class:`ImageResponse` once it succeeded."""
-    text = TextStream()
+    text, images = TextStream(), ImageScan()
     async with aclosing(engine.run(call, timeout=timeout, on_status=on_status)) as states:
         async for prediction in states:
-            yield prediction, _new_output(call, prediction, text)
+            yield prediction, _new_output(call, prediction, text, images)
 
 
-def _new_output(call: PredictionCall, prediction: Prediction, text: TextStream) -> list[Output]:
+def _new_output(
+    call: PredictionCall, prediction: Prediction, text: TextStream, images: ImageScan
+) -> list[Output]:
+    """What ``prediction`` adds to the output already yielded. Its cost does not grow
+    with the output before it while an event stream is read (see :class:`TextStream`)."""
     final = prediction.status == "succeeded"
     if call.kind == "image":
         if final:
             return [ImageResponse(image_urls(prediction.output), call.prompt or "")]
         return []
-    if is_image_output(prediction.output) and not text.delivered:
+    if not text.has_delivered and images(prediction.output):
         # Image files from a model not known to make images: one ImageResponse at the
         # end, never their URLs as text.
         return [ImageResponse(image_urls(prediction.output), call.prompt or "")] if final else []
