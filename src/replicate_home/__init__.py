@@ -8,6 +8,7 @@ prompt cancellation and an adaptive poll schedule. ``replicate_home.emulator`` i
 faithful loopback server of the service for tests and demos.
 """
 
+from ._budget import RateBudget, TokenBucket
 from ._entry import fan_out
 from ._exceptions import (
     AllPredictionsFailed,
@@ -19,6 +20,7 @@ from ._exceptions import (
     OutputRewritten,
     PredictionCanceled,
     PredictionFailed,
+    PredictionNotSent,
     PredictionTimeout,
     RateLimitError,
     ReplicateHomeError,
@@ -68,15 +70,18 @@ __all__ = [
     "Prediction",
     "PredictionCanceled",
     "PredictionFailed",
+    "PredictionNotSent",
     "PredictionProgress",
     "PredictionTimeout",
     "Progress",
+    "RateBudget",
     "RateLimitError",
     "ReplicateAPI",
     "ReplicateHome",
     "ReplicateHomeError",
     "ResponseStatusError",
     "StatusChanged",
+    "TokenBucket",
     "UnexpectedResponseFormat",
     "__version__",
     "fan_out",

@@ -18,6 +18,7 @@ _STATUS_STYLE = {
     "succeeded": "green",
     "failed": "red",
     "timeout": "red",
+    "not sent": "yellow",
     "error": "red",
     "canceled": "yellow",
     "aborted": "yellow",

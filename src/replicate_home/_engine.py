@@ -31,6 +31,7 @@ from ._exceptions import (
     ConnectionFailed,
     PredictionCanceled,
     PredictionFailed,
+    PredictionNotSent,
     PredictionTimeout,
     ReplicateHomeError,
 )
@@ -137,19 +138,22 @@ class Engine:
         the service can, if the call owns it (``call.owned``).
         """
         timeout = self._timeout if timeout is None else timeout
-        started = anyio.current_time()
-        deadline = started + timeout
-        tracker = _Tracker(started, on_status, self._service.name, deadline, timeout)
         existing = call.existing
         if existing is None:
-            prediction = await self._resolve_and_create(call, deadline, timeout, wait)
+            # The prediction's ``timeout`` starts when its create is sent (see
+            # :meth:`_resolve_and_create`).
+            prediction, started = await self._resolve_and_create(call, timeout, wait)
             first_read = False
-        elif isinstance(existing, str):
-            prediction = Prediction(existing, call.model, call.version, "starting")
-            first_read = True
         else:
-            prediction = existing
-            first_read = False
+            started = anyio.current_time()
+            if isinstance(existing, str):
+                prediction = Prediction(existing, call.model, call.version, "starting")
+                first_read = True
+            else:
+                prediction = existing
+                first_read = False
+        deadline = started + timeout
+        tracker = _Tracker(started, on_status, self._service.name, deadline, timeout)
         states = self._follow(call, prediction, first_read, deadline, timeout, tracker, stream)
         async with aclosing(states):
             async for state in states:
@@ -220,8 +224,8 @@ class Engine:
         it created is then cancelled, as for :meth:`run`; once returned, the prediction
         is the caller's."""
         timeout = self._timeout if timeout is None else timeout
-        deadline = anyio.current_time() + timeout
-        return await self._resolve_and_create(call, deadline, timeout, wait)
+        prediction, _ = await self._resolve_and_create(call, timeout, wait)
+        return prediction
 
     async def send(
         self, spec: RequestSpec, *, timeout: float | None = None
@@ -241,11 +245,16 @@ class Engine:
     # -- create ---------------------------------------------------------------------
 
     async def _resolve_and_create(
-        self, call: PredictionCall, deadline: float, timeout: float, wait: float | None
-    ) -> Prediction:
+        self, call: PredictionCall, timeout: float, wait: float | None
+    ) -> tuple[Prediction, float]:
         """Let the service do what the call needs before its create, then create; a
         create the service refuses may be retried once as the call it names instead.
-        All under the call's deadline."""
+        The prediction as created, and when its create was sent.
+
+        Until its create is sent, a call has ``timeout`` to be sent (looking its model
+        up, waiting for the rate budget: :class:`PredictionNotSent` if the budget never
+        lets it out); from the moment it is sent, the prediction has ``timeout``."""
+        deadline = anyio.current_time() + timeout
 
         async def send(spec: RequestSpec) -> tuple[dict[str, Any], str]:
             return await self._send(
@@ -253,28 +262,53 @@ class Engine:
             )
 
         call = await self._service.resolve(call, send)
+        await self._take_create_token(deadline, timeout)
+        sent = anyio.current_time()
+        deadline = sent + timeout
         try:
-            return await self._create(call, deadline, timeout, wait)
+            return await self._create(call, deadline, timeout, wait, prepaid=True), sent
         except ReplicateHomeError as error:
             instead = await self._service.retry_create(call, error, send)
             if instead is None:
                 raise
-        return await self._create(instead, deadline, timeout, wait)
+        return await self._create(instead, deadline, timeout, wait), sent
+
+    async def _take_create_token(self, send_by: float, timeout: float) -> None:
+        """Wait for the budget's create token (which the create's first attempt then
+        spends); raise :class:`PredictionNotSent` if none is free by ``send_by``."""
+        if self._budget is None:
+            return
+        with anyio.CancelScope(deadline=send_by) as scope:
+            await self._budget.creates.acquire()
+        if scope.cancelled_caught:
+            raise PredictionNotSent(timeout)
 
     async def _create(
-        self, call: PredictionCall, deadline: float, timeout: float, wait: float | None
+        self,
+        call: PredictionCall,
+        deadline: float,
+        timeout: float,
+        wait: float | None,
+        *,
+        prepaid: bool = False,
     ) -> Prediction:
+        """Send the create (its budget token already taken if ``prepaid``)."""
         remaining = deadline - anyio.current_time()
         spec = self._service.create_request(call, remaining=remaining, wait=wait)
         if self._background is None:
             answer = await self._send(
-                spec, deadline=deadline, creating=True, prediction_id=None, timeout=timeout
+                spec,
+                deadline=deadline,
+                creating=True,
+                prediction_id=None,
+                timeout=timeout,
+                prepaid=prepaid,
             )
             return self._service.read_prediction(*answer, call=call, known_id=None)
         # In the client's task group: if the caller stops waiting, the create still
         # answers (within ``wait`` plus a grace), and what it created is cancelled.
         job = _CreateJob(limit=(wait or 0.0) + CREATE_SLACK)
-        self._background.start_soon(self._create_job, job, spec, call, deadline, timeout)
+        self._background.start_soon(self._create_job, job, spec, call, deadline, timeout, prepaid)
         try:
             with anyio.CancelScope(deadline=deadline) as scope:
                 await job.finished.wait()
@@ -296,6 +330,7 @@ class Engine:
         call: PredictionCall,
         deadline: float,
         timeout: float,
+        prepaid: bool,
     ) -> None:
         if job.abandoned:  # the caller left before this task started: nothing was sent
             job.finished.set()
@@ -304,7 +339,12 @@ class Engine:
             job.scope = scope
             try:
                 answer = await self._send(
-                    spec, deadline=deadline, creating=True, prediction_id=None, timeout=timeout
+                    spec,
+                    deadline=deadline,
+                    creating=True,
+                    prediction_id=None,
+                    timeout=timeout,
+                    prepaid=prepaid,
                 )
                 job.prediction = self._service.read_prediction(*answer, call=call, known_id=None)
             except Exception as error:
@@ -344,7 +384,7 @@ class Engine:
     async def _cancel_remote(self, spec: RequestSpec, prediction_id: str) -> None:
         with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE) as scope:
             try:
-                response = await self._request(spec)
+                response, _ = await self._request(spec)
             except Exception as error:  # a failing cleanup must never reach the caller
                 logger.warning(
                     "%s: could not cancel %s: %s",
@@ -384,6 +424,7 @@ class Engine:
         with anyio.CancelScope(deadline=deadline) as scope:
             if self._budget is not None:
                 await self._budget.requests.acquire()
+            sent_at = anyio.current_time()
             if self._gate is not None:
                 await self._gate.acquire()
             try:
@@ -408,8 +449,10 @@ class Engine:
             if not response.is_success:
                 if response.status_code == 429:
                     retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    self._pause_budget(creating=False, retry_after=retry_after)
+                    self._pause_budget(creating=False, retry_after=retry_after, sent_at=sent_at)
                 return
+            if self._budget is not None:
+                self._budget.requests.succeeded()
             # The stream replays the output from the start (``Last-Event-ID`` resumes),
             # so it begins empty: what the create answered is part of the replay.
             chunks: list[str] = []
@@ -452,17 +495,19 @@ class Engine:
         prediction_id: str | None,
         timeout: float,
         not_before: float | None = None,
+        prepaid: bool = False,
     ) -> tuple[dict[str, Any], str]:
         """Send ``spec`` (not before ``not_before``), retrying transient failures, and
         return the decoded JSON object and its text. Everything happens under one cancel
-        scope with the call's deadline."""
+        scope with the call's deadline. ``prepaid``: the first attempt's budget token is
+        already taken."""
         last_failure: ReplicateHomeError | None = None
         with anyio.CancelScope(deadline=deadline) as scope:
             if not_before is not None:
                 await anyio.sleep_until(not_before)
             attempt = 0
             while True:
-                outcome = await self._attempt(spec, creating)
+                outcome = await self._attempt(spec, creating, prepaid=prepaid and attempt == 0)
                 if not isinstance(outcome, _Failure):
                     return outcome
                 last_failure = outcome.error
@@ -490,11 +535,11 @@ class Engine:
         raise PredictionTimeout(prediction_id, timeout) from last_failure
 
     async def _attempt(
-        self, spec: RequestSpec, creating: bool
+        self, spec: RequestSpec, creating: bool, *, prepaid: bool = False
     ) -> tuple[dict[str, Any], str] | _Failure:
         """Send once: the decoded answer, or why it failed and whether to try again."""
         try:
-            response = await self._request(spec, creating=creating)
+            response, sent_at = await self._request(spec, creating=creating, prepaid=prepaid)
         except httpx.TransportError as error:
             failure = ConnectionFailed(f"{spec.method} {spec.url}: {type(error).__name__}: {error}")
             failure.__cause__ = error
@@ -503,36 +548,48 @@ class Engine:
             )
             return _Failure(failure, None, retryable)
         if response.is_success:
+            if self._budget is not None:
+                self._budget.bucket(creating).succeeded()
             return decode_json_object(response.content)
         status = response.status_code
         retry_after = parse_retry_after(response.headers.get("retry-after"))
         if status == 429:
-            self._pause_budget(creating=creating, retry_after=retry_after)
+            self._pause_budget(creating=creating, retry_after=retry_after, sent_at=sent_at)
+        elif self._budget is not None:
+            self._budget.bucket(creating).succeeded()
         problem = self._service.error_for(
             status, body_text(response.content), spec.url, retry_after
         )
         retryable = status == 429 or (not creating and status in _TRANSIENT_STATUSES)
         return _Failure(problem, retry_after, retryable)
 
-    async def _request(self, spec: RequestSpec, *, creating: bool = False) -> httpx.Response:
-        """Send ``spec`` and read its answer: a token from the budget's bucket for it
-        first, then a place in the gate, held until the answer is read."""
-        if self._budget is not None:
+    async def _request(
+        self, spec: RequestSpec, *, creating: bool = False, prepaid: bool = False
+    ) -> tuple[httpx.Response, float]:
+        """Send ``spec`` and read its answer (and when it left, for the budget): a token
+        from the budget's bucket for it first (unless ``prepaid``), then a place in the
+        gate, held until the answer is read."""
+        if self._budget is not None and not prepaid:
             await self._budget.bucket(creating).acquire()
         if self._gate is not None:
             await self._gate.acquire()
         try:
-            return await self._http.request(
+            sent_at = anyio.current_time()
+            response = await self._http.request(
                 spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
             )
+            return response, sent_at
         finally:
             if self._gate is not None:
                 self._gate.release()
 
-    def _pause_budget(self, *, creating: bool, retry_after: float | None) -> None:
-        """After a 429, send nothing from that bucket for ``Retry-After`` (or 1 s)."""
+    def _pause_budget(
+        self, *, creating: bool, retry_after: float | None, sent_at: float | None = None
+    ) -> None:
+        """After a 429, lower that bucket's rate and send nothing from it for
+        ``Retry-After`` (or 1 s)."""
         if self._budget is not None:
-            self._budget.bucket(creating).pause(1.0 if retry_after is None else retry_after)
+            self._budget.bucket(creating).throttled(retry_after, sent_at)
 
 
 async def _close_stream(response: httpx.Response, gate: RequestGate | None) -> None:

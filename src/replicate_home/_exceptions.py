@@ -23,6 +23,7 @@ __all__ = [
     "OutputRewritten",
     "PredictionCanceled",
     "PredictionFailed",
+    "PredictionNotSent",
     "PredictionTimeout",
     "RateLimitError",
     "ReplicateHomeError",
@@ -157,6 +158,21 @@ class PredictionTimeout(ReplicateHomeError, TimeoutError):
         self.prediction_id = prediction_id
         self.timeout = timeout
         super().__init__("Prediction timed out")
+
+
+class PredictionNotSent(ReplicateHomeError):
+    """The prediction was never created: the client's rate budget had no create to spare
+    before the call's deadline (``timeout`` seconds from the call).
+
+    Nothing was sent, so nothing runs or is billed, and sending it again is safe. Distinct
+    from :class:`PredictionTimeout` on purpose (and not a ``TimeoutError``): a prediction's
+    own timeout only starts when its create is sent.
+    """
+
+    def __init__(self, timeout: float | None = None) -> None:
+        self.timeout = timeout
+        waited = "" if timeout is None else f" within {timeout:g} s"
+        super().__init__(f"Prediction not sent: the rate budget had no create to spare{waited}")
 
 
 class OutputRewritten(ReplicateHomeError):

@@ -21,6 +21,7 @@ from ._exceptions import (
     AllPredictionsFailed,
     PredictionCanceled,
     PredictionFailed,
+    PredictionNotSent,
     PredictionTimeout,
 )
 from ._models import Deployment, ImageResponse, Prediction
@@ -290,8 +291,10 @@ class ComparisonResult:
     """One model's row in a comparison.
 
     ``status`` is the terminal status, or ``"timeout"`` / ``"error"`` when the prediction
-    did not end on the service's terms. ``latency`` is seconds from the model's turn
-    starting to its end; ``polls`` is ``None`` where it is not known.
+    did not end on the service's terms, or ``"not sent"`` when the rate budget had no
+    create to spare before its deadline (nothing was created). ``latency`` is seconds
+    from the model's turn starting to its end; ``polls`` is ``None`` where it is not
+    known.
     """
 
     index: int
@@ -317,6 +320,8 @@ def _failure_status(error: Exception) -> str:
         return error.status
     if isinstance(error, PredictionTimeout):
         return "timeout"
+    if isinstance(error, PredictionNotSent):
+        return "not sent"
     return "error"
 
 

@@ -84,6 +84,14 @@ class ReplicateAPI(BaseClient):
         )
 
     @property
+    def budget(self) -> RateBudget:
+        """The client's rate budget: ``budget.creates`` and ``budget.requests``, whose
+        ``allowed_per_minute`` is the rate each currently allows (it adapts to the 429s
+        the service answers)."""
+        assert self._budget is not None
+        return self._budget
+
+    @property
     def base_url(self) -> str:
         """The service URL this client talks to."""
         return self._api.base_url
