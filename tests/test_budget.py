@@ -33,11 +33,16 @@ def test_a_429_lowers_the_rate_once_per_episode() -> None:
     assert bucket.delay() == 0.0  # first use: full
     bucket.throttled(1.0, sent_at=0.0)
     assert bucket.allowed_per_minute == pytest.approx(600 * DECREASE)
-    assert bucket.delay() == pytest.approx(1.0)  # paused for Retry-After
     # Another answer to a request that left before the decrease says nothing new.
     bucket.throttled(1.0, sent_at=0.0)
     assert bucket.allowed_per_minute == pytest.approx(600 * DECREASE)
     assert (bucket.throttles, bucket.decreases) == (2, 1)
+    # Paused: the next request leaves when the service said one may (Retry-After).
+    assert bucket.delay() > 0.5
+    clock.now = 0.99
+    assert bucket.delay() == pytest.approx(0.01)
+    clock.now = 1.0
+    assert bucket.delay() == 0.0
     clock.now = 2.0
     bucket.throttled(1.0, sent_at=1.5)  # sent after it: the lower rate is still too high
     assert bucket.allowed_per_minute == pytest.approx(600 * DECREASE**2)
@@ -116,7 +121,7 @@ async def test_a_call_the_budget_never_let_out_ends_not_sent(emulator: Emulator)
     ) as client:
         results = await client.compare([LLAMA] * 5, prompt="p")
     statuses = [result.status for result in results]
-    assert statuses[0] == "succeeded"
+    assert "succeeded" in statuses  # the first to get a token (any of them)
     assert "not sent" in statuses
     assert "timeout" not in statuses
     assert emulator.stats().creates == len([s for s in statuses if s != "not sent"])
