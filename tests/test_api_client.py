@@ -110,7 +110,7 @@ async def test_predict_on_a_slower_model_learns_the_end_from_the_stream(
 
 
 async def test_by_version_and_images(emulator: Emulator) -> None:
-    emulator.script("cat", Scenario(duration=0.1, images=2))
+    emulator.script("cat", Scenario(duration=0.1, images=2, file_output="url"))
     emulator.script("data", Scenario(duration=0.1, file_output="data"))
     async with api(emulator) as client:
         (image,) = [i async for i in client.generate("sd-3", prompt="cat")]

@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
 
+import httpx
 import pytest
 
 from replicate_home import ReplicateHome
@@ -215,3 +216,39 @@ def test_a_refused_token_is_not_printed(
     assert SECRET not in out + err
     monkeypatch.setenv("REPLICATE_API_TOKEN", "the-right-one")
     assert main(["generate", "--base-url", guarded_emulator, "hi"]) == 0
+
+
+def test_emulator_rate_limits_and_file_output_from_the_command_line(
+    emulator_in_subprocess: Spawn,
+) -> None:
+    options = ("--duration", "0.1", "--rate-limits", "2,1000", "--file-output", "url")
+    with emulator_in_subprocess(*options) as url, httpx.Client(base_url=url, timeout=10) as http:
+        headers = {"Authorization": "Token any", "Prefer": "wait=5"}
+        body = {"input": {"prompt": "a fox"}}
+        created = http.post("/v1/models/stability-ai/sdxl/predictions", json=body, headers=headers)
+        assert created.status_code == 201
+        (image,) = created.json()["output"]
+        assert image.startswith(f"{url}/_emulator/files/")  # --file-output url
+        throttled = http.post(
+            "/v1/models/stability-ai/sdxl/predictions", json=body, headers=headers
+        )
+        assert throttled.status_code == 429  # a burst of one create: the second waits
+        assert int(throttled.headers["retry-after"]) >= 1
+        assert http.get("/v1/account", headers=headers).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["600", "a,b", "0,10", "1,2,3", "-1,5"])
+def test_bad_rate_limits_are_refused(value: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        build_parser().parse_args(["emulator", "--rate-limits", value])
+    assert caught.value.code == 2
+    assert "--rate-limits" in capsys.readouterr().err
+
+
+def test_emulator_options_parse() -> None:
+    args = build_parser().parse_args(
+        ["emulator", "--rate-limits", "600,3000", "--stream-port", "9001", "--file-output", "url"]
+    )
+    assert (args.rate_limits, args.stream_port, args.file_output) == ((600, 3000), 9001, "url")
+    defaults = build_parser().parse_args(["emulator"])
+    assert (defaults.rate_limits, defaults.stream_port, defaults.file_output) == (None, 0, "data")

@@ -371,7 +371,7 @@ async def test_create_by_model_then_poll_a_text_prediction() -> None:
         clock.now += 4.0
         done = await get(client, prediction_id)
         assert (done["status"], done["output"], done["error"]) == ("succeeded", full, None)
-        assert done["metrics"] == {"predict_time": 8.0}
+        assert done["metrics"] == {"predict_time": 8.0, "total_time": 10.0}
         assert done["completed_at"] is not None
         assert emu.polls(prediction_id) == 2
         assert emu.stats().polls == 2
@@ -412,8 +412,61 @@ async def test_create_by_version_in_both_forms() -> None:
         assert_problem(missing, 422, "version is required")
 
 
+async def test_create_by_version_names_an_official_model_alone() -> None:
+    emulator = Emulator(Scenario(duration=0.0), community_models=["acme/private-llm"])
+    async with served(emulator) as (emu, client):
+
+        async def create_version(version: str) -> httpx.Response:
+            body = {"version": version, "input": {"prompt": "a fox"}}
+            return await client.post("/v1/predictions", json=body)
+
+        for version in (LLAMA, f"{LLAMA}:{sha256_hex(LLAMA)}"):
+            response = await create_version(version)
+            assert response.status_code == 201, response.text
+            assert (response.json()["model"], response.json()["version"]) == (
+                LLAMA,
+                sha256_hex(LLAMA),
+            )
+        # Community models run by version only, as on the real API.
+        for community in ("lucataco/phi-3-mini-4k-instruct", "acme/private-llm"):
+            assert_problem(await create_version(community), 422, "not an official model")
+            by_version = await create_version(f"{community}:{sha256_hex(community)}")
+            assert by_version.status_code == 201
+        assert_problem(await create_version("bad name/x"), 422, "owner/name")
+        assert emu.stats().creates == 4
+
+
+async def test_account_is_the_tokens_account() -> None:
+    async with served(Emulator(token="s3cret"), token="s3cret") as (_, client):
+        response = await client.get("/v1/account")
+        assert response.status_code == 200
+        assert response.json() == {
+            "type": "user",
+            "username": "emulator",
+            "name": "Replicate Home Emulator",
+            "github_url": None,
+            "avatar_url": None,
+        }
+        assert_problem(await client.get("/v1/account", headers={"Authorization": ""}), 401)
+
+
+async def test_image_outputs_are_data_uris_by_default_on_v1() -> None:
+    emulator = Emulator(Scenario(duration=0.0))
+    emulator.script("linked", Scenario(duration=0.0, file_output="url"))
+    async with served(emulator) as (emu, client):
+        inline = await get(client, (await create(client, "a fox", model=SDXL))["id"])
+        (uri,) = inline["output"]
+        assert uri == "data:image/png;base64," + base64.b64encode(gradient_png("a fox", 0)).decode(
+            "ascii"
+        )
+        linked = await get(client, (await create(client, "linked", model=SDXL))["id"])
+        assert linked["output"] == [f"{emu.base_url}/_emulator/files/{linked['id']}/0.png"]
+    with pytest.raises(ValueError, match="file_output"):
+        Emulator(file_output="https")  # type: ignore[arg-type]
+
+
 async def test_image_predictions_serve_their_files_or_data_uris() -> None:
-    emulator = Emulator(Scenario(duration=0.0, images=2))
+    emulator = Emulator(Scenario(duration=0.0, images=2), file_output="url")
     emulator.script("inline", Scenario(duration=0.0, file_output="data"))
     async with served(emulator) as (emu, client):
         for model in (SDXL, "black-forest-labs/flux-schnell", "stability-ai/stable-diffusion-3"):
@@ -546,9 +599,46 @@ async def test_prefer_wait_gives_up_after_its_seconds() -> None:
             clock.now += 2.0
             await emu.wait_for(lambda e: e.stats().requests == 2)
     assert [answer.status_code for answer in answers] == [201, 201]
-    assert answers[0].json()["status"] == "processing"
+    # A wait that runs out answers `starting`, as the real API does, even once processing.
+    assert answers[0].json()["status"] == "starting"
+    assert answers[0].json()["output"] is None
     assert answers[1].json()["status"] == "starting"
     assert [record.time - 1000.0 for record in emu.requests] == [60.0, 62.0]
+
+
+@pytest.mark.parametrize(
+    ("quirks", "wait", "status"),
+    [(True, 9, "processing"), (True, 5, "starting"), (False, 9, "starting")],
+)
+async def test_the_processing_quirk_of_a_held_create_needs_quirks_and_nearly_all_output(
+    quirks: bool, wait: int, status: str
+) -> None:
+    clock = FakeClock()
+    scenario = Scenario(duration=10.0, start_delay=0.0, output=["w"] * 10, quirks=quirks)
+    emulator = Emulator(scenario, clock=clock)
+    answers: list[httpx.Response] = []
+    async with served(emulator) as (emu, client), anyio.create_task_group() as tg:
+
+        async def create_and_wait() -> None:
+            answers.append(
+                await client.post(
+                    f"/v1/models/{LLAMA}/predictions",
+                    json={"input": {"prompt": "held"}},
+                    headers={"Prefer": f"wait={wait}"},
+                )
+            )
+
+        with anyio.fail_after(5):
+            tg.start_soon(create_and_wait)
+            await emu.wait_for(lambda e: e.stats().creates == 1)
+            clock.now += wait
+            await emu.wait_for(lambda e: e.stats().requests == 1)
+    (answer,) = answers
+    assert answer.status_code == 201
+    body = json.loads(answer.content.decode())
+    assert body["status"] == status
+    # The quirk, as in a recorded real create: `processing` with the output (nearly) all there.
+    assert body["output"] == (["w"] * 9 if status == "processing" else None)
 
 
 # --------------------------------------------------------------------------- cancel
@@ -564,14 +654,14 @@ async def test_cancel_running_starting_and_finished_predictions() -> None:
         clock.now += 1.0
         early = (await client.post(starting["urls"]["cancel"])).json()
         assert (early["status"], early["started_at"], early["output"]) == ("canceled", None, None)
-        assert early["metrics"] == {}
+        assert early["metrics"] == {"total_time": 1.0}  # from creation to its end
         clock.now += 5.0
         canceled = await client.post(f"/v1/predictions/{running['id']}/cancel")
         assert canceled.status_code == 200
         body = canceled.json()
         assert body["status"] == "canceled"
         assert body["completed_at"] is not None
-        assert body["metrics"] == {"predict_time": 4.0}
+        assert body["metrics"] == {"predict_time": 4.0, "total_time": 6.0}
         partial = body["output"]
         assert 0 < len(partial) < len(generate_text(LLAMA, "running"))
         assert emu.stats().in_flight == 1  # only "finished" still runs
@@ -612,12 +702,14 @@ async def test_cancel_after_cancels_a_running_prediction_and_aborts_a_starting_o
         gone = await get(client, aborted["id"])
         assert (gone["status"], gone["started_at"], gone["output"]) == ("aborted", None, None)
         assert gone["completed_at"] is not None
+        assert gone["deadline"] == gone["completed_at"]  # Cancel-After's absolute time
         assert emu.stats().in_flight == 3
 
         clock.now += 10.0  # 15 s: the second deadline, 5 s into processing
         stopped = await get(client, canceled["id"])
         assert stopped["status"] == "canceled"
-        assert stopped["metrics"] == {"predict_time": 5.0}
+        assert stopped["metrics"] == {"predict_time": 5.0, "total_time": 15.0}
+        assert stopped["created_at"] < stopped["deadline"] == stopped["completed_at"]
         assert stopped["started_at"] is not None
         assert len(stopped["output"]) > 0
         clock.now += 15.0
@@ -625,6 +717,8 @@ async def test_cancel_after_cancels_a_running_prediction_and_aborts_a_starting_o
         clock.now += 30.0
         assert (await get(client, natural["id"]))["status"] == "succeeded"
         assert emu.stats().in_flight == 0
+        # Without Cancel-After, no deadline.
+        assert "deadline" not in await get(client, (await create(client, "free"))["id"])
 
 
 # --------------------------------------------------------------------------- listing
@@ -925,7 +1019,7 @@ def official(emu: Emulator) -> Iterator[replicate.Client]:
 
 
 async def test_official_client_runs_by_model_and_by_version() -> None:
-    emulator = Emulator(Scenario(duration=0.2))
+    emulator = Emulator(Scenario(duration=0.2), file_output="url")
     emulator.script("inline", Scenario(duration=0.1, file_output="data"))
     async with emulator.serve() as emu:
         base_url = emu.base_url

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing, asynccontextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 from urllib.parse import urlsplit
 
 import anyio
@@ -112,7 +112,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="seconds each emulated prediction takes (default: %(default)s)",
     )
+    emulator.add_argument(
+        "--rate-limits",
+        type=_rate_limits,
+        default=None,
+        metavar="CREATES,OTHERS",
+        help="enforce these /v1 rate limits, per minute (Replicate's: 600,3000; default: off)",
+    )
+    emulator.add_argument(
+        "--file-output",
+        choices=("data", "url"),
+        default="data",
+        help="/v1 image outputs as data: URIs, which the official clients wrap as files, or "
+        "as http URLs of files the emulator serves (default: %(default)s)",
+    )
     return parser
+
+
+def _rate_limits(value: str) -> tuple[int, int]:
+    """``CREATES,OTHERS``: two positive whole numbers of requests per minute."""
+    parts = value.split(",")
+    if len(parts) != 2 or not all(part.strip().isdigit() for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"expected CREATES,OTHERS (requests per minute, e.g. 600,3000), got {value!r}"
+        )
+    creates, others = (int(part) for part in parts)
+    if creates < 1 or others < 1:
+        raise argparse.ArgumentTypeError(f"rate limits must be at least 1, got {value!r}")
+    return creates, others
 
 
 def _add_service_options(command: argparse.ArgumentParser) -> None:
@@ -170,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     args.duration,
                     args.token,
                     stream_port=args.stream_port,
+                    rate_limits=args.rate_limits,
+                    file_output=args.file_output,
                 )
             )
             return 0
@@ -370,7 +399,14 @@ async def save_images(image: ImageResponse, directory: Path, model: str) -> list
 
 
 async def serve_emulator(
-    host: str, port: int, duration: float, token: str | None, *, stream_port: int = 0
+    host: str,
+    port: int,
+    duration: float,
+    token: str | None,
+    *,
+    stream_port: int = 0,
+    rate_limits: tuple[int, int] | None = None,
+    file_output: Literal["data", "url"] = "data",
 ) -> None:
     try:
         from .emulator import Emulator, Scenario
@@ -380,7 +416,9 @@ async def serve_emulator(
             "the emulator is not installed: pip install 'replicate-home[emulator]'"
         ) from None
 
-    emulator = Emulator(Scenario(duration=duration), token=token)
+    emulator = Emulator(
+        Scenario(duration=duration), token=token, rate_limits=rate_limits, file_output=file_output
+    )
 
     def ready(url: str) -> None:
         print(f"emulator listening on {url}", flush=True)

@@ -6,7 +6,7 @@
 - on the stream origin (a port of its own), ``GET /v1/streams/{key}`` streams a text
   prediction's output (server-sent events) to whoever has the URL, with no token;
 - ``GET /v1/models/{owner}/{name}``, ``.../versions`` and ``.../versions/{id}`` describe
-  models.
+  models; ``GET /v1/account`` the token's account.
 
 Every route of the main origin wants a token (``Bearer`` or ``Token``); errors are
 problem details (``application/problem+json``).
@@ -41,7 +41,7 @@ from ._api_rules import (
     version_object,
 )
 from ._responses import fault_response, json_bytes, problem
-from ._simulation import ModelInfo, Prediction, model_info, render, stream_events
+from ._simulation import ModelInfo, Prediction, model_info, output_share, render, stream_events
 
 if TYPE_CHECKING:
     from ._app import Emulator
@@ -52,7 +52,18 @@ _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _VERSION_ID = re.compile(r"[0-9a-f]{64}")
 _WEBHOOK_EVENTS = frozenset({"start", "output", "logs", "completed"})
 _JSON = "application/json"
+#: The account every token belongs to (the real API's ``GET /v1/account`` fields).
+ACCOUNT: dict[str, Any] = {
+    "type": "user",
+    "username": "emulator",
+    "name": "Replicate Home Emulator",
+    "github_url": None,
+    "avatar_url": None,
+}
 _EVENT_STREAM_TYPES = frozenset({"text/event-stream", "text/*", "*/*"})
+#: With quirks, a held create that runs out answers `processing` from this share of the
+#: output on (the real quirk), else `starting`.
+_NEARLY_DONE = 0.9
 
 
 def _invalid(detail: str) -> Response:
@@ -148,6 +159,7 @@ class ApiRoutes:
             Route("/v1/predictions", self._predictions, methods=["GET", "POST"]),
             Route("/v1/predictions/{prediction_id}", self._get, methods=["GET"]),
             Route("/v1/predictions/{prediction_id}/cancel", self._cancel, methods=["POST"]),
+            Route("/v1/account", self._account, methods=["GET"]),
             Route("/v1/models/{owner}/{name}", self._model, methods=["GET"]),
             Route("/v1/models/{owner}/{name}/predictions", self._create_by_model, methods=["POST"]),
             Route("/v1/models/{owner}/{name}/versions", self._versions, methods=["GET"]),
@@ -214,7 +226,16 @@ class ApiRoutes:
         self, request: Request, pred: Prediction, now: float, *, as_created: bool = False
     ) -> dict[str, Any]:
         emu = self._emu
-        obj = render(pred, now, image_url=emu._image_url_builder(request), as_created=as_created)
+        obj = render(
+            pred,
+            now,
+            image_url=emu._image_url_builder(request),
+            as_created=as_created,
+            file_output=emu._file_output,
+        )
+        if pred.is_terminal(now) and not as_created:
+            # Documented beside predict_time: from creation to the terminal status.
+            obj["metrics"]["total_time"] = round(pred.end_time - pred.created, 6)
         base = str(request.base_url).rstrip("/")
         urls = {
             "cancel": f"{base}/v1/predictions/{pred.id}/cancel",
@@ -292,10 +313,25 @@ class ApiRoutes:
                     f"version {version_id!r} is not a version of model {model}",
                 )
             return model, info
+        if "/" in version:
+            # `owner/name` alone: the real API runs an official model by name here too.
+            owner, _, name = version.partition("/")
+            model = _model_name(owner, name)
+            if model is None:
+                return _invalid(f"version {version!r} must look like owner/name")
+            info = self._emu._model_info(model)
+            if not info.official:
+                return problem(
+                    422,
+                    "Invalid version or not permitted",
+                    f"{model} is not an official model: give one of its versions "
+                    "(owner/name:version_id or the version id)",
+                )
+            return model, info
         if not _VERSION_ID.fullmatch(version):
             return _invalid(
-                "version must be a 64-character version id or owner/name:version_id, "
-                f"got {version!r}"
+                "version must be a 64-character version id, owner/name:version_id or, for "
+                f"an official model, owner/name; got {version!r}"
             )
         known = self._emu._known_versions.get(version)
         if known is None:
@@ -366,7 +402,14 @@ class ApiRoutes:
             while not emu._stopping and not pred.is_terminal(now) and now < until:
                 await emu._pause(min(pred.end_time, until) - now)
                 now = emu._now()
-            obj = self._object(request, pred, now)
+            # A wait that ran out answers `starting`, as the real API does (the official
+            # clients rely on it: any other status to a blocking create means done).
+            # With quirks, the real quirk: `processing` once the output is (nearly) all
+            # there, as in a recorded real create.
+            nearly_done = pred.kind == "text" and output_share(pred, now) >= _NEARLY_DONE
+            still_running = not pred.is_terminal(now)
+            as_created = still_running and not (pred.scenario.quirks and nearly_done)
+            obj = self._object(request, pred, now, as_created=as_created)
             headers["preference-applied"] = f"wait={wait}"
         return Response(self._encode(pred, obj), 201, headers=headers, media_type=_JSON)
 
@@ -468,6 +511,15 @@ class ApiRoutes:
         last_event_id = (request.headers.get("last-event-id") or "").strip()
         first = int(last_event_id) + 1 if last_event_id.isdigit() else 0
         return _EventStream(self._emu, pred, first)
+
+    # ----------------------------------------------------------------- account
+
+    async def _account(self, request: Request) -> Response:
+        """``GET /v1/account``: the account the token belongs to (one, whatever the token)."""
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
+        return Response(json_bytes(ACCOUNT), media_type=_JSON)
 
     # ----------------------------------------------------------------- models
 

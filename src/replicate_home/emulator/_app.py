@@ -39,6 +39,7 @@ from ._simulation import (
     EXTRA_IMAGE_MODELS,
     MODELS,
     Fault,
+    FileOutput,
     ModelInfo,
     Prediction,
     PredictionStore,
@@ -215,7 +216,11 @@ class Emulator:
     default, means no limits); ``page_size`` is the number of predictions per page of
     ``GET /v1/predictions``. ``community_models`` names models (``owner/name``) to treat
     as community models besides the built-in ones: the model route answers 404 for them,
-    as the real API does, and they run by version.
+    as the real API does, and they run by version. ``file_output`` is how ``/v1`` image
+    outputs are given where a scenario does not say: ``"data"`` (the default),
+    ``data:image/png;base64,...`` URIs, which the official clients wrap as file objects
+    as they wrap the real service's ``https`` URLs; ``"url"``, ``http`` URLs of files the
+    emulator serves (which the official clients leave as strings).
     """
 
     def __init__(
@@ -229,6 +234,7 @@ class Emulator:
         token: str | None = None,
         rate_limits: tuple[int, int] | None = None,
         page_size: int = 100,
+        file_output: FileOutput = "data",
         community_models: Iterable[str] = (),
     ) -> None:
         if scenario is not None and not isinstance(scenario, Scenario):
@@ -263,6 +269,9 @@ class Emulator:
         self._token = token
         self._buckets = buckets
         self._page_size = _positive_int("page_size", page_size)
+        if file_output not in ("data", "url"):
+            raise ValueError(f"file_output must be 'data' or 'url', got {file_output!r}")
+        self._file_output: FileOutput = file_output
         if isinstance(community_models, str):
             raise ValueError("community_models must be a collection of 'owner/name' strings")
         self._community = frozenset(community_models)

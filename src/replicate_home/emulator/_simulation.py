@@ -35,6 +35,7 @@ __all__ = [
     "generate_text",
     "make_prediction_id",
     "model_info",
+    "output_share",
     "render",
     "stream_events",
     "version_for",
@@ -220,9 +221,11 @@ class Scenario:
     poll_faults: Sequence[Fault | None] = ()
     """The k-th poll (0-based) of a prediction gets ``poll_faults[k]`` unless it is ``None``;
     polls beyond the sequence get normal answers."""
-    file_output: FileOutput = "url"
+    file_output: FileOutput | None = None
     """How image outputs are given: ``"url"``, URLs of PNG files the emulator serves, or
-    ``"data"``, ``data:image/png;base64,...`` URIs carrying the files themselves."""
+    ``"data"``, ``data:image/png;base64,...`` URIs carrying the files themselves;
+    ``None``: as the emulator's ``file_output`` says for ``/v1`` predictions, URLs on the
+    homepage routes."""
     quirks: bool = False
     """Answer ``/v1`` prediction objects the way the real API sometimes does: ``logs: null``
     before any log, extra unknown fields, richer ``metrics`` objects and a duplicated key in
@@ -275,7 +278,7 @@ class Scenario:
                     f"Scenario.poll_faults items must be Fault or None, got {maybe_fault!r}"
                 )
         object.__setattr__(self, "poll_faults", poll_faults)
-        if self.file_output not in _FILE_OUTPUTS:
+        if self.file_output is not None and self.file_output not in _FILE_OUTPUTS:
             raise ValueError(
                 f"Scenario.file_output must be one of {', '.join(_FILE_OUTPUTS)}, "
                 f"got {self.file_output!r}"
@@ -477,6 +480,12 @@ def _produced(pred: Prediction, now: float) -> int:
     return count
 
 
+def output_share(pred: Prediction, now: float) -> float:
+    """How much of its text output ``pred`` has produced by ``now``, from 0 to 1."""
+    total = _piece_total(pred)
+    return 1.0 if total == 0 else _produced(pred, now) / total
+
+
 def _text_output(pred: Prediction, now: float) -> str | list[str]:
     pieces = _pieces(pred)
     count = _produced(pred, now)
@@ -489,13 +498,15 @@ def _data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _image_output(pred: Prediction, image_url: Callable[[str, int], str]) -> str | list[str] | None:
+def _image_output(
+    pred: Prediction, image_url: Callable[[str, int], str], file_output: FileOutput
+) -> str | list[str] | None:
     override = pred.scenario.output
     if isinstance(override, str):
         return override
     if override is not None:
         return list(override)
-    if pred.scenario.file_output == "data":
+    if (pred.scenario.file_output or file_output) == "data":
         return [
             _data_uri(gradient_png(pred.prompt, index)) for index in range(pred.scenario.images)
         ]
@@ -508,10 +519,12 @@ def render(
     *,
     image_url: Callable[[str, int], str],
     as_created: bool = False,
+    file_output: FileOutput = "url",
 ) -> dict[str, Any]:
     """The public prediction object of ``pred`` at emulator-clock time ``now``.
 
-    ``image_url(prediction_id, index)`` builds the URL of an image output.
+    ``image_url(prediction_id, index)`` builds the URL of an image output;
+    ``file_output`` is how image outputs are given when the scenario does not say.
     ``as_created`` renders the object as answered to the create request: ``starting``
     with nothing produced yet, whatever the scenario's timing.
     """
@@ -536,7 +549,7 @@ def render(
             metrics = {"predict_time": round(predict_time, 6)}
         if status == "succeeded":
             if pred.kind == "image":
-                output = _image_output(pred, image_url)
+                output = _image_output(pred, image_url, file_output)
             logs += "Prediction succeeded\n"
         elif status == "failed":
             error = scenario.error
