@@ -19,6 +19,8 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
@@ -296,3 +298,35 @@ def test_only_the_apis_own_origin_gets_the_token(base: str, stream: str, anonymo
 )
 def test_unacceptable_stream_urls_are_polled_instead(stream: str) -> None:
     assert ApiService(TOKEN, "https://api.test").stream_request(_prediction(stream)) is None
+
+
+_SCHEMES = st.sampled_from(["http", "https", "HTTPS", "ftp", "javascript", ""])
+_HOSTS = st.sampled_from(["api.test", "API.test", "streams.test", "api.test.evil", "127.0.0.1", ""])
+_PORTS = st.sampled_from(["", ":443", ":80", ":8443", ":0", ":99999", ":x"])
+_USERINFO = st.sampled_from(["", "user@", "user:pass@", "api.test@"])
+
+
+@given(
+    scheme=_SCHEMES,
+    userinfo=_USERINFO,
+    host=_HOSTS,
+    port=_PORTS,
+    path=st.text(max_size=30),
+    junk=st.one_of(st.none(), st.text(max_size=60)),
+)
+def test_the_token_only_ever_goes_to_the_apis_own_origin(
+    scheme: str, userinfo: str, host: str, port: str, path: str, junk: str | None
+) -> None:
+    url = junk if junk is not None else f"{scheme}://{userinfo}{host}{port}/{path}"
+    spec = ApiService(TOKEN, "https://api.test").stream_request(_prediction(url))
+    if spec is None:
+        return
+    sent = httpx.URL(spec.url)  # as it would be sent
+    assert sent.scheme == "https"  # never downgraded from the API's https
+    assert not sent.userinfo
+    if "authorization" in spec.headers:
+        assert not spec.anonymous
+        assert (sent.host, sent.port or 443) == ("api.test", 443)
+    else:
+        assert spec.anonymous
+        assert TOKEN not in repr(dict(spec.headers))

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 import anyio
+import httpx
 
 from ._catalog import IMAGE_MODELS, MODEL_ALIASES, MODEL_VERSIONS, ModelKind
 from ._decode import require_string
@@ -473,35 +474,36 @@ def _cursor(next_url: object) -> str | None:
     return values[0]
 
 
-def _origin(url: str) -> tuple[str, str, int | None]:
+def _url(url: str) -> httpx.URL | None:
+    """``url`` as httpx reads it (the way it will be sent), or ``None`` if it can't be."""
+    try:
+        return httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        return None
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     """Scheme, host and port, with the scheme's default port made explicit."""
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    port = parts.port or {"http": 80, "https": 443}.get(scheme)
-    return scheme, (parts.hostname or "").lower(), port
+    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
 
 
 def _same_origin(url: str, base_url: str) -> bool:
-    try:
-        return _origin(url) == _origin(base_url)
-    except ValueError:  # a malformed port
-        return False
+    a, b = _url(url), _url(base_url)
+    return a is not None and b is not None and _origin(a) == _origin(b)
 
 
 def _acceptable_stream_url(url: str, base_url: str) -> bool:
     """Whether a stream URL the service answered may be followed: http(s) with a host,
-    no credentials in it, and never plain http when the API itself is https."""
-    try:
-        parts = urlsplit(url)
-        _ = parts.port  # raises ValueError on a malformed port
-    except ValueError:
+    no credentials in it, and never plain http when the API itself is https. Read as
+    httpx reads it, so that what is checked is what is sent."""
+    parsed, base = _url(url), _url(base_url)
+    if parsed is None or base is None:
         return False
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https") or not parts.hostname:
+    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.userinfo:
         return False
-    if parts.username is not None or parts.password is not None:
+    if parsed.port is not None and not 0 < parsed.port < 65536:
         return False
-    return not (scheme == "http" and urlsplit(base_url).scheme.lower() == "https")
+    return not (parsed.scheme == "http" and base.scheme == "https")
 
 
 def _problem_detail(text: str) -> str:

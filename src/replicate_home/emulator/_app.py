@@ -332,7 +332,9 @@ class Emulator:
 
     @property
     def app(self) -> Starlette:
-        """The ASGI application (Starlette), to mount or serve yourself."""
+        """The ASGI application (Starlette), to mount or serve yourself. Served that way,
+        ``/v1`` predictions name no ``urls.stream`` (the stream origin is
+        :attr:`stream_app`, served by :meth:`serve`), so clients poll."""
         return self._app
 
     @property
