@@ -5,6 +5,8 @@ and ``race``. A concrete client (``ReplicateHome``, ``ReplicateAPI``) only picks
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -116,7 +118,12 @@ class BaseClient:
                 await close_http_client(owned)
 
     def _new_http_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(proxy=self._proxy, timeout=HTTP_TIMEOUT, limits=HTTP_LIMITS)
+        return httpx.AsyncClient(
+            proxy=self._proxy,
+            timeout=HTTP_TIMEOUT,
+            limits=HTTP_LIMITS,
+            event_hooks={"request": [_request_sent], "response": [_response_received]},
+        )
 
     def _new_engine(self, http: httpx.AsyncClient) -> Engine:
         # Only a client of our own has a pool we know the size of; a given one is used as
@@ -256,6 +263,35 @@ class BaseClient:
             models, messages, prompt=prompt, input=input, limit=limit, timeout=timeout
         )
         return await first_success(events)
+
+
+#: One line per request of an owned HTTP client, at DEBUG: method, URL (no query, no
+#: credentials), status and time to the response's headers. ``replicate-home -v`` shows it.
+request_log = logging.getLogger("replicate_home.http")
+
+_SENT_AT = "replicate_home.sent_at"
+
+
+async def _request_sent(request: httpx.Request) -> None:
+    if request_log.isEnabledFor(logging.DEBUG):
+        request.extensions[_SENT_AT] = time.perf_counter()
+
+
+async def _response_received(response: httpx.Response) -> None:
+    request = response.request
+    sent_at = request.extensions.get(_SENT_AT)
+    if sent_at is None or not request_log.isEnabledFor(logging.DEBUG):
+        return
+    url = request.url
+    request_log.debug(
+        "%s %s://%s%s -> %d (%.0f ms)",
+        request.method,
+        url.scheme,
+        url.netloc.decode("ascii", "replace"),
+        url.path,
+        response.status_code,
+        (time.perf_counter() - sent_at) * 1000,
+    )
 
 
 async def close_http_client(http: httpx.AsyncClient) -> None:

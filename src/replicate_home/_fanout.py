@@ -39,6 +39,7 @@ __all__ = [
     "Finished",
     "Image",
     "Progress",
+    "ResultCollector",
     "StatusChanged",
     "compare_results",
     "first_success",
@@ -294,7 +295,8 @@ class ComparisonResult:
     did not end on the service's terms, or ``"not sent"`` when the rate budget had no
     create to spare before its deadline (nothing was created). ``latency`` is seconds
     from the model's turn starting to its end; ``polls`` is ``None`` where it is not
-    known.
+    known. ``prediction`` is the prediction as it ended (for a failure, the one the
+    error carries, if any).
     """
 
     index: int
@@ -325,9 +327,86 @@ def _failure_status(error: Exception) -> str:
     return "error"
 
 
-def _failure_polls(error: Exception) -> int | None:
+def _failure_prediction(error: Exception) -> Prediction | None:
     prediction = getattr(error, "prediction", None)
-    return prediction.polls if isinstance(prediction, Prediction) else None
+    return prediction if isinstance(prediction, Prediction) else None
+
+
+class ResultCollector:
+    """Folds a fan-out's events into one :class:`ComparisonResult` per model.
+
+    :meth:`results` can be read at any time: a model that has not ended yet gets the
+    status given for it (the command line marks them ``"interrupted"`` after Ctrl-C),
+    with its output so far and the last state a :class:`Progress` event showed.
+    """
+
+    def __init__(self, models: Sequence[str]) -> None:
+        self._models = list(models)
+        self._texts: list[list[str]] = [[] for _ in self._models]
+        self._images: list[list[str]] = [[] for _ in self._models]
+        self._latest: list[Prediction | None] = [None] * len(self._models)
+        self._results: list[ComparisonResult | None] = [None] * len(self._models)
+
+    def add(self, event: Event) -> None:
+        """Take one event into account."""
+        index = event.index
+        self._models[index] = event.model
+        if isinstance(event, Chunk):
+            self._texts[index].append(event.text)
+        elif isinstance(event, Image):
+            self._images[index].extend(event.image.images)
+        elif isinstance(event, Progress):
+            self._latest[index] = event.prediction
+        elif isinstance(event, Finished):
+            prediction = event.prediction
+            self._results[index] = ComparisonResult(
+                index=index,
+                model=event.model,
+                status=prediction.status,
+                text="".join(self._texts[index]) if not self._images[index] else None,
+                images=tuple(self._images[index]),
+                latency=prediction.elapsed,
+                polls=prediction.polls,
+                prediction=prediction,
+            )
+        elif isinstance(event, Failed):
+            known = _failure_prediction(event.error) or self._latest[index]
+            self._results[index] = ComparisonResult(
+                index=index,
+                model=event.model,
+                status=_failure_status(event.error),
+                text="".join(self._texts[index]) or None,
+                error=event.error,
+                latency=event.elapsed,
+                polls=None if known is None else known.polls,
+                prediction=known,
+            )
+
+    @property
+    def complete(self) -> bool:
+        """Whether every model has ended."""
+        return all(result is not None for result in self._results)
+
+    def results(self, unfinished: str = "running") -> list[ComparisonResult]:
+        """One result per model, in the order of ``models``; ``unfinished`` is the
+        status of the models that have not ended."""
+        return [self.result(index, unfinished) for index in range(len(self._models))]
+
+    def result(self, index: int, unfinished: str = "running") -> ComparisonResult:
+        """The result of the model at ``index`` (see :meth:`results`)."""
+        result = self._results[index]
+        if result is not None:
+            return result
+        latest = self._latest[index]
+        return ComparisonResult(
+            index=index,
+            model=self._models[index],
+            status=unfinished,
+            text="".join(self._texts[index]) or None,
+            latency=None if latest is None else latest.elapsed,
+            polls=None if latest is None else latest.polls,
+            prediction=latest,
+        )
 
 
 async def compare_results(
@@ -339,42 +418,14 @@ async def compare_results(
 
     ``on_event`` sees every event first (the command line draws its live view with it).
     """
-    texts: list[list[str]] = [[] for _ in range(models)]
-    images: list[list[str]] = [[] for _ in range(models)]
-    results: list[ComparisonResult | None] = [None] * models
+    collector = ResultCollector([""] * models)
     async with fan_out as events:
         async for event in events:
             if on_event is not None:
                 on_event(event)
-            if isinstance(event, Chunk):
-                texts[event.index].append(event.text)
-            elif isinstance(event, Image):
-                images[event.index].extend(event.image.images)
-            elif isinstance(event, Finished):
-                prediction = event.prediction
-                results[event.index] = ComparisonResult(
-                    index=event.index,
-                    model=event.model,
-                    status=prediction.status,
-                    text="".join(texts[event.index]) if not images[event.index] else None,
-                    images=tuple(images[event.index]),
-                    latency=prediction.elapsed,
-                    polls=prediction.polls,
-                    prediction=prediction,
-                )
-            elif isinstance(event, Failed):
-                partial = "".join(texts[event.index])
-                results[event.index] = ComparisonResult(
-                    index=event.index,
-                    model=event.model,
-                    status=_failure_status(event.error),
-                    text=partial or None,
-                    error=event.error,
-                    latency=event.elapsed,
-                    polls=_failure_polls(event.error),
-                )
-    assert all(result is not None for result in results)  # every model ends with one event
-    return [result for result in results if result is not None]
+            collector.add(event)
+    assert collector.complete  # every model ends with one event
+    return collector.results()
 
 
 async def first_success(fan_out: AbstractAsyncContextManager[FanOut]) -> Prediction:
