@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
+import textwrap
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
+import replicate_home.emulator
 from replicate_home import ReplicateHome
-from replicate_home._cli import build_parser, chosen_service, main
+from replicate_home._cli import UsageError, build_parser, choose_target, main
+from replicate_home.emulator import Emulator, Scenario
 
 Spawn = Callable[..., AbstractContextManager[str]]
 
@@ -30,7 +37,7 @@ def test_generate_streams_text_on_the_emulator_by_default(
     out, err = capsys.readouterr()
     assert len(out.strip()) > 20
     assert out.endswith("\n")
-    assert "using the local emulator" in err
+    assert "running on the local emulator" in err
 
 
 def test_generate_image_prints_urls_and_saves_files(
@@ -70,21 +77,17 @@ def test_models_lists_every_model_kind_and_alias(capsys: pytest.CaptureFixture[s
     assert re.search(r"stable-diffusion-3\s+image", out)
 
 
-@pytest.mark.parametrize(
-    ("argv", "fragment"),
-    [
-        (["generate", "--emulator", "-m", "gpt-4", "hi"], "not supported"),
-        (["generate", "--emulator", "--timeout", "0", "hi"], "timeout"),
-        (["generate", "--base-url", "http://127.0.0.1:9", "hi"], "ConnectError"),
-        (["generate", "--base-url", "nonsense", "hi"], "base_url"),
-    ],
-)
-def test_errors_print_one_line_and_exit_non_zero(
-    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
-) -> None:
-    assert main(argv) == 1
-    out, err = capsys.readouterr()
-    assert out == ""
+@pytest.fixture
+def no_emulator(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starting an emulator fails the test: usage errors come before anything starts."""
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("an emulator was started")
+
+    monkeypatch.setattr(replicate_home.emulator.Emulator, "serve", refuse)
+
+
+def assert_one_error_line(err: str, fragment: str) -> None:
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert lines[0].startswith("replicate-home: error: ")
@@ -92,11 +95,95 @@ def test_errors_print_one_line_and_exit_non_zero(
     assert "Traceback" not in err
 
 
-def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["generate", "--base-url", "http://127.0.0.1:9", "hi"], "ConnectError"),
+    ],
+)
+def test_runtime_errors_print_one_line_and_exit_1(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(argv) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert_one_error_line(err, fragment)
+
+
+@pytest.mark.usefixtures("no_emulator")
+@pytest.mark.parametrize(
+    ("argv", "env", "fragment"),
+    [
+        (["generate", "--emulator", "-m", "gpt-4", "hi"], {}, "not supported"),
+        (["generate", "--base-url", "nonsense", "hi"], {}, "base_url"),
+        (["generate", "--base-url", "", "hi"], {}, "--base-url is empty"),
+        (["generate", "--base-url", "  ", "hi"], {}, "--base-url is empty"),
+        (["generate", "--service", "api", "hi"], {}, "no API token"),
+        (["generate", "--service", "api", "-m", "meta/llama-3", "hi"], {}, "REPLICATE_API_TOKEN"),
+        (["generate", "hi"], {"REPLICATE_API_TOKEN": ""}, "$REPLICATE_API_TOKEN is empty"),
+        (["generate", "hi"], {"REPLICATE_API_TOKEN": " "}, "$REPLICATE_API_TOKEN is empty"),
+        (["generate", "hi"], {"REPLICATE_HOME_BASE_URL": ""}, "$REPLICATE_HOME_BASE_URL is"),
+        (["generate", "--service", "api", "hi"], {"REPLICATE_BASE_URL": ""}, "no API token"),
+        (
+            ["compare", "--base-url", "", "-m", "gemma-2b", "-m", "sd-3", "hi"],
+            {},
+            "--base-url is empty",
+        ),
+        (["compare", "--service", "api", "-m", "gemma-2b", "hi"], {}, "no API token"),
+        (["compare", "--emulator", "-m", "gemma-2b", "-m", "gpt-4", "hi"], {}, "gpt-4"),
+    ],
+)
+def test_missing_configuration_exits_2_with_nothing_on_stdout(
+    argv: list[str],
+    env: dict[str, str],
+    fragment: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("REPLICATE_HOME_BASE_URL")
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert_one_error_line(err, fragment)
+
+
+@pytest.mark.usefixtures("no_emulator")
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["generate"], "PROMPT"),
+        (["generate", "--emulator", "--timeout", "0", "hi"], "--timeout"),
+        (["generate", "--emulator", "--timeout", "nan", "hi"], "--timeout"),
+        (["generate", "--emulator", "--poll-interval", "-1", "hi"], "--poll-interval"),
+        (["compare", "--emulator", "--limit", "0", "-m", "gemma-2b", "hi"], "--limit"),
+        (["compare", "--emulator", "hi"], "--model"),
+        (["emulator", "--port", "70000"], "--port"),
+        (["emulator", "--duration", "0"], "--duration"),
+    ],
+)
+def test_bad_arguments_exit_2_before_anything_starts(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as caught:
-        main(["generate"])
+        main(argv)
     assert caught.value.code == 2
-    assert "PROMPT" in capsys.readouterr().err
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert fragment in err
+
+
+def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv in (["--help"], ["generate", "--help"], ["compare", "--help"]):
+        with pytest.raises(SystemExit) as caught:
+            main(argv)
+        assert caught.value.code == 0
+        out = capsys.readouterr().out
+        assert "exit status:" in out
+        for code in ("0 ", "1 ", "2 ", "130 "):
+            assert f"\n  {code}" in out
+    assert "--allow-failures" in out
 
 
 @pytest.fixture
@@ -128,9 +215,50 @@ def test_compare_json(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert results[0]["text"] == results[2]["text"]
     assert results[1]["images"]
     assert all(r["latency"] > 0 and r["polls"] >= 1 for r in results)
+    assert all(r["prediction_id"] and r["timings"]["latency"] == r["latency"] for r in results)
 
 
-def test_compare_table(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+LONG_TEXT = "A hat is a head covering worn for warmth, fashion or ceremony. " * 6
+
+
+@pytest.fixture
+def scripted(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+    """Script the emulator that ``--emulator`` starts in this process."""
+    scripts: list[tuple[str, Scenario, str | None]] = []
+
+    class Scripted(Emulator):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            for prompt, scenario, model in scripts:
+                self.script(prompt, scenario, model=model)
+
+    monkeypatch.setattr(replicate_home.emulator, "Emulator", Scripted)
+
+    def script(prompt: str, scenario: Scenario, model: str | None = None) -> None:
+        scripts.append((prompt, scenario, model))
+
+    return script
+
+
+def test_compare_off_a_terminal_prints_markdown_with_every_whole_output(
+    backend: str, capsys: pytest.CaptureFixture[str], scripted: Callable[..., None]
+) -> None:
+    scripted("a cat", Scenario(duration=0.1, output=LONG_TEXT), "google-deepmind/gemma-2b-it")
+    argv = ["compare", "--emulator", "--backend", backend, "-m", "gemma-2b", "-m", "sdxl"]
+    assert main([*argv, "a cat"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("| # | model | status |")
+    assert "| 0 | google-deepmind/gemma-2b-it | succeeded |" in out
+    assert "| 1 | bytedance/sdxl-lightning-4step | succeeded |" in out
+    assert "## 0. google-deepmind/gemma-2b-it: succeeded" in out
+    assert LONG_TEXT.rstrip() in out  # whole, on one line, no width cut
+    assert re.search(r"^- http://127\.0\.0\.1:\d+/_emulator/files/\S+\.png$", out, re.M)
+
+
+def test_compare_on_a_terminal_prints_a_table(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("replicate_home._cli.is_terminal", lambda stream: True)
     monkeypatch.setenv("COLUMNS", "200")  # wide enough that no URL is folded
     assert main(["compare", "--emulator", "-m", "gemma-2b", "-m", "sdxl", "a cat"]) == 0
     out = capsys.readouterr().out
@@ -138,13 +266,40 @@ def test_compare_table(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.M
     assert "bytedance/sdxl-lightning-4step" in out
     assert out.count("succeeded") == 2
     assert "/_emulator/files/" in out
+    assert "| # |" not in out  # not the Markdown layout
 
 
-def test_compare_rejects_unknown_models_before_any_request(
-    capsys: pytest.CaptureFixture[str],
+def test_compare_exits_1_when_a_model_fails_unless_failures_are_allowed(
+    backend: str, capsys: pytest.CaptureFixture[str], scripted: Callable[..., None]
 ) -> None:
-    assert main(["compare", "--emulator", "-m", "gemma-2b", "-m", "gpt-4", "hi"]) == 1
-    assert "gpt-4" in capsys.readouterr().err
+    scripted(
+        "p",
+        Scenario(duration=0.1, outcome="failed", error="out of hats"),
+        "bytedance/sdxl-lightning-4step",
+    )
+    scripted("p", Scenario(duration=0.1))
+    argv = [
+        "compare",
+        "--emulator",
+        "--backend",
+        backend,
+        "--json",
+        "-m",
+        "gemma-2b",
+        "-m",
+        "sdxl",
+        "p",
+    ]
+    assert main(argv) == 1
+    ok, failed = json.loads(capsys.readouterr().out)
+    assert ok["status"] == "succeeded"
+    assert failed["status"] == "failed"
+    assert failed["error"] == "Prediction failed: out of hats" or "out of hats" in failed["error"]
+    assert failed["error_type"] == "PredictionFailed"
+    assert failed["prediction_id"]  # known, though it failed
+    assert failed["polls"] >= 1
+    assert main([*argv[:-1], "--allow-failures", "p"]) == 0
+    capsys.readouterr()
 
 
 SECRET = "r8_cli_secret_token"
@@ -170,16 +325,37 @@ def test_compare_on_the_api_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert results[1]["images"]
 
 
-def test_the_service_defaults_to_api_when_a_token_is_set(
-    monkeypatch: pytest.MonkeyPatch,
+@pytest.mark.parametrize(
+    ("options", "env", "service", "base_url"),
+    [
+        ([], {}, "home", None),  # nothing configured: the emulator, with a notice
+        (["--emulator"], {}, "home", None),
+        (["--emulator"], {"REPLICATE_API_TOKEN": SECRET}, "api", None),
+        (["--service", "home"], {}, "home", "https://homepage.replicate.com"),
+        ([], {"REPLICATE_API_TOKEN": SECRET}, "api", "https://api.replicate.com"),
+        (["--service", "home"], {"REPLICATE_API_TOKEN": SECRET}, "home", None),
+        ([], {"REPLICATE_HOME_BASE_URL": "http://h"}, "home", "http://h"),
+        ([], {"REPLICATE_BASE_URL": "http://a", "REPLICATE_API_TOKEN": "t"}, "api", "http://a"),
+        (["--base-url", "http://b"], {}, "home", "http://b"),
+        (["--base-url", "http://b"], {"REPLICATE_API_TOKEN": "t"}, "api", "http://b"),
+    ],
+)
+def test_where_a_command_runs(
+    options: list[str], env: dict[str, str], service: str, base_url: str | None
 ) -> None:
+    args = build_parser().parse_args(["generate", *options, "hi"])
+    target = choose_target(args, env)
+    assert target.service == service
+    if base_url is not None or "--emulator" in options or not (options or env):
+        assert target.base_url == base_url
+    assert (target.notice is not None) == (not options and not env)
+    assert SECRET not in repr(target)
+
+
+def test_an_api_url_alone_means_the_api_which_needs_a_token() -> None:
     args = build_parser().parse_args(["generate", "hi"])
-    assert chosen_service(args) == "home"
-    monkeypatch.setenv("REPLICATE_API_TOKEN", SECRET)
-    assert chosen_service(args) == "api"
-    assert (
-        chosen_service(build_parser().parse_args(["generate", "--service", "home", "x"])) == "home"
-    )
+    with pytest.raises(UsageError, match="no API token"):
+        choose_target(args, {"REPLICATE_BASE_URL": "http://a"})
 
 
 @pytest.mark.parametrize(
@@ -193,7 +369,7 @@ def test_the_service_defaults_to_api_when_a_token_is_set(
 def test_api_usage_errors(
     argv: list[str], fragment: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(argv) == 1
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert fragment in err
     assert len(err.strip().splitlines()) == 1
@@ -252,3 +428,141 @@ def test_emulator_options_parse() -> None:
     assert (args.rate_limits, args.stream_port, args.file_output) == ((600, 3000), 9001, "url")
     defaults = build_parser().parse_args(["emulator"])
     assert (defaults.rate_limits, defaults.stream_port, defaults.file_output) == (None, 0, "data")
+
+
+# -- output hygiene, -v, Ctrl-C: the command as a real subprocess ------------------------
+
+#: Runs the command line with the emulator that ``--emulator`` starts scripted by argv[1]
+#: (JSON: [prompt, Scenario keywords, model or null] triples).
+RUNNER = textwrap.dedent(
+    """
+    import json, sys
+    import replicate_home.emulator as emulator_module
+    from replicate_home._cli import main
+    from replicate_home.emulator import Emulator, Scenario
+
+    scripts = json.loads(sys.argv[1])
+
+    class Scripted(Emulator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            for prompt, scenario, model in scripts:
+                self.script(prompt, Scenario(**scenario), model=model)
+
+    emulator_module.Emulator = Scripted
+    sys.exit(main(sys.argv[2:]))
+    """
+)
+
+GEMMA = "google-deepmind/gemma-2b-it"
+
+
+def spawn(scripts: list[Any], *argv: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", RUNNER, json.dumps(scripts), *argv],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def read_stderr_until(process: subprocess.Popen[str], pattern: str) -> list[str]:
+    """stderr's lines up to the first that matches ``pattern`` (blocking reads)."""
+    assert process.stderr is not None
+    lines = []
+    for line in process.stderr:
+        lines.append(line)
+        if re.search(pattern, line):
+            return lines
+    raise AssertionError(f"the command ended without {pattern!r}: {''.join(lines)}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("as_json", [True, False], ids=["json", "markdown"])
+def test_ctrl_c_mid_fan_out_prints_what_finished_and_exits_130(backend: str, as_json: bool) -> None:
+    scripts = [["p", {"duration": 0.2}, GEMMA], ["p", {"duration": 120}, None]]
+    argv = ["compare", "--emulator", "-v", "--backend", backend, "-m", "gemma-2b"]
+    argv += ["-m", "sd-3", "-m", "sdxl", "p"] + (["--json"] if as_json else [])
+    with spawn(scripts, *argv) as process:
+        # The fast model's end, as the command took it in; the others still run.
+        read_stderr_until(process, rf"cli: 0 {GEMMA}: succeeded")
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert err.splitlines()[-1] == "replicate-home: error: interrupted"
+    if as_json:
+        first, *rest = json.loads(out)
+        assert first["status"] == "succeeded"
+        assert first["text"]
+        assert first["prediction_id"]
+        assert [r["status"] for r in rest] == ["interrupted", "interrupted"]
+        assert [r["model"] for r in rest] == [
+            "stability-ai/stable-diffusion-3",
+            "bytedance/sdxl-lightning-4step",
+        ]
+    else:
+        assert f"| 0 | {GEMMA} | succeeded |" in out
+        assert "| 1 | stability-ai/stable-diffusion-3 | interrupted |" in out
+        assert "| 2 | bytedance/sdxl-lightning-4step | interrupted |" in out
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_generate_ends_the_partial_line_and_exits_130(backend: str) -> None:
+    # Output from the start, a word every 0.1 s, for two minutes.
+    scripts = [["slow", {"duration": 120, "start_delay": 0, "output": ["hat "] * 1200}, None]]
+    argv = ["generate", "--emulator", "--backend", backend, "slow"]
+    with spawn(scripts, *argv) as process:
+        assert process.stdout is not None
+        first = process.stdout.read(1)  # some output has arrived: then Ctrl-C
+        process.send_signal(signal.SIGINT)
+        rest, err = process.communicate(timeout=30)
+    out = first + rest
+    assert process.returncode == 130, err
+    assert out.strip()
+    assert out.endswith("\n")
+    assert err.splitlines()[-1] == "replicate-home: error: interrupted"
+
+
+def test_a_failure_after_partial_output_ends_the_line_first(
+    backend: str, capsys: pytest.CaptureFixture[str], scripted: Callable[..., None]
+) -> None:
+    scripted("doomed", Scenario(duration=0.3, outcome="failed", error="the hat fell off"))
+    assert main(["generate", "--emulator", "--backend", backend, "doomed"]) == 1
+    out, err = capsys.readouterr()
+    assert out.strip()  # the output so far
+    assert out.endswith("\n")
+    assert_one_error_line(err, "the hat fell off")
+
+
+def test_verbose_shows_our_requests_not_httpcore(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REPLICATE_API_TOKEN", SECRET)
+    argv = ["generate", "--emulator", "-v", "-m", "meta/llama-3", "hi"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    requests = [line for line in err.splitlines() if line.startswith("replicate_home.http: ")]
+    assert requests, err
+    assert re.fullmatch(
+        r"replicate_home\.http: POST http://127\.0\.0\.1:\d+/v1/\S+ -> 20\d \(\d+ ms\)",
+        requests[0],
+    )
+    assert "httpcore" not in err
+    assert SECRET not in err
+
+
+def test_without_the_emulator_installed_it_says_so_and_exits_2() -> None:
+    code = (
+        "import sys; sys.modules['hypercorn'] = sys.modules['starlette'] = None\n"
+        "from replicate_home._cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, "generate", "--emulator", "hi"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert_one_error_line(done.stderr, "pip install 'replicate-home[emulator]'")

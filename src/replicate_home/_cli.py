@@ -1,24 +1,30 @@
 """``replicate-home``: generate from the command line, list models, run the emulator.
 
-Where no service is configured (no ``--base-url``, no ``REPLICATE_HOME_BASE_URL`` or
-``REPLICATE_BASE_URL``, and for the API no ``REPLICATE_API_TOKEN``) the commands run
-against an emulator started in this process, so a first try needs no network and no
-account.
+Everything a command needs is checked before anything starts (arguments, models, inputs,
+configuration, the extras it uses): a problem there is exit status 2 with one line on
+stderr and nothing on stdout. The emulator runs only when asked (``--emulator``) or when
+nothing at all is configured, and then the command says so on stderr; a service the user
+named without what it needs (a token, a URL) is an error, never the emulator in its place.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import importlib.util
 import json
 import logging
 import os
+import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
-from contextlib import aclosing, asynccontextmanager
+import threading
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import aclosing, asynccontextmanager, contextmanager, nullcontext
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, TextIO
+from typing import TYPE_CHECKING, Any, Literal, TextIO
 from urllib.parse import urlsplit
 
 import anyio
@@ -26,42 +32,113 @@ import httpx
 
 from . import _catalog
 from ._api import BASE_URL_ENV as API_BASE_URL_ENV
-from ._api import DEFAULT_API_URL as API_DEFAULT_URL
-from ._api import TOKEN_ENV, parse_model_ref
+from ._api import DEFAULT_API_URL, TOKEN_ENV
 from ._client import BaseClient
+from ._compare_report import markdown_report, result_json
 from ._exceptions import ReplicateHomeError
-from ._fanout import ComparisonResult, compare_results
-from ._home import BASE_URL_ENV
+from ._fanout import ComparisonResult, Failed, Finished, ResultCollector
+from ._home import BASE_URL_ENV as HOME_BASE_URL_ENV
+from ._home import DEFAULT_BASE_URL as HOME_DEFAULT_URL
 from ._models import ImageResponse
 from ._provider import ReplicateHome
 from ._replicate_api import ReplicateAPI
 from ._version import __version__
 
+if TYPE_CHECKING:
+    from ._compare_view import LiveView
+
 __all__ = ["main"]
 
-EXIT_ERROR = 1
+EXIT_OK = 0
+EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
+#: The status the table and JSON give a model that had not ended at Ctrl-C.
+INTERRUPTED = "interrupted"
+
+#: ``-v``: each model's end in ``compare`` (the library's requests log on ``replicate_home.http``).
+logger = logging.getLogger("replicate_home.cli")
+
+#: Where an emulator started for a check (before the real one) pretends to be.
+_PLACEHOLDER_URL = "http://127.0.0.1"
+
+EPILOG = f"""\
+where predictions run:
+  --emulator           an emulator started in this process (made-up output, no network)
+  --service, --base-url, ${HOME_BASE_URL_ENV}, ${API_BASE_URL_ENV}, ${TOKEN_ENV}
+                       any of these names a real service, which then must be complete:
+                       --service api (the default when ${TOKEN_ENV} is set) needs a
+                       token; an empty URL or token is an error, not a fallback
+  nothing of the above the emulator, with a notice on stderr
+
+exit status:
+  0    success
+  1    a prediction failed, was canceled or timed out, or the service could not be
+       reached (compare: any model did not succeed, unless --allow-failures)
+  2    usage: bad arguments, an unknown model, missing configuration or a missing
+       extra (checked before any emulator or network starts; nothing on stdout)
+  130  interrupted (Ctrl-C); what had arrived is printed first
+"""
+
 
 class CommandError(Exception):
-    """An error to print as one line before exiting non-zero."""
+    """An error to print as one line before exiting with status 1."""
 
 
 class UsageError(CommandError):
-    """Bad arguments or missing configuration: exit 2."""
+    """Bad arguments, missing configuration or a missing extra: exit 2."""
+
+
+# -- arguments ---------------------------------------------------------------------------
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 65535, not {text}")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
+    formatter = argparse.RawDescriptionHelpFormatter
     parser = argparse.ArgumentParser(
         prog="replicate-home",
-        description="Run Replicate predictions; on a local emulator unless a service is set.",
+        description="Run Replicate predictions, on Replicate or on a local emulator.",
+        epilog=EPILOG,
+        formatter_class=formatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     generate = commands.add_parser(
-        "generate", help="run one prediction and print its output as it arrives"
+        "generate",
+        help="run one prediction and print its output as it arrives",
+        epilog=EPILOG,
+        formatter_class=formatter,
     )
     generate.add_argument("prompt", metavar="PROMPT")
     generate.add_argument(
@@ -73,7 +150,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_options(generate)
 
     compare = commands.add_parser(
-        "compare", help="run one prompt on several models at once and compare them"
+        "compare",
+        help="run one prompt on several models at once and compare them",
+        description="Run one prompt on several models at once. On a terminal: a live line "
+        "per model, then a table. Otherwise (a pipe, a file): Markdown with every model's "
+        "whole output. --json: one object per model.",
+        epilog=EPILOG,
+        formatter_class=formatter,
     )
     compare.add_argument("prompt", metavar="PROMPT")
     compare.add_argument(
@@ -84,8 +167,15 @@ def build_parser() -> argparse.ArgumentParser:
         required=True,
         help="a model name or alias; repeat for each model (a model may repeat)",
     )
-    compare.add_argument("--limit", type=int, default=None, help="predictions in flight at most")
+    compare.add_argument(
+        "--limit", type=_positive_int, default=None, help="predictions in flight at most"
+    )
     compare.add_argument("--json", action="store_true", help="print the results as JSON")
+    compare.add_argument(
+        "--allow-failures",
+        action="store_true",
+        help="exit 0 even when a model did not succeed (default: exit 1)",
+    )
     _add_service_options(compare)
 
     commands.add_parser("models", help="list the models, their kinds and aliases")
@@ -95,11 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
     )
     emulator.add_argument(
-        "--port", type=int, default=8000, help="port to bind, 0 for any (default: %(default)s)"
+        "--port", type=_port, default=8000, help="port to bind, 0 for any (default: %(default)s)"
     )
     emulator.add_argument(
         "--stream-port",
-        type=int,
+        type=_port,
         default=0,
         help="port of the output streams' origin, 0 for any (default: %(default)s)",
     )
@@ -108,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument(
         "--duration",
-        type=float,
+        type=_positive_float,
         default=1.0,
         help="seconds each emulated prediction takes (default: %(default)s)",
     )
@@ -162,69 +252,444 @@ def _add_service_options(command: argparse.ArgumentParser) -> None:
     where = command.add_mutually_exclusive_group()
     where.add_argument(
         "--base-url",
-        help=f"service URL (default: ${BASE_URL_ENV} or ${API_BASE_URL_ENV}; with neither, and "
-        f"for home without ${TOKEN_ENV} too, the local emulator)",
+        help=f"the service's URL (default: ${HOME_BASE_URL_ENV} or {HOME_DEFAULT_URL} for "
+        f"home, ${API_BASE_URL_ENV} or {DEFAULT_API_URL} for api)",
     )
     where.add_argument(
-        "--emulator", action="store_true", help="use an emulator started in this process"
+        "--emulator",
+        action="store_true",
+        help="run on an emulator started in this process (made-up output)",
     )
-    command.add_argument("--timeout", type=float, default=150.0, help="seconds (default: 150)")
     command.add_argument(
-        "--poll-interval", type=float, default=None, help="fixed seconds between polls"
+        "--timeout", type=_positive_float, default=150.0, help="seconds (default: 150)"
+    )
+    command.add_argument(
+        "--poll-interval", type=_positive_float, default=None, help="fixed seconds between polls"
     )
     command.add_argument(
         "--backend", choices=("asyncio", "trio"), default="asyncio", help="event loop to run on"
     )
-    command.add_argument("-v", "--verbose", action="store_true", help="log requests to stderr")
+    command.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="log this library's requests (method, URL, status, time) to stderr",
+    )
+
+
+# -- where the predictions run -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """The service a command runs on; ``base_url`` ``None`` is an emulator started in
+    this process. ``notice`` is said on stderr before anything runs."""
+
+    service: str
+    base_url: str | None
+    token: str | None = field(default=None, repr=False)
+    notice: str | None = None
+
+
+def choose_target(args: argparse.Namespace, environ: Mapping[str, str]) -> Target:
+    """Where the command runs; a :class:`UsageError` when a named service lacks what it
+    needs. An environment variable that is set counts as configuration even when empty
+    (a CI secret that went missing must not turn into the emulator)."""
+    token = environ.get(TOKEN_ENV, "").strip() or None
+    if args.emulator:
+        service = args.service or ("api" if token else "home")
+        return Target(service, None, token or "emulator")
+    named = [env for env in (HOME_BASE_URL_ENV, API_BASE_URL_ENV, TOKEN_ENV) if env in environ]
+    if args.service is None and args.base_url is None and not named:
+        return Target(
+            "home",
+            None,
+            notice="replicate-home: no service configured: running on the local emulator, "
+            f"whose output is made up (--service home for Replicate's homepage, ${TOKEN_ENV} "
+            "for its API, --emulator to choose the emulator)",
+        )
+    service = args.service
+    if service is None:
+        only_api_url = API_BASE_URL_ENV in environ and HOME_BASE_URL_ENV not in environ
+        service = "api" if TOKEN_ENV in environ or only_api_url else "home"
+    if service == "home":
+        url, source = _url(args, environ, HOME_BASE_URL_ENV, HOME_DEFAULT_URL)
+        if not url:
+            raise UsageError(
+                f"{source} is empty: give the homepage service's URL, leave it unset for "
+                f"{HOME_DEFAULT_URL}, or pass --emulator"
+            )
+        return Target("home", url)
+    if token is None:
+        problem = f"${TOKEN_ENV} is empty" if TOKEN_ENV in environ else "no API token"
+        raise UsageError(
+            f"{problem}: the api service needs one (export {TOKEN_ENV}=r8_...), "
+            "or pass --emulator to try the emulator"
+        )
+    url, source = _url(args, environ, API_BASE_URL_ENV, DEFAULT_API_URL)
+    if not url:
+        raise UsageError(
+            f"{source} is empty: give the API's URL, leave it unset for {DEFAULT_API_URL}, "
+            "or pass --emulator"
+        )
+    return Target("api", url, token)
+
+
+def _url(
+    args: argparse.Namespace, environ: Mapping[str, str], env: str, default: str
+) -> tuple[str, str]:
+    if args.base_url is not None:
+        return args.base_url.strip(), "--base-url"
+    if env in environ:
+        return environ[env].strip(), f"${env}"
+    return default, "the default URL"
+
+
+# -- the plan: everything checked before anything starts ---------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A command, checked and resolved: what :func:`run` needs and nothing to validate."""
+
+    args: argparse.Namespace
+    target: Target
+    models: list[str]
+    inputs: dict[str, Any] | None
+    #: stdout, written through a tracker of its line ends.
+    out: LineTracker = field(default_factory=lambda: LineTracker(sys.stdout))
+
+
+def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
+    """Check a ``generate`` or ``compare`` command; :class:`UsageError` for any problem."""
+    target = choose_target(args, environ)
+    if args.backend == "trio" and importlib.util.find_spec("trio") is None:
+        raise UsageError("the trio backend needs trio: pip install trio")
+    if target.base_url is None:
+        _check_emulator_installed()
+    inputs = parse_inputs(args.inputs)
+    try:
+        client = _client(target, args, target.base_url or _PLACEHOLDER_URL)
+        requested = args.models if args.command == "compare" else [args.model]
+        models = [_checked_model(client, target, model, args.prompt, inputs) for model in requested]
+    except ValueError as error:
+        raise UsageError(_one_line(error)) from None
+    return Plan(args, target, models, inputs)
+
+
+def _checked_model(
+    client: BaseClient,
+    target: Target,
+    model: str | None,
+    prompt: str,
+    inputs: dict[str, Any] | None,
+) -> str:
+    """The model's resolved name; the call's arguments are validated as the client
+    would, with no request."""
+    if target.service == "api":
+        model = model or _catalog.DEFAULT_MODEL
+    return client._service.prepare(model, None, prompt, inputs).model
+
+
+def _client(target: Target, args: argparse.Namespace, base_url: str) -> BaseClient:
+    options: dict[str, Any] = {"timeout": args.timeout, "poll_interval": args.poll_interval}
+    if target.service == "home":
+        return ReplicateHome(base_url, **options)
+    return ReplicateAPI(target.token, base_url=base_url, **options)
+
+
+def _check_emulator_installed() -> None:
+    try:
+        import replicate_home.emulator._server  # noqa: F401  # hypercorn and starlette
+    except ModuleNotFoundError as error:
+        if (error.name or "").partition(".")[0] in ("hypercorn", "starlette"):
+            raise UsageError(
+                "the emulator is not installed: pip install 'replicate-home[emulator]' "
+                "(or name a service: --service, --base-url)"
+            ) from None
+        raise UsageError(f"the emulator cannot start, a module is missing: {error}") from None
+
+
+def parse_inputs(pairs: Sequence[str]) -> dict[str, Any] | None:
+    """``key=value`` pairs as a model input; a value that parses as JSON is JSON."""
+    if not pairs:
+        return None
+    values: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"-i expects KEY=VALUE, not {pair!r}")
+        try:
+            values[key.strip()] = json.loads(raw)
+        except ValueError:
+            values[key.strip()] = raw
+    return values
+
+
+# -- running -----------------------------------------------------------------------------
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "verbose", False):
-        logging.basicConfig(level=logging.DEBUG, format="%(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    verbose = bool(getattr(args, "verbose", False))
     try:
         if args.command == "models":
             print_models(sys.stdout)
-            return 0
+            return EXIT_OK
         if args.command == "emulator":
-            anyio.run(
-                partial(
-                    serve_emulator,
-                    args.host,
-                    args.port,
-                    args.duration,
-                    args.token,
-                    stream_port=args.stream_port,
-                    rate_limits=args.rate_limits,
-                    file_output=args.file_output,
+            _check_emulator_installed()
+            try:
+                anyio.run(
+                    partial(
+                        serve_emulator,
+                        args.host,
+                        args.port,
+                        args.duration,
+                        args.token,
+                        stream_port=args.stream_port,
+                        rate_limits=args.rate_limits,
+                        file_output=args.file_output,
+                    )
                 )
-            )
-            return 0
-        backend = args.backend
-        if backend == "trio":
-            _require("trio", "the trio backend needs trio: pip install trio")
-        if args.command == "compare" and not args.json:
-            _require("rich", "the live view needs rich: pip install 'replicate-home[cli]'")
+            except KeyboardInterrupt:
+                return EXIT_INTERRUPTED  # how it is meant to stop: nothing to report
+            return EXIT_OK
+        plan = make_plan(args, os.environ)
+        if plan.target.notice:
+            print(plan.target.notice, file=sys.stderr, flush=True)
         command = compare_command if args.command == "compare" else generate_command
-        anyio.run(command, args, backend=backend)
+        with _verbose(verbose, plan.out):
+            return anyio.run(run, command, plan, backend=args.backend)
     except KeyboardInterrupt:
+        _error("interrupted")
         return EXIT_INTERRUPTED
     except UsageError as error:
-        print(f"replicate-home: error: {error}", file=sys.stderr)
+        _error(str(error))
         return EXIT_USAGE
-    except (ReplicateHomeError, ValueError, CommandError, OSError) as error:
-        print(f"replicate-home: error: {error}", file=sys.stderr)
-        return EXIT_ERROR
-    return 0
+    except (ReplicateHomeError, CommandError, OSError, httpx.HTTPError, ValueError) as error:
+        _error(_one_line(error))
+        return EXIT_FAILED
+    except Exception as error:
+        # A defect, not a situation: still one line, the traceback with -v.
+        if verbose:
+            traceback.print_exc()
+        _error(f"internal error: {_one_line(error)} (-v shows the traceback)")
+        return EXIT_FAILED
 
 
-def _require(module: str, message: str) -> None:
+def _error(message: str) -> None:
+    sys.stdout.flush()  # what came before is out (and ended its line) before the error
+    print(f"replicate-home: error: {message}", file=sys.stderr, flush=True)
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, httpx.HTTPError) or not text:
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text
+
+
+class LineTracker:
+    """Writes to a text stream and remembers whether the last line was ended, so that
+    partial output can end its line before an error, and a log line on the same
+    terminal or file can start on a line of its own."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self.at_line_start = True
+
+    def write(self, text: str) -> None:
+        if text:
+            self._out.write(text)
+            self._out.flush()
+            self.at_line_start = text.endswith("\n")
+
+    def end_line(self) -> None:
+        if not self.at_line_start:
+            self.write("\n")
+
+
+def _same_file(one: TextIO, other: TextIO) -> bool:
     try:
-        __import__(module)
-    except ImportError:
-        raise CommandError(message) from None
+        return os.path.sameopenfile(one.fileno(), other.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file (a test's capture)
+        return False
+
+
+class _LogHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr; where stdout is the same terminal or file and its output is mid-line, a
+    log line first starts a line of its own (on stderr: stdout's text is unchanged)."""
+
+    def __init__(self, out: LineTracker) -> None:
+        super().__init__(sys.stderr)
+        self._out = out
+        self._shared = _same_file(sys.stdout, sys.stderr)
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self._shared and not self._out.at_line_start:
+            self.stream.write("\n")
+            self._out.at_line_start = True
+        super().emit(record)
+
+
+@contextmanager
+def _verbose(enabled: bool, out: LineTracker) -> Iterator[None]:
+    """``-v``: this library's log on stderr (its requests, status changes), not httpx's
+    or httpcore's; undone after the command (``main`` may run more than once)."""
+    if not enabled:
+        yield
+        return
+    handler = _LogHandler(out)
+    library = logging.getLogger("replicate_home")
+    level = library.level
+    library.addHandler(handler)
+    library.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        library.removeHandler(handler)
+        library.setLevel(level)
+
+
+@dataclass
+class Interrupt:
+    """Ctrl-C while a command runs cancels :attr:`scope` instead of raising, so the
+    command can still print what it has; a second Ctrl-C interrupts as usual."""
+
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    happened: bool = False
+
+    async def watch(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+            task_status.started()
+            async for _ in signals:
+                self.happened = True
+                self.scope.cancel()
+                return
+
+
+Command = Callable[[Plan, Interrupt], Awaitable[int]]
+
+
+async def run(command: Command, plan: Plan) -> int:
+    """Run ``command`` with Ctrl-C turned into a cancellation it can report."""
+    interrupt = Interrupt()
+    failure: Exception | None = None
+    code = EXIT_FAILED
+    async with anyio.create_task_group() as group:
+        if _can_watch_signals():
+            await group.start(interrupt.watch)
+        try:
+            code = await command(plan, interrupt)
+        except Exception as error:  # raised as it is below, not in an exception group
+            failure = error
+        group.cancel_scope.cancel()
+    if failure is not None:
+        raise failure
+    if interrupt.happened:
+        _error("interrupted")
+        return EXIT_INTERRUPTED
+    return code
+
+
+def _can_watch_signals() -> bool:
+    return sys.platform != "win32" and threading.current_thread() is threading.main_thread()
+
+
+@asynccontextmanager
+async def open_client(plan: Plan) -> AsyncIterator[BaseClient]:
+    """The client of the plan's target, on an emulator started here where it says so."""
+    target, args = plan.target, plan.args
+    if target.base_url is not None:
+        async with _client(target, args, target.base_url) as client:
+            yield client
+        return
+    from .emulator import Emulator
+
+    async with Emulator().serve() as emulator, _client(target, args, emulator.base_url) as client:
+        yield client
+
+
+async def generate_command(plan: Plan, interrupt: Interrupt) -> int:
+    (model,) = plan.models
+    out = plan.out
+    try:
+        with interrupt.scope:
+            async with open_client(plan) as client:
+                chunks = client.generate(model, prompt=plan.args.prompt, input=plan.inputs)
+                async with aclosing(chunks):
+                    async for chunk in chunks:
+                        if isinstance(chunk, ImageResponse):
+                            for url in chunk.images:
+                                shown = url if not url.startswith("data:") else url[:60] + "…"
+                                out.write(shown + "\n")
+                            if plan.args.save is not None:
+                                await save_images(chunk, plan.args.save, model)
+                        else:
+                            out.write(chunk)
+    finally:
+        out.end_line()
+    return EXIT_OK
+
+
+async def compare_command(plan: Plan, interrupt: Interrupt) -> int:
+    args, models = plan.args, plan.models
+    collector = ResultCollector(models)
+    live = None if args.json else _live_view(models)
+    with interrupt.scope:
+        async with open_client(plan) as client:
+            events = client.fan_out(
+                models, prompt=args.prompt, input=plan.inputs, limit=args.limit, progress=True
+            )
+            async with events as stream:
+                with live if live is not None else nullcontext():
+                    async for event in stream:
+                        collector.add(event)
+                        if live is not None:
+                            live.update(event)
+                        if isinstance(event, (Finished, Failed)):
+                            status = collector.result(event.index).status
+                            logger.debug("%d %s: %s", event.index, event.model, status)
+    results = collector.results(unfinished=INTERRUPTED)
+    print_results(results, as_json=args.json)
+    if interrupt.happened or args.allow_failures or all(result.ok for result in results):
+        return EXIT_OK
+    return EXIT_FAILED
+
+
+def _live_view(models: Sequence[str]) -> LiveView | None:
+    """The live lines on stderr when it is a terminal and rich is installed, else None."""
+    if not is_terminal(sys.stderr) or importlib.util.find_spec("rich") is None:
+        return None
+    from rich.console import Console
+
+    from ._compare_view import LiveView
+
+    return LiveView(models, Console(stderr=True))
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` is a terminal (a person reads it, at its width)."""
+    return stream.isatty()
+
+
+def print_results(results: Sequence[ComparisonResult], *, as_json: bool) -> None:
+    """JSON; else rich's table on a terminal (with the ``cli`` extra); else Markdown with
+    every model's whole output (a pipe or a file gets everything, at any width)."""
+    if as_json:
+        json.dump([result_json(result) for result in results], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    elif is_terminal(sys.stdout) and importlib.util.find_spec("rich") is not None:
+        from rich.console import Console
+
+        from ._compare_view import results_table
+
+        Console().print(results_table(results))
+    else:
+        sys.stdout.write(markdown_report(results))
+    sys.stdout.flush()
 
 
 def print_models(out: TextIO) -> None:
@@ -239,145 +704,6 @@ def print_models(out: TextIO) -> None:
         names = ", ".join(aliases.get(model, []))
         default = " (default)" if model in defaults else ""
         print(f"{model:<{width}}  {kind:<5}  {names}{default}", file=out)
-
-
-def chosen_service(args: argparse.Namespace) -> str:
-    """``--service``, else ``api`` when a token is configured, else ``home``."""
-    if args.service is not None:
-        return str(args.service)
-    return "api" if os.environ.get(TOKEN_ENV, "").strip() else "home"
-
-
-def parse_inputs(pairs: Sequence[str]) -> dict[str, Any] | None:
-    """``key=value`` pairs as a model input; a value that parses as JSON is JSON."""
-    if not pairs:
-        return None
-    values: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key.strip():
-            raise CommandError(f"-i expects KEY=VALUE, not {pair!r}")
-        try:
-            values[key.strip()] = json.loads(raw)
-        except ValueError:
-            values[key.strip()] = raw
-    return values
-
-
-@asynccontextmanager
-async def open_client(args: argparse.Namespace) -> AsyncIterator[BaseClient]:
-    """The client the command asked for: on the service given, or on an emulator
-    started in this process when none is configured (or ``--emulator``)."""
-    service = chosen_service(args)
-    token = os.environ.get(TOKEN_ENV, "").strip() or None
-    if service == "home":
-        configured = args.base_url or os.environ.get(BASE_URL_ENV)
-    else:
-        configured = (
-            args.base_url
-            or os.environ.get(API_BASE_URL_ENV)
-            or (API_DEFAULT_URL if token else None)
-        )
-    options = {"timeout": args.timeout, "poll_interval": args.poll_interval}
-    if configured and not args.emulator:
-        if service == "home":
-            async with ReplicateHome(configured, **options) as home:
-                yield home
-        else:
-            async with ReplicateAPI(token, base_url=configured, **options) as api:
-                yield api
-        return
-    try:
-        from .emulator import Emulator
-    except ImportError:
-        raise UsageError(
-            "no service configured and the emulator is not installed: "
-            "pip install 'replicate-home[emulator]'"
-        ) from None
-    if not args.emulator:
-        print(
-            "replicate-home: no service configured; using the local emulator "
-            "(pass --base-url to use a real one)",
-            file=sys.stderr,
-        )
-    async with Emulator().serve() as emulator:
-        if service == "home":
-            async with ReplicateHome(emulator.base_url, **options) as home:
-                yield home
-        else:
-            # The emulator takes any token; a configured one is used as it is.
-            async with ReplicateAPI(
-                token or "emulator", base_url=emulator.base_url, **options
-            ) as api:
-                yield api
-
-
-def resolve_models(args: argparse.Namespace, models: Sequence[str | None]) -> list[str]:
-    """Validate model names before any request (each service has its own rules)."""
-    if chosen_service(args) == "home":
-        return [ReplicateHome.get_model(model) for model in models]
-    chosen = [model or _catalog.DEFAULT_MODEL for model in models]
-    for model in chosen:
-        parse_model_ref(model)  # raises ValueError for a malformed reference
-    return chosen
-
-
-async def generate_command(args: argparse.Namespace) -> None:
-    (model,) = resolve_models(args, [args.model])
-    inputs = parse_inputs(args.inputs)
-    async with open_client(args) as client:
-        ended_with_newline = True
-        chunks = client.generate(model, prompt=args.prompt, input=inputs)
-        async with aclosing(chunks):
-            async for chunk in chunks:
-                if isinstance(chunk, ImageResponse):
-                    for url in chunk.images:
-                        print(url if not url.startswith("data:") else url[:60] + "…", flush=True)
-                    if args.save is not None:
-                        await save_images(chunk, args.save, model)
-                else:
-                    sys.stdout.write(chunk)
-                    sys.stdout.flush()
-                    ended_with_newline = chunk.endswith("\n")
-        if not ended_with_newline:
-            sys.stdout.write("\n")
-
-
-async def compare_command(args: argparse.Namespace) -> None:
-    models = resolve_models(args, args.models)
-    inputs = parse_inputs(args.inputs)
-    async with open_client(args) as client:
-        events = client.fan_out(
-            models, prompt=args.prompt, input=inputs, limit=args.limit, progress=True
-        )
-        if args.json:
-            results = await compare_results(events, len(models))
-            json.dump([result_json(result) for result in results], sys.stdout, indent=2)
-            sys.stdout.write("\n")
-            return
-        from rich.console import Console
-
-        from ._compare_view import LiveView, results_table
-
-        with LiveView(models, Console(stderr=True)) as view:
-            results = await compare_results(events, len(models), view.update)
-        Console().print(results_table(results))
-
-
-def result_json(result: ComparisonResult) -> dict[str, Any]:
-    """A comparison result as plain JSON data."""
-    return {
-        "index": result.index,
-        "model": result.model,
-        "status": result.status,
-        "latency": result.latency,
-        "polls": result.polls,
-        "text": result.text,
-        "images": list(result.images),
-        "error": None if result.error is None else str(result.error),
-        "error_type": None if result.error is None else type(result.error).__name__,
-        "prediction_id": None if result.prediction is None else result.prediction.id,
-    }
 
 
 async def save_images(image: ImageResponse, directory: Path, model: str) -> list[Path]:
@@ -408,13 +734,8 @@ async def serve_emulator(
     rate_limits: tuple[int, int] | None = None,
     file_output: Literal["data", "url"] = "data",
 ) -> None:
-    try:
-        from .emulator import Emulator, Scenario
-        from .emulator._server import serve_forever
-    except ImportError:
-        raise CommandError(
-            "the emulator is not installed: pip install 'replicate-home[emulator]'"
-        ) from None
+    from .emulator import Emulator, Scenario
+    from .emulator._server import serve_forever
 
     emulator = Emulator(
         Scenario(duration=duration), token=token, rate_limits=rate_limits, file_output=file_output
