@@ -221,21 +221,31 @@ def test_compare_json(backend: str, capsys: pytest.CaptureFixture[str]) -> None:
 LONG_TEXT = "A hat is a head covering worn for warmth, fashion or ceremony. " * 6
 
 
+_SCRIPTS: list[tuple[str, Scenario, str | None]] = []
+
+
+@pytest.fixture(autouse=True)
+def _quick_emulator(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The emulator ``--emulator`` starts in this process: quick predictions (0.2 s, not
+    the command's 1 s), and the scripts of :func:`scripted`."""
+
+    class Quick(Emulator):
+        def __init__(self, scenario: Scenario | None = None, **options: Any) -> None:
+            super().__init__(scenario or Scenario(duration=0.2), **options)
+            for prompt, scripted_scenario, model in _SCRIPTS:
+                self.script(prompt, scripted_scenario, model=model)
+
+    monkeypatch.setattr(replicate_home.emulator, "Emulator", Quick)
+    yield
+    _SCRIPTS.clear()
+
+
 @pytest.fixture
-def scripted(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
+def scripted() -> Callable[..., None]:
     """Script the emulator that ``--emulator`` starts in this process."""
-    scripts: list[tuple[str, Scenario, str | None]] = []
-
-    class Scripted(Emulator):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            for prompt, scenario, model in scripts:
-                self.script(prompt, scenario, model=model)
-
-    monkeypatch.setattr(replicate_home.emulator, "Emulator", Scripted)
 
     def script(prompt: str, scenario: Scenario, model: str | None = None) -> None:
-        scripts.append((prompt, scenario, model))
+        _SCRIPTS.append((prompt, scenario, model))
 
     return script
 
