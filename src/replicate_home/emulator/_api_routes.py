@@ -31,6 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from ._api_rules import (
     decode_cursor,
+    deployment_object,
     encode_cursor,
     format_event,
     model_object,
@@ -60,6 +61,8 @@ ACCOUNT: dict[str, Any] = {
     "github_url": None,
     "avatar_url": None,
 }
+#: The account the emulator's token belongs to: deployments created over HTTP are its.
+EMULATOR_ACCOUNT = str(ACCOUNT["username"])
 _EVENT_STREAM_TYPES = frozenset({"text/event-stream", "text/*", "*/*"})
 #: With quirks, a held create that runs out answers `processing` from this share of the
 #: output on (the real quirk), else `starting`.
@@ -161,6 +164,13 @@ class ApiRoutes:
             Route("/v1/predictions/{prediction_id}/cancel", self._cancel, methods=["POST"]),
             Route("/v1/account", self._account, methods=["GET"]),
             Route("/v1/models/{owner}/{name}", self._model, methods=["GET"]),
+            Route("/v1/deployments", self._deployments, methods=["GET", "POST"]),
+            Route("/v1/deployments/{owner}/{name}", self._deployment, methods=["GET"]),
+            Route(
+                "/v1/deployments/{owner}/{name}/predictions",
+                self._create_by_deployment,
+                methods=["POST"],
+            ),
             Route("/v1/models/{owner}/{name}/predictions", self._create_by_model, methods=["POST"]),
             Route("/v1/models/{owner}/{name}/versions", self._versions, methods=["GET"]),
             Route(
@@ -281,6 +291,16 @@ class ApiRoutes:
             return _resource_not_found()
         return await self._create(request, model)
 
+    async def _create_by_deployment(self, request: Request) -> Response:
+        gated = self._gate(request, create=True)
+        if gated is not None:
+            return gated
+        name = _model_name(request.path_params["owner"], request.path_params["name"])
+        deployment = self._emu._deployments.get(name or "")
+        if deployment is None:
+            return _not_found("Deployment")
+        return await self._create(request, deployment.model, deployment=deployment.name)
+
     async def _predictions(self, request: Request) -> Response:
         """``/v1/predictions``: one route, so that a 405 lists both methods in ``Allow``."""
         if request.method == "POST":
@@ -342,7 +362,9 @@ class ApiRoutes:
             )
         return known, model_info(known)
 
-    async def _create(self, request: Request, model: str | None) -> Response:
+    async def _create(
+        self, request: Request, model: str | None, *, deployment: str | None = None
+    ) -> Response:
         emu = self._emu
         body = await request.body()
         now = emu._now()
@@ -389,7 +411,14 @@ class ApiRoutes:
                 return problem(422, "Invalid Cancel-After header", str(error))
 
         pred = emu._start_prediction(
-            model, info, model_input, prompt, now, source="api", deadline=deadline
+            model,
+            info,
+            model_input,
+            prompt,
+            now,
+            source="api",
+            deadline=deadline,
+            deployment=deployment,
         )
         emu._remember_version(model, info.version)
         emu._info(request).prediction_id = pred.id
@@ -520,6 +549,65 @@ class ApiRoutes:
         if gated is not None:
             return gated
         return Response(json_bytes(ACCOUNT), media_type=_JSON)
+
+    # ----------------------------------------------------------------- deployments
+
+    def _deployment_body(self, name: str) -> dict[str, Any]:
+        d = self._emu._deployments[name]
+        return deployment_object(d.name, d.model, d.version, d.release, d.configuration)
+
+    async def _deployments(self, request: Request) -> Response:
+        """``GET /v1/deployments`` lists them (one page); ``POST`` creates one."""
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
+        emu = self._emu
+        if request.method == "GET":
+            results = [self._deployment_body(name) for name in reversed(emu._deployments)]
+            body = {"next": None, "previous": None, "results": results}
+            return Response(json_bytes(body), media_type=_JSON)
+        try:
+            payload = json.loads(await request.body())
+        except ValueError:
+            return problem(400, "Invalid JSON", "The request body must be a JSON object")
+        if not isinstance(payload, dict):
+            return _invalid("The request body must be a JSON object")
+        fields = {key: payload.get(key) for key in ("name", "model", "version", "hardware")}
+        for key, value in fields.items():
+            if not isinstance(value, str) or not value:
+                return _invalid(f"{key} is required: a string")
+        counts = {key: payload.get(key) for key in ("min_instances", "max_instances")}
+        for key, value in counts.items():
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                return _invalid(f"{key} is required: a non-negative integer")
+        owner_model = str(fields["model"])
+        if not _NAME.fullmatch(str(fields["name"])) or "/" not in owner_model:
+            return _invalid("name must be a name and model must be 'owner/name'")
+        name = f"{EMULATOR_ACCOUNT}/{fields['name']}"
+        if name in emu._deployments:
+            return problem(409, "Conflict", f"deployment {name} already exists")
+        if fields["version"] != model_info(owner_model).version:
+            return problem(
+                422,
+                "Invalid version or not permitted",
+                f"version {fields['version']!r} is not a version of model {owner_model}",
+            )
+        emu.deploy(name, owner_model)
+        emu._deployments[name].configuration = {
+            "hardware": fields["hardware"],
+            "min_instances": counts["min_instances"],
+            "max_instances": counts["max_instances"],
+        }
+        return Response(json_bytes(self._deployment_body(name)), media_type=_JSON)
+
+    async def _deployment(self, request: Request) -> Response:
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
+        name = _model_name(request.path_params["owner"], request.path_params["name"])
+        if name is None or name not in self._emu._deployments:
+            return _not_found("Deployment")
+        return Response(json_bytes(self._deployment_body(name)), media_type=_JSON)
 
     # ----------------------------------------------------------------- models
 

@@ -19,6 +19,7 @@ __all__ = [
     "MIN_CANCEL_AFTER",
     "TokenBucket",
     "decode_cursor",
+    "deployment_object",
     "encode_cursor",
     "format_event",
     "model_object",
@@ -326,6 +327,25 @@ def model_object(model: str, info: ModelInfo, run_count: int) -> dict[str, Any]:
         "cover_image_url": None,
         "default_example": None,
         "latest_version": version_object(info),
+    }
+
+
+def deployment_object(
+    name: str, model: str, version: str, release: int, configuration: dict[str, Any]
+) -> dict[str, Any]:
+    """The deployment object of ``owner/name`` (``GET /v1/deployments/{owner}/{name}``)."""
+    owner, deployment = name.split("/", 1)
+    return {
+        "owner": owner,
+        "name": deployment,
+        "current_release": {
+            "number": release,
+            "model": model,
+            "version": version,
+            "created_at": _VERSION_CREATED_AT,
+            "created_by": {"type": "organization", "username": owner, "name": owner},
+            "configuration": configuration,
+        },
     }
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import collections
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
@@ -63,6 +64,22 @@ _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie"})
 _CUSTOM_CLOCK_TICK = 0.02
 #: Version ids the emulator remembers for ``POST /v1/predictions`` with a bare id.
 _MAX_KNOWN_VERSIONS = 100_000
+
+
+_OWNER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass
+class Deployment:
+    """A deployment the emulator serves: the model and version it runs."""
+
+    name: str
+    model: str
+    version: str
+    release: int = 1
+    configuration: dict[str, Any] = field(
+        default_factory=lambda: {"hardware": "gpu-t4", "min_instances": 0, "max_instances": 1}
+    )
 
 
 def _mask(name: str, value: str) -> str:
@@ -220,7 +237,8 @@ class Emulator:
     outputs are given where a scenario does not say: ``"data"`` (the default),
     ``data:image/png;base64,...`` URIs, which the official clients wrap as file objects
     as they wrap the real service's ``https`` URLs; ``"url"``, ``http`` URLs of files the
-    emulator serves (which the official clients leave as strings).
+    emulator serves (which the official clients leave as strings). ``deployments`` maps
+    deployment names (``owner/name``) to the models they run (see :meth:`deploy`).
     """
 
     def __init__(
@@ -236,6 +254,7 @@ class Emulator:
         page_size: int = 100,
         file_output: FileOutput = "data",
         community_models: Iterable[str] = (),
+        deployments: Mapping[str, str] | None = None,
     ) -> None:
         if scenario is not None and not isinstance(scenario, Scenario):
             raise ValueError(f"scenario must be a Scenario, got {type(scenario).__name__}")
@@ -275,6 +294,9 @@ class Emulator:
         if isinstance(community_models, str):
             raise ValueError("community_models must be a collection of 'owner/name' strings")
         self._community = frozenset(community_models)
+        self._deployments: dict[str, Deployment] = {}
+        for name, model in (deployments or {}).items():
+            self.deploy(name, model)
         self._known_versions: dict[str, str] = {
             model_info(model).version: model for model in (*MODELS, *sorted(EXTRA_IMAGE_MODELS))
         }
@@ -329,6 +351,17 @@ class Emulator:
             raise ValueError(f"model must be a str or None, got {type(model).__name__}")
         self._scripts[prompt, model] = scenario
         self._submit_counts.pop((prompt, model), None)
+
+    def deploy(self, name: str, model: str) -> None:
+        """Serve a deployment ``owner/name`` that runs ``model`` (``owner/name``) at the
+        emulator's version of it: ``POST /v1/deployments/{owner}/{name}/predictions``
+        creates its predictions, ``GET /v1/deployments[/{owner}/{name}]`` describes it.
+        Deployments can also be created over HTTP (``POST /v1/deployments``)."""
+        for label, value in (("deployment name", name), ("model", model)):
+            if not isinstance(value, str) or not _OWNER_NAME.fullmatch(value):
+                raise ValueError(f"a {label} must be 'owner/name', got {value!r}")
+        info = self._model_info(model)
+        self._deployments[name] = Deployment(name, model, info.version)
 
     @property
     def app(self) -> Starlette:
@@ -503,6 +536,7 @@ class Emulator:
         *,
         source: Source,
         deadline: float | None = None,
+        deployment: str | None = None,
     ) -> Prediction:
         """Create, store and count a new prediction at ``now``."""
         assert self._wall_offset is not None  # set by the _now() that gave `now`
@@ -520,6 +554,7 @@ class Emulator:
             source=source,
             deadline=deadline,
             stream_key=_stream_key() if info.kind == "text" else "",
+            deployment=deployment,
         )
         self._store.add(pred, now)
         self._creates += 1
