@@ -16,7 +16,6 @@ import anyio
 import httpx
 
 from ._catalog import IMAGE_MODELS, MODEL_ALIASES, MODEL_VERSIONS, ModelKind
-from ._decode import require_string
 from ._exceptions import (
     AuthenticationError,
     InvalidInputError,
@@ -29,7 +28,7 @@ from ._exceptions import (
 from ._home import resolve_base_url
 from ._models import Deployment, Prediction
 from ._prompt import Messages, format_prompt
-from ._record import record_fields
+from ._record import prediction_from_object
 from ._service import PredictionCall, RequestSpec, Send
 from ._version import __version__
 
@@ -417,21 +416,8 @@ class ApiService:
     def read_prediction(
         self, data: dict[str, Any], text: str, *, call: PredictionCall, known_id: str | None
     ) -> Prediction:
-        prediction_id = require_string(data, "id", text) if known_id is None else known_id
-        status = require_string(data, "status", text)
-        urls = data.get("urls")
-        model, version = data.get("model"), data.get("version")
-        return Prediction(
-            **record_fields(data),
-            id=prediction_id,
-            model=model if isinstance(model, str) and model else call.model,
-            version=version if isinstance(version, str) and version else call.version,
-            status=status,
-            output=data.get("output"),
-            error=data.get("error"),
-            urls={k: v for k, v in urls.items() if isinstance(v, str)}
-            if isinstance(urls, dict)
-            else {},
+        return prediction_from_object(
+            data, text, model=call.model, version=call.version, known_id=known_id
         )
 
     def error_for(

@@ -29,6 +29,7 @@ __all__ = [
     "ReplicateHomeError",
     "ResponseStatusError",
     "UnexpectedResponseFormat",
+    "WebhookVerificationError",
 ]
 
 #: How much of a response body an error message shows; the whole body stays on the error.
@@ -201,3 +202,9 @@ class AllPredictionsFailed(ReplicateHomeError):
 class ClientNotOpenError(ReplicateHomeError, RuntimeError):
     """A client method was called outside ``async with client:``, or a client that is
     already open was opened again."""
+
+
+class WebhookVerificationError(ReplicateHomeError, ValueError):
+    """A webhook delivery failed verification: a header missing or malformed, a
+    timestamp outside the tolerance, or no signature that matches the secret. The
+    delivery must not be trusted."""

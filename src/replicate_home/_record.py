@@ -11,7 +11,10 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-__all__ = ["parse_timestamp", "record_fields"]
+from ._decode import require_string
+from ._models import Prediction
+
+__all__ = ["parse_timestamp", "prediction_from_object", "record_fields"]
 
 #: ISO 8601 as the API writes it: ``2024-01-01T00:00:00.123456Z`` or with an offset,
 #: with any number of fractional digits (the API sends up to seven).
@@ -74,3 +77,33 @@ def record_fields(data: dict[str, Any]) -> dict[str, Any]:
     if data.get("data_removed") is True:
         fields["data_removed"] = True
     return fields
+
+
+def prediction_from_object(
+    data: dict[str, Any],
+    text: str,
+    *,
+    model: str = "",
+    version: str | None = None,
+    known_id: str | None = None,
+) -> Prediction:
+    """A :class:`Prediction` from an API prediction object (a create, poll, listing or
+    webhook body). ``id`` (unless ``known_id``) and ``status`` are required
+    (:class:`UnexpectedResponseFormat` without them); ``model`` and ``version`` stand in
+    for what the object does not say."""
+    prediction_id = require_string(data, "id", text) if known_id is None else known_id
+    status = require_string(data, "status", text)
+    urls = data.get("urls")
+    named, pinned = data.get("model"), data.get("version")
+    return Prediction(
+        **record_fields(data),
+        id=prediction_id,
+        model=named if isinstance(named, str) and named else model,
+        version=pinned if isinstance(pinned, str) and pinned else version,
+        status=status,
+        output=data.get("output"),
+        error=data.get("error"),
+        urls={k: v for k, v in urls.items() if isinstance(v, str)}
+        if isinstance(urls, dict)
+        else {},
+    )

@@ -7,6 +7,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+import anyio
 import httpx
 
 from ._api import (
@@ -20,11 +21,13 @@ from ._budget import RateBudget
 from ._client import BaseClient, Input
 from ._decode import require_string
 from ._engine import Engine
+from ._exceptions import PredictionTimeout
 from ._models import Deployment, Prediction
 from ._prompt import Messages
 from ._run import Output, run_to_end, stream_chunks
 from ._schedule import check_seconds
 from ._service import PredictionCall
+from .webhooks import WebhookReceiver
 
 __all__ = ["ReplicateAPI"]
 
@@ -152,7 +155,11 @@ class ReplicateAPI(BaseClient):
         return self._api.read_prediction(*answer, call=_ANY_CALL, known_id=prediction_id)
 
     async def wait(
-        self, prediction: str | Prediction, *, timeout: float | None = None
+        self,
+        prediction: str | Prediction,
+        *,
+        timeout: float | None = None,
+        webhooks: WebhookReceiver | None = None,
     ) -> Prediction:
         """Follow a prediction that already runs to its end, as :meth:`predict` does
         (its event stream where it has one, else the poll schedule), and return it.
@@ -162,10 +169,29 @@ class ReplicateAPI(BaseClient):
         :class:`PredictionTimeout` after ``timeout`` seconds (the client's by default).
         The prediction is the caller's: a cancelled or timed-out ``wait`` leaves it
         running.
+
+        With ``webhooks`` (a :class:`~replicate_home.webhooks.WebhookReceiver` that
+        receives this prediction's webhook), the wait listens for deliveries and sends
+        no request at all; after ``webhooks.fallback`` seconds without a delivery it
+        follows the prediction itself, from the latest state delivered.
         """
-        call = self._api.call_for(_target(prediction), owned=False)
-        seconds = None if timeout is None else check_seconds(timeout, "timeout")
-        return await run_to_end(self._open_engine(), call, timeout=seconds)
+        target = _target(prediction)
+        seconds = self._timeout if timeout is None else check_seconds(timeout, "timeout")
+        engine = self._open_engine()
+        if webhooks is not None:
+            if not isinstance(webhooks, WebhookReceiver):
+                raise ValueError("webhooks must be a WebhookReceiver")
+            prediction_id = target if isinstance(target, str) else target.id
+            started = anyio.current_time()
+            with anyio.move_on_after(seconds) as scope:
+                delivered = await webhooks.until_done(prediction_id)
+            if scope.cancelled_caught:
+                raise PredictionTimeout(prediction_id, seconds)
+            if delivered is not None:
+                target = delivered  # terminal: the result, with no request at all
+            seconds = max(seconds - (anyio.current_time() - started), 0.001)
+        call = self._api.call_for(target, owned=False)
+        return await run_to_end(engine, call, timeout=seconds)
 
     def follow(
         self, prediction: str | Prediction, *, timeout: float | None = None

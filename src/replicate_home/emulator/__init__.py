@@ -10,7 +10,8 @@ the emulator records what it was asked (:meth:`Emulator.stats`, :attr:`Emulator.
 
 The same server answers the homepage service's routes (``/api/...``) and Replicate's HTTP
 API (``/v1/...``: creates by model or version, ``Prefer: wait``, ``Cancel-After``, cancel,
-listing, models and versions, ``Bearer`` and ``Token`` auth, optional rate limits), over
+listing, models and versions, ``Bearer`` and ``Token`` auth, optional rate limits,
+deployments, community models, signed webhook deliveries to loopback receivers), over
 the same predictions, with server-sent output streams on a second origin
 (:attr:`Emulator.stream_url`) as the real service serves them; the official
 ``replicate`` client works against it with
@@ -37,5 +38,6 @@ Example (a client retries a scripted 503, then polls to the end)::
 
 from ._app import Emulator, EmulatorStats, RequestRecord
 from ._simulation import Fault, Scenario
+from ._webhooks import WebhookDelivery
 
-__all__ = ["Emulator", "EmulatorStats", "Fault", "RequestRecord", "Scenario"]
+__all__ = ["Emulator", "EmulatorStats", "Fault", "RequestRecord", "Scenario", "WebhookDelivery"]

@@ -42,12 +42,20 @@ from ._api_rules import (
     version_object,
 )
 from ._responses import fault_response, json_bytes, problem
-from ._simulation import ModelInfo, Prediction, model_info, output_share, render, stream_events
+from ._simulation import (
+    FileOutput,
+    ModelInfo,
+    Prediction,
+    model_info,
+    output_share,
+    render,
+    stream_events,
+)
 
 if TYPE_CHECKING:
     from ._app import Emulator
 
-__all__ = ["ApiRoutes"]
+__all__ = ["ApiRoutes", "api_object"]
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _VERSION_ID = re.compile(r"[0-9a-f]{64}")
@@ -112,8 +120,7 @@ def _check_input(model_input: object) -> str | Response:
 
 
 def _check_options(payload: dict[str, Any]) -> Response | None:
-    """The 422 answer for bad ``stream`` and webhook fields, if any (webhooks are accepted
-    but never sent)."""
+    """The 422 answer for bad ``stream`` and webhook fields, if any."""
     stream = payload.get("stream")
     if stream is not None and not isinstance(stream, bool):
         return _invalid(f"stream must be a boolean, got {json.dumps(stream)}")
@@ -150,6 +157,42 @@ def _created_window(request: Request) -> tuple[datetime | None, datetime | None]
     return bounds[0], bounds[1]
 
 
+def api_object(
+    base: str,
+    pred: Prediction,
+    now: float,
+    *,
+    as_created: bool = False,
+    stream_url: str | None = None,
+    file_output: FileOutput = "data",
+) -> dict[str, Any]:
+    """The ``/v1`` prediction object of ``pred`` at ``now``: its URLs under ``base``, its
+    output stream under ``stream_url`` (the stream origin) if it has one, image outputs
+    as ``file_output`` says where the scenario does not."""
+    obj = render(
+        pred,
+        now,
+        image_url=lambda prediction_id, index: (
+            f"{base}/_emulator/files/{prediction_id}/{index}.png"
+        ),
+        as_created=as_created,
+        file_output=file_output,
+    )
+    if pred.is_terminal(now) and not as_created:
+        # Documented beside predict_time: from creation to the terminal status.
+        obj["metrics"]["total_time"] = round(pred.end_time - pred.created, 6)
+    urls = {
+        "cancel": f"{base}/v1/predictions/{pred.id}/cancel",
+        "get": f"{base}/v1/predictions/{pred.id}",
+    }
+    if pred.stream_key and stream_url is not None:
+        urls["stream"] = f"{stream_url}/v1/streams/{pred.stream_key}"
+    urls["web"] = f"{base}/p/{pred.id}"
+    obj["data_removed"] = False
+    obj["urls"] = urls
+    return obj
+
+
 class ApiRoutes:
     """The ``/v1`` routes of one :class:`Emulator`."""
 
@@ -164,6 +207,7 @@ class ApiRoutes:
             Route("/v1/predictions/{prediction_id}/cancel", self._cancel, methods=["POST"]),
             Route("/v1/account", self._account, methods=["GET"]),
             Route("/v1/models/{owner}/{name}", self._model, methods=["GET"]),
+            Route("/v1/webhooks/default/secret", self._webhook_secret, methods=["GET"]),
             Route("/v1/deployments", self._deployments, methods=["GET", "POST"]),
             Route("/v1/deployments/{owner}/{name}", self._deployment, methods=["GET"]),
             Route(
@@ -235,29 +279,16 @@ class ApiRoutes:
     def _object(
         self, request: Request, pred: Prediction, now: float, *, as_created: bool = False
     ) -> dict[str, Any]:
+        base = str(request.base_url).rstrip("/")
         emu = self._emu
-        obj = render(
+        return api_object(
+            base,
             pred,
             now,
-            image_url=emu._image_url_builder(request),
             as_created=as_created,
+            stream_url=emu._stream_url,
             file_output=emu._file_output,
         )
-        if pred.is_terminal(now) and not as_created:
-            # Documented beside predict_time: from creation to the terminal status.
-            obj["metrics"]["total_time"] = round(pred.end_time - pred.created, 6)
-        base = str(request.base_url).rstrip("/")
-        urls = {
-            "cancel": f"{base}/v1/predictions/{pred.id}/cancel",
-            "get": f"{base}/v1/predictions/{pred.id}",
-        }
-        stream_url = emu._stream_url
-        if pred.stream_key and stream_url is not None:
-            urls["stream"] = f"{stream_url}/v1/streams/{pred.stream_key}"
-        urls["web"] = f"{base}/p/{pred.id}"
-        obj["data_removed"] = False
-        obj["urls"] = urls
-        return obj
 
     @staticmethod
     def _encode(pred: Prediction, obj: dict[str, Any]) -> bytes:
@@ -422,6 +453,10 @@ class ApiRoutes:
         )
         emu._remember_version(model, info.version)
         emu._info(request).prediction_id = pred.id
+        webhook = payload.get("webhook")
+        if isinstance(webhook, str) and emu._sender is not None:
+            events = payload.get("webhook_events_filter") or _WEBHOOK_EVENTS
+            emu._sender.start(pred, webhook, list(events), str(request.base_url).rstrip("/"))
         headers: dict[str, str] = {}
         if wait is None:
             obj = self._object(request, pred, now, as_created=True)
@@ -549,6 +584,14 @@ class ApiRoutes:
         if gated is not None:
             return gated
         return Response(json_bytes(ACCOUNT), media_type=_JSON)
+
+    # ----------------------------------------------------------------- webhooks
+
+    async def _webhook_secret(self, request: Request) -> Response:
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
+        return Response(json_bytes({"key": self._emu._webhook_secret}), media_type=_JSON)
 
     # ----------------------------------------------------------------- deployments
 

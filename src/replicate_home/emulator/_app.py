@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import anyio
+import httpx
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -50,6 +51,7 @@ from ._simulation import (
     make_prediction_id,
     model_info,
 )
+from ._webhooks import DEFAULT_RETRY_DELAYS, WebhookDelivery, WebhookSender, new_secret
 
 __all__ = ["Emulator", "EmulatorStats", "RequestRecord"]
 
@@ -156,6 +158,10 @@ class EmulatorStats:
     stream_requests: int = 0
     """Requests the stream origin (:attr:`Emulator.stream_url`) answered, whatever the
     answer; ``requests`` counts them too."""
+    webhooks_sent: int = 0
+    """Webhook delivery attempts (retries included)."""
+    webhooks_failed: int = 0
+    """Webhook delivery attempts the receiver did not answer with 2xx."""
 
 
 class _RequestInfo:
@@ -239,6 +245,11 @@ class Emulator:
     as they wrap the real service's ``https`` URLs; ``"url"``, ``http`` URLs of files the
     emulator serves (which the official clients leave as strings). ``deployments`` maps
     deployment names (``owner/name``) to the models they run (see :meth:`deploy`).
+
+    Webhooks: a create with ``webhook`` gets signed deliveries while the emulator serves
+    (see :attr:`webhook_deliveries`); ``webhook_secret`` is the ``whsec_...`` signing
+    secret (default: a fresh one, also answered by ``GET /v1/webhooks/default/secret``),
+    ``webhook_retry_delays`` the seconds between attempts at a final delivery that fails.
     """
 
     def __init__(
@@ -255,6 +266,8 @@ class Emulator:
         file_output: FileOutput = "data",
         community_models: Iterable[str] = (),
         deployments: Mapping[str, str] | None = None,
+        webhook_secret: str | None = None,
+        webhook_retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
     ) -> None:
         if scenario is not None and not isinstance(scenario, Scenario):
             raise ValueError(f"scenario must be a Scenario, got {type(scenario).__name__}")
@@ -294,6 +307,19 @@ class Emulator:
         if isinstance(community_models, str):
             raise ValueError("community_models must be a collection of 'owner/name' strings")
         self._community = frozenset(community_models)
+        if webhook_secret is not None and (
+            not isinstance(webhook_secret, str) or not webhook_secret.startswith("whsec_")
+        ):
+            raise ValueError("webhook_secret must be a string that starts with 'whsec_'")
+        self._webhook_secret = webhook_secret if webhook_secret is not None else new_secret()
+        delays = tuple(webhook_retry_delays)
+        if any(isinstance(d, bool) or not isinstance(d, (int, float)) or d < 0 for d in delays):
+            raise ValueError("webhook_retry_delays must be non-negative numbers of seconds")
+        self._webhook_retry_delays = delays
+        self._deliveries: collections.deque[WebhookDelivery] = collections.deque(maxlen=history)
+        self._webhooks_sent = 0
+        self._webhooks_failed = 0
+        self._sender: WebhookSender | None = None
         self._deployments: dict[str, Deployment] = {}
         for name, model in (deployments or {}).items():
             self.deploy(name, model)
@@ -410,7 +436,20 @@ class Emulator:
             open_streams=self._open_streams,
             throttled=self._throttled,
             stream_requests=self._stream_requests,
+            webhooks_sent=self._webhooks_sent,
+            webhooks_failed=self._webhooks_failed,
         )
+
+    @property
+    def webhook_secret(self) -> str:
+        """The ``whsec_...`` secret the emulator signs webhook deliveries with."""
+        return self._webhook_secret
+
+    @property
+    def webhook_deliveries(self) -> Sequence[WebhookDelivery]:
+        """Every webhook delivery attempt (the last ``history``), oldest first: event,
+        URL, signing headers, body, and the receiver's answer."""
+        return tuple(self._deliveries)
 
     def polls(self, prediction_id: str) -> int:
         """How many polls the prediction got (0 for unknown or forgotten ids)."""
@@ -461,14 +500,25 @@ class Emulator:
             async with (
                 serving(self._app, host, port) as base_url,
                 serving(self._stream_app, host, stream_port) as stream_url,
+                httpx.AsyncClient(trust_env=False) as http,
             ):
                 self._base_url, self._stream_url = base_url, stream_url
-                try:
-                    yield self
-                finally:
-                    # Before the server shuts down: streams and held answers end now.
-                    self._stopping = True
-                    self._wake_waiters()
+                body_error: BaseException | None = None
+                async with anyio.create_task_group() as deliveries:
+                    self._sender = WebhookSender(self, deliveries, http, self._webhook_retry_delays)
+                    try:
+                        yield self
+                    except BaseException as error:  # re-raised below, not wrapped in a group
+                        body_error = error
+                    finally:
+                        # Before the server shuts down: streams and held answers end now,
+                        # and deliveries still pending are dropped.
+                        self._sender = None
+                        self._stopping = True
+                        self._wake_waiters()
+                        deliveries.cancel_scope.cancel()
+                if body_error is not None:
+                    raise body_error
         finally:
             self._base_url = self._stream_url = None
             self._serving_now = False
@@ -602,6 +652,13 @@ class Emulator:
                     origin=origin,
                 )
             )
+        self._wake_waiters()
+
+    def _record_delivery(self, delivery: WebhookDelivery) -> None:
+        self._webhooks_sent += 1
+        if not delivery.ok:
+            self._webhooks_failed += 1
+        self._deliveries.append(delivery)
         self._wake_waiters()
 
     def _wake_waiters(self) -> None:
