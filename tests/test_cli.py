@@ -174,6 +174,24 @@ def test_bad_arguments_exit_2_before_anything_starts(
     assert fragment in err
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_defect_is_one_line_too_and_the_traceback_is_for_v(
+    verbose: bool, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def broken(*args: Any) -> int:
+        raise RuntimeError("a bug\nover two lines")
+
+    monkeypatch.setattr("replicate_home._cli.generate_command", broken)
+    assert main(["generate", "--emulator", *(["-v"] if verbose else []), "hi"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    last = err.strip().splitlines()[-1]
+    assert last == (
+        "replicate-home: error: internal error: a bug over two lines (-v shows the traceback)"
+    )
+    assert ("Traceback" in err) == verbose
+
+
 def test_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     for argv in (["--help"], ["generate", "--help"], ["compare", "--help"]):
         with pytest.raises(SystemExit) as caught:
