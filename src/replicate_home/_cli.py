@@ -151,21 +151,56 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser(
         "compare",
-        help="run one prompt on several models at once and compare them",
+        help="run prompts on several models at once and compare them",
         description="Run one prompt on several models at once. On a terminal: a live line "
         "per model, then a table. Otherwise (a pipe, a file): Markdown with every model's "
-        "whole output. --json: one object per model.",
+        "whole output. --json: one object per model. A prompt set (-p repeated, --prompts "
+        "FILE) is recorded cell by cell in a results database (--db), can be resumed "
+        "(--resume RUN) and reported (--report FILE, or the report command).",
         epilog=EPILOG,
         formatter_class=formatter,
     )
-    compare.add_argument("prompt", metavar="PROMPT")
+    compare.add_argument("prompt", metavar="PROMPT", nargs="?", default=None)
     compare.add_argument(
         "-m",
         "--model",
         dest="models",
         action="append",
-        required=True,
+        default=[],
         help="a model name or alias; repeat for each model (a model may repeat)",
+    )
+    compare.add_argument(
+        "-p",
+        "--prompt",
+        dest="prompts",
+        action="append",
+        default=[],
+        metavar="PROMPT",
+        help="a prompt of a prompt set; repeatable",
+    )
+    compare.add_argument(
+        "--prompts",
+        dest="prompts_file",
+        type=Path,
+        metavar="FILE",
+        help="a prompt set: .jsonl (a prompt and inputs a row), .csv (a prompt column, "
+        "other columns are inputs) or plain lines",
+    )
+    compare.add_argument(
+        "--db",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="the results database of prompt-set runs (default: replicate-home.db)",
+    )
+    compare.add_argument(
+        "--name", metavar="RUN", help="name a new prompt-set run (default: its start time)"
+    )
+    compare.add_argument(
+        "--resume", metavar="RUN", help="finish the prompt-set run RUN of the database"
+    )
+    compare.add_argument(
+        "--report", type=Path, metavar="FILE", help="write the run's HTML report to FILE"
     )
     compare.add_argument(
         "--limit", type=_positive_int, default=None, help="predictions in flight at most"
@@ -177,6 +212,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="exit 0 even when a model did not succeed (default: exit 1)",
     )
     _add_service_options(compare)
+
+    report = commands.add_parser(
+        "report", help="write the HTML report of a recorded prompt-set run"
+    )
+    report.add_argument("run", metavar="RUN", help="the run's name (compare prints it)")
+    report.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        default=Path("report.html"),
+        help="the page to write; images go beside it (default: %(default)s)",
+    )
+    report.add_argument(
+        "--db",
+        type=Path,
+        default=Path("replicate-home.db"),
+        metavar="PATH",
+        help="the results database (default: %(default)s)",
+    )
 
     commands.add_parser("models", help="list the models, their kinds and aliases")
 
@@ -356,6 +410,8 @@ class Plan:
     target: Target
     models: list[str]
     inputs: dict[str, Any] | None
+    #: ``compare`` with a prompt set (recorded, resumable): see ``_cli_runs``.
+    prompt_set: bool = False
     #: stdout, written through a tracker of its line ends.
     out: LineTracker = field(default_factory=lambda: LineTracker(sys.stdout))
 
@@ -368,13 +424,31 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
     if target.base_url is None:
         _check_emulator_installed()
     inputs = parse_inputs(args.inputs)
+    prompt_set = args.command == "compare" and _is_prompt_set(args)
+    prompt = args.prompt
+    if prompt_set:
+        from ._cli_runs import check_prompt_set
+
+        prompt = check_prompt_set(args)
+    elif args.command == "compare":
+        if prompt is None:
+            raise UsageError("compare needs a PROMPT (or a prompt set: -p, --prompts FILE)")
+        if not args.models:
+            raise UsageError("compare needs at least one -m MODEL")
     try:
         client = _client(target, args, target.base_url or _PLACEHOLDER_URL)
         requested = args.models if args.command == "compare" else [args.model]
-        models = [_checked_model(client, target, model, args.prompt, inputs) for model in requested]
+        models = [_checked_model(client, target, model, prompt, inputs) for model in requested]
     except ValueError as error:
         raise UsageError(_one_line(error)) from None
-    return Plan(args, target, models, inputs)
+    return Plan(args, target, models, inputs, prompt_set)
+
+
+def _is_prompt_set(args: argparse.Namespace) -> bool:
+    """``compare`` runs a recorded prompt set when any prompt-set option is given."""
+    return bool(
+        args.prompts or args.prompts_file or args.resume or args.db or args.report or args.name
+    )
 
 
 def _checked_model(
@@ -455,10 +529,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             except KeyboardInterrupt:
                 return EXIT_INTERRUPTED  # how it is meant to stop: nothing to report
             return EXIT_OK
+        if args.command == "report":
+            from ._cli_runs import report_command
+
+            anyio.run(report_command, args)
+            return EXIT_OK
         plan = make_plan(args, os.environ)
         if plan.target.notice:
             print(plan.target.notice, file=sys.stderr, flush=True)
-        command = compare_command if args.command == "compare" else generate_command
+        command: Command = compare_command if args.command == "compare" else generate_command
+        if args.command == "compare" and plan.prompt_set:
+            from ._cli_runs import comparison_command
+
+            command = comparison_command
         with _verbose(verbose, plan.out):
             return anyio.run(run, command, plan, backend=args.backend)
     except KeyboardInterrupt:

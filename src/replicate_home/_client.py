@@ -19,12 +19,19 @@ from anyio.abc import TaskGroup
 from ._budget import RateBudget
 from ._engine import Engine, RequestGate, StatusCallback
 from ._exceptions import ClientNotOpenError
-from ._fanout import ComparisonResult, FanOut, compare_results, first_success, open_fan_out
+from ._fanout import (
+    ComparisonResult,
+    FanOut,
+    compare_results,
+    fan_out_calls,
+    first_success,
+    open_fan_out,
+)
 from ._models import Deployment, Prediction
 from ._prompt import Messages
 from ._run import Output, run_to_end, stream_chunks
 from ._schedule import AdaptiveSchedule, FixedSchedule, PollSchedule, RetryPolicy, check_seconds
-from ._service import Service
+from ._service import PredictionCall, Service
 
 __all__ = ["BaseClient", "close_http_client"]
 
@@ -226,6 +233,21 @@ class BaseClient:
             timeout=timeout,
             fail_fast=fail_fast,
             progress=progress,
+        )
+
+    # -- for comparisons (replicate_home.comparisons) --------------------------------
+
+    def _prepare_call(self, model: str, prompt: str | None, input: Input | None) -> PredictionCall:
+        """One cell's call, validated (a ``ValueError`` before any request)."""
+        return self._service.prepare(model, None, prompt, input)
+
+    def _fan_out_calls(
+        self, calls: Sequence[PredictionCall], *, limit: int | None, timeout: float | None
+    ) -> AbstractAsyncContextManager[FanOut]:
+        """Run prepared calls with the fan-out's guarantees, with :class:`Progress`
+        events (the first one after a create carries the new prediction's id)."""
+        return fan_out_calls(
+            self._open_engine(), calls, limit=limit, timeout=timeout, progress=True
         )
 
     async def compare(

@@ -180,6 +180,28 @@ def open_fan_out(
     )
 
 
+def fan_out_calls(
+    engine: Engine,
+    calls: Sequence[PredictionCall],
+    *,
+    limit: int | None = None,
+    timeout: float | None = None,
+    progress: bool = False,
+) -> AbstractAsyncContextManager[FanOut]:
+    """Run calls already prepared (each may carry its own input, or follow an existing
+    prediction) with the fan-out's guarantees; event ``index`` is the call's position."""
+    if not calls:
+        raise ValueError("there must be at least one call")
+    return _fan_out(
+        engine,
+        list(calls),
+        limit=check_limit(limit),
+        timeout=None if timeout is None else check_seconds(timeout, "timeout"),
+        fail_fast=False,
+        progress=progress,
+    )
+
+
 @asynccontextmanager
 async def _fan_out(
     engine: Engine,

@@ -1,0 +1,304 @@
+"""Comparisons at scale: prompt sets, the results store, resume without a duplicate
+prediction (even after kill -9), and the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from replicate_home import ReplicateAPI, ReplicateHome
+from replicate_home._cli import main
+from replicate_home.comparisons import (
+    PromptRow,
+    ResultsStore,
+    RunProgress,
+    load_prompts,
+    parse_prompts,
+    resume_comparison,
+    run_comparison,
+)
+from replicate_home.emulator import Emulator, Scenario
+
+LLAMA = "meta/meta-llama-3-8b-instruct"
+FLUX = "black-forest-labs/flux-schnell"
+TOKEN = "r8_comparisons"
+
+
+# -- prompt sets -------------------------------------------------------------------------
+
+
+def test_prompt_files_jsonl_csv_and_lines(tmp_path: Path) -> None:
+    jsonl = tmp_path / "set.jsonl"
+    jsonl.write_text('{"prompt": "a", "seed": 3}\n\n"b"\n{"width": 512}\n', encoding="utf-8")
+    assert load_prompts(jsonl) == [
+        PromptRow("a", {"seed": 3}),
+        PromptRow("b"),
+        PromptRow(None, {"width": 512}),
+    ]
+    table = tmp_path / "set.csv"
+    table.write_text('prompt,seed,style\n"a, b",7,plain\nc,,\n', encoding="utf-8")
+    assert load_prompts(table) == [PromptRow("a, b", {"seed": 7, "style": "plain"}), PromptRow("c")]
+    lines = tmp_path / "set.txt"
+    lines.write_text("one\n\n  two  \n", encoding="utf-8")
+    assert load_prompts(lines) == [PromptRow("one"), PromptRow("two")]
+
+
+@pytest.mark.parametrize(
+    ("text", "format", "message"),
+    [
+        ("{not json\n", "jsonl", "line 1"),
+        ("[1, 2]\n", "jsonl", "row 1"),
+        ('{"prompt": 3}\n', "jsonl", "prompt must be a string"),
+        ("{}\n", "jsonl", "a prompt or an input"),
+        ("seed\n1\n", "csv", "'prompt' column"),
+        ("\n\n", "lines", "at least one prompt"),
+        ("a", "yaml", "format"),
+    ],
+)
+def test_bad_prompt_files_are_value_errors(text: str, format: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_prompts(text, format)
+
+
+@given(st.lists(st.text(min_size=1).filter(lambda s: s.strip() and "\r" not in s), max_size=20))
+def test_plain_lines_keep_every_prompt(prompts: list[str]) -> None:
+    lines = [" ".join(p.split()) for p in prompts]
+    lines = [line for line in lines if line]
+    text = "\n".join(lines)
+    if not lines:
+        with pytest.raises(ValueError, match="at least one prompt"):
+            parse_prompts(text, "lines")
+        return
+    assert [row.prompt for row in parse_prompts(text, "lines")] == lines
+
+
+# -- runs and the store --------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_a_run_records_every_cell(tmp_path: Path) -> None:
+    emulator = Emulator(Scenario(duration=0.2))
+    emulator.script("broken", Scenario(duration=0.1, outcome="failed"), model=LLAMA)
+    seen: list[RunProgress] = []
+    async with emulator.serve(), ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateAPI(TOKEN, base_url=emulator.base_url) as client:
+            run = await run_comparison(
+                client,
+                store,
+                ["a cat", {"prompt": "broken", "seed": 2}],
+                [LLAMA, FLUX],
+                input={"seed": 1},
+                limit=3,
+                on_progress=seen.append,
+            )
+        cells = await store.cells(run.id)
+    assert emulator.stats().creates == 4
+    assert [(c.prompt_index, c.model_index, c.model) for c in cells] == [
+        (0, 0, LLAMA),
+        (0, 1, FLUX),
+        (1, 0, LLAMA),
+        (1, 1, FLUX),
+    ]
+    assert [c.status for c in cells] == ["succeeded", "succeeded", "failed", "succeeded"]
+    assert all(c.state == "done" and c.prediction_id for c in cells)
+    assert cells[0].output_text
+    assert not cells[0].images
+    assert cells[1].images
+    assert cells[1].output_text is None
+    assert cells[2].error_type == "PredictionFailed"
+    assert cells[0].input == {"prompt": "a cat", "seed": 1}
+    assert cells[2].input == {"prompt": "broken", "seed": 2}  # the row's input wins
+    assert all(c.latency is not None and c.latency > 0 for c in cells)
+    assert seen[-1].done == 4
+    assert seen[-1].failed == 1
+    assert max(p.running for p in seen) <= 3
+    # The database is plain SQLite (WAL): any tool can query it.
+    with sqlite3.connect(tmp_path / "runs.db") as db:
+        rows = db.execute(
+            "SELECT model, status, COUNT(*) FROM cells WHERE run_id = ? GROUP BY model, status "
+            "ORDER BY model, status",
+            (run.id,),
+        ).fetchall()
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    assert rows == [(FLUX, "succeeded", 2), (LLAMA, "failed", 1), (LLAMA, "succeeded", 1)]
+
+
+@pytest.mark.anyio
+async def test_bad_input_raises_before_anything_is_recorded(tmp_path: Path) -> None:
+    async with ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateHome("http://127.0.0.1:9") as client:
+            with pytest.raises(ValueError, match="model"):
+                await run_comparison(client, store, ["a"], ["no-such-model"])
+            with pytest.raises(ValueError, match="at least one prompt"):
+                await run_comparison(client, store, [], ["gemma-2b"])
+        assert await store.runs() == []
+
+
+@pytest.mark.anyio
+async def test_resume_follows_by_id_finds_unrecorded_creates_and_sends_the_rest(
+    tmp_path: Path,
+) -> None:
+    # A run that died: cell 0 finished, cell 1's create answered and was recorded, cell 2's
+    # create answered but the process died before recording it, cell 3 was never sent.
+    emulator = Emulator(Scenario(duration=0.5))
+    async with emulator.serve(), ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateAPI(TOKEN, base_url=emulator.base_url) as client:
+            prompts = ["p0", "p1", "p2", "p3"]
+            run = await store.create_run(
+                service="api",
+                models=[LLAMA],
+                cells=[(i, 0, LLAMA, p, {"prompt": p}) for i, p in enumerate(prompts)],
+                settings={},
+            )
+            await store.record_end(run.id, 0, status="succeeded", output_text="kept")
+            recorded = await client.create(LLAMA, prompt="p1")
+            await store.record_sent(run.id, 1, recorded.id)
+            unrecorded = await client.create(LLAMA, prompt="p2")
+            assert emulator.stats().creates == 2
+            await resume_comparison(client, store, run.id)
+        cells = await store.cells(run.id)
+    assert emulator.stats().creates == 3  # only the cell never sent
+    assert [c.status for c in cells] == ["succeeded"] * 4
+    assert cells[0].output_text == "kept"
+    assert cells[1].prediction_id == recorded.id
+    assert cells[2].prediction_id == unrecorded.id
+    assert all(c.output_text for c in cells)
+
+
+@pytest.mark.anyio
+async def test_leaving_a_run_marks_running_cells_interrupted_and_resume_resends_them(
+    tmp_path: Path,
+) -> None:
+    emulator = Emulator(Scenario(duration=30))
+    async with emulator.serve(), ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateAPI(TOKEN, base_url=emulator.base_url) as client:
+            names: list[str] = []
+
+            def cancel_once_running(progress: RunProgress) -> None:
+                names.append(progress.run_id)
+                if progress.running == 2:
+                    scope.cancel()
+
+            with anyio.CancelScope() as scope:
+                await run_comparison(
+                    client, store, ["a"], [LLAMA, LLAMA], on_progress=cancel_once_running
+                )
+        cells = await store.cells(names[0])
+        assert [c.state for c in cells] == ["interrupted"] * 2
+    assert emulator.stats().cancels == 2
+
+
+@pytest.mark.anyio
+async def test_home_runs_too(tmp_path: Path, emulator: Emulator) -> None:
+    async with ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateHome(emulator.base_url) as client:
+            run = await run_comparison(client, store, ["a", "b"], ["gemma-2b", "sd-3"])
+        cells = await store.cells(run.id)
+    assert run.service == "home"
+    assert [c.status for c in cells] == ["succeeded"] * 4
+
+
+# -- the command line ----------------------------------------------------------------------
+
+
+def test_cli_prompt_set_json_and_report(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    prompts = tmp_path / "set.jsonl"
+    prompts.write_text('{"prompt": "a fox", "seed": 1}\n', encoding="utf-8")
+    db = tmp_path / "runs.db"
+    argv = ["compare", "--emulator", "--service", "api", "--json", "--db", str(db)]
+    argv += ["--prompts", str(prompts), "-p", "a boat", "-m", LLAMA, "-m", FLUX]
+    argv += ["--report", str(tmp_path / "report.html")]
+    assert main(argv) == 0
+    out, err = capsys.readouterr()
+    cells = json.loads(out)
+    assert [(c["prompt"], c["model"], c["status"]) for c in cells] == [
+        ("a boat", LLAMA, "succeeded"),
+        ("a boat", FLUX, "succeeded"),
+        ("a fox", LLAMA, "succeeded"),
+        ("a fox", FLUX, "succeeded"),
+    ]
+    assert cells[2]["input"] == {"prompt": "a fox", "seed": 1}
+    run_id = err.split("run ", 1)[1].split(":", 1)[0]
+    page = (tmp_path / "report.html").read_text(encoding="utf-8")
+    assert run_id in page
+    assert len(list((tmp_path / "report_files").glob("*.png"))) == 2
+    assert main(["report", run_id, "--db", str(db), "-o", str(tmp_path / "again.html")]) == 0
+    assert main(["report", "nope", "--db", str(db)]) == 1
+    assert "no run 'nope'" in capsys.readouterr().err
+
+
+def test_cli_prompt_set_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("{oops\n", encoding="utf-8")
+    db = ["--db", str(tmp_path / "runs.db")]
+    assert main(["compare", "--emulator", *db, "--prompts", str(bad), "-m", "gemma-2b"]) == 2
+    assert main(["compare", "--emulator", *db, "-p", "a"]) == 2
+    assert main(["compare", "--emulator", *db, "--resume", "x", "-m", "gemma-2b"]) == 2
+    assert main(["compare", "--emulator", *db, "--resume", "nope"]) == 1
+    err = capsys.readouterr().err
+    assert "line 1" in err
+    assert "-m MODEL" in err
+    assert "--resume takes" in err
+    assert "no run 'nope'" in err
+
+
+# -- kill -9 and resume ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+@pytest.mark.timeout(120)
+async def test_a_run_killed_with_sigkill_resumes_without_creating_anything_twice(
+    tmp_path: Path, anyio_backend: str
+) -> None:
+    emulator = Emulator(Scenario(duration=1.5))
+    prompts = [f"prompt {n}" for n in range(5)]
+    models = [LLAMA, FLUX]
+    cells = len(prompts) * len(models)
+    db = tmp_path / "runs.db"
+    env = {
+        **os.environ,
+        "REPLICATE_API_TOKEN": TOKEN,
+        "PYTHONUNBUFFERED": "1",
+    }
+    async with emulator.serve():
+        base = [sys.executable, "-m", "replicate_home", "compare", "--service", "api"]
+        base += ["--base-url", emulator.base_url, "--backend", anyio_backend, "--db", str(db)]
+        argv = [*base, "--limit", "4", "--json"]
+        for prompt in prompts:
+            argv += ["-p", prompt]
+        for model in models:
+            argv += ["-m", model]
+        process = await anyio.open_process(argv, env=env, stdout=subprocess.DEVNULL)
+        try:
+            # Killed once some predictions run and none has finished.
+            with anyio.fail_after(60):
+                await emulator.wait_for(lambda e: e.stats().creates >= 3)
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+        finally:
+            await process.aclose()
+        assert process.returncode == -signal.SIGKILL
+        with sqlite3.connect(db) as database:
+            (run_id,) = database.execute("SELECT id FROM runs").fetchone()
+            states = [row[0] for row in database.execute("SELECT state FROM cells")]
+        assert states.count("done") < cells  # it was killed mid-way
+        sent_before = emulator.stats().creates
+        done = await anyio.run_process([*base, "--resume", run_id, "--json"], env=env)
+    results = json.loads(done.stdout)
+    assert len(results) == cells
+    assert [r["status"] for r in results] == ["succeeded"] * cells
+    assert all(r["text"] or r["images"] for r in results)
+    # Every prediction created before the kill was followed, not created again.
+    assert emulator.stats().creates == cells
+    assert sent_before >= 3
