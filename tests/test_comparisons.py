@@ -242,12 +242,14 @@ def test_cli_prompt_set_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
     bad.write_text("{oops\n", encoding="utf-8")
     db = ["--db", str(tmp_path / "runs.db")]
     assert main(["compare", "--emulator", *db, "--prompts", str(bad), "-m", "gemma-2b"]) == 2
-    assert main(["compare", "--emulator", *db, "-p", "a"]) == 2
+    with pytest.raises(SystemExit) as caught:
+        main(["compare", "--emulator", *db, "-p", "a"])
+    assert caught.value.code == 2
     assert main(["compare", "--emulator", *db, "--resume", "x", "-m", "gemma-2b"]) == 2
     assert main(["compare", "--emulator", *db, "--resume", "nope"]) == 1
     err = capsys.readouterr().err
     assert "line 1" in err
-    assert "-m MODEL" in err
+    assert "-m/--model" in err
     assert "--resume takes" in err
     assert "no run 'nope'" in err
 

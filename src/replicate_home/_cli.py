@@ -505,7 +505,14 @@ def parse_inputs(pairs: Sequence[str]) -> dict[str, Any] | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "compare" and not args.resume:
+        # Required unless the run comes from the database (argparse can't say "unless").
+        if not args.models:
+            parser.error("compare: the following arguments are required: -m/--model")
+        if args.prompt is None and not args.prompts and args.prompts_file is None:
+            parser.error("compare: give a PROMPT, -p/--prompt PROMPT or --prompts FILE")
     verbose = bool(getattr(args, "verbose", False))
     try:
         if args.command == "models":
