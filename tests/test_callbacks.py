@@ -100,3 +100,56 @@ async def test_a_callback_of_the_wrong_type_fails_before_any_request(
         with pytest.raises(ValueError, match="on_status"):
             await client.predict("gemma-2b", prompt="hi", on_status=bad)  # type: ignore[arg-type]
     assert emulator.stats().requests == 0
+
+
+# -- WebhookReceiver(on_delivery=...) ----------------------------------------------------
+
+
+def _signed(secret: str, prediction_id: str, status: str) -> tuple[bytes, dict[str, str]]:
+    import json
+    import time
+
+    from replicate_home.emulator._webhooks import sign
+
+    now = int(time.time())
+    body = json.dumps({"id": prediction_id, "status": status, "output": "ok"}).encode()
+    headers = {
+        "webhook-id": f"msg_{prediction_id}",
+        "webhook-timestamp": str(now),
+        "webhook-signature": sign(secret, f"msg_{prediction_id}", now, body),
+    }
+    return body, headers
+
+
+async def test_an_async_on_delivery_is_awaited_before_the_answer() -> None:
+    import base64
+
+    import httpx
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    from replicate_home.emulator._server import serving
+    from replicate_home.webhooks import WebhookReceiver
+
+    secret = "whsec_" + base64.b64encode(b"c" * 24).decode()
+    seen: list[str] = []
+
+    async def on_delivery(prediction: Prediction) -> None:
+        await anyio.lowlevel.checkpoint()
+        if prediction.id == "bad":
+            raise CallbackBroke(prediction.id)
+        seen.append(prediction.id)
+
+    receiver = WebhookReceiver(secret, on_delivery=on_delivery)
+    app = Starlette(routes=[Route("/hook", receiver)])
+    async with serving(app) as base_url, httpx.AsyncClient(base_url=base_url) as http:
+        body, headers = _signed(secret, "p1", "succeeded")
+        assert (await http.post("/hook", content=body, headers=headers)).status_code == 200
+        assert seen == ["p1"]  # awaited before the 200
+        body, headers = _signed(secret, "bad", "succeeded")
+        # The delivery fails with the callback's exception: the server answers 500
+        # (Replicate would deliver it again).
+        assert (await http.post("/hook", content=body, headers=headers)).status_code == 500
+        assert seen == ["p1"]
+    with pytest.raises(ValueError, match="on_delivery"):
+        WebhookReceiver(secret, on_delivery="print")  # type: ignore[arg-type]

@@ -23,6 +23,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import inspect
 import json
 import math
 import time
@@ -161,8 +162,10 @@ class WebhookReceiver:
     Each ``POST`` is verified with ``secret`` (:func:`verify`, with ``tolerance``);
     a verified delivery is answered ``200`` and handed to the waits on its prediction
     (``await client.wait(prediction, webhooks=receiver)``), and to ``on_delivery`` if
-    given; anything else is answered ``400`` (unverified), ``413`` (over 8 MiB) or
-    ``405`` (not a POST), and ignored. ``fallback`` is how long a wait listens without
+    given: a plain or an async function, awaited before the answer; if it raises, the
+    delivery fails with that exception (the ASGI server answers ``500``, and Replicate
+    delivers it again). Anything else is answered ``400`` (unverified), ``413`` (over
+    8 MiB) or ``405`` (not a POST), and ignored. ``fallback`` is how long a wait listens without
     hearing anything before it follows the prediction itself (see
     :data:`DEFAULT_FALLBACK`). The receiver remembers the latest state of the last
     10 000 predictions it heard of, so a wait that starts after the delivery still
@@ -183,6 +186,8 @@ class WebhookReceiver:
         on_delivery: Callable[[Prediction], object] | None = None,
     ) -> None:
         _key(secret)  # a bad secret fails here, not at the first delivery
+        if on_delivery is not None and not callable(on_delivery):
+            raise ValueError(f"on_delivery must be a function or None, not {on_delivery!r}")
         if isinstance(fallback, bool) or not isinstance(fallback, (int, float)) or fallback <= 0:
             raise ValueError(f"fallback must be a positive number of seconds, not {fallback!r}")
         self._secret = secret
@@ -264,7 +269,9 @@ class WebhookReceiver:
         self.delivered += 1
         self.deliver(prediction)
         if self._on_delivery is not None:
-            self._on_delivery(prediction)
+            reported = self._on_delivery(prediction)
+            if inspect.isawaitable(reported):
+                await reported
         await _answer(send, 200, b"")
 
 
