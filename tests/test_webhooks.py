@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from replicate_home import Deployment, Prediction, ReplicateAPI
 from replicate_home.emulator import Emulator, Scenario
-from replicate_home.emulator._server import serving
+from replicate_home.emulator import serve_asgi as serving
 from replicate_home.emulator._webhooks import WebhookDelivery, sign
 from replicate_home.webhooks import WebhookReceiver, WebhookVerificationError, verify
 

@@ -26,6 +26,7 @@ from ._exceptions import (
     ReplicateHomeError,
     ResponseStatusError,
     UnexpectedResponseFormat,
+    WebhookVerificationError,
 )
 from ._fanout import (
     Chunk,
@@ -83,6 +84,7 @@ __all__ = [
     "StatusChanged",
     "TokenBucket",
     "UnexpectedResponseFormat",
+    "WebhookVerificationError",
     "__version__",
     "fan_out",
     "format_prompt",

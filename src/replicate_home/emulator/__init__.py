@@ -36,8 +36,32 @@ Example (a client retries a scripted 503, then polls to the end)::
     anyio.run(main)  # or anyio.run(main, backend="trio")
 """
 
+from contextlib import AbstractAsyncContextManager
+
+from starlette.types import ASGIApp
+
 from ._app import Emulator, EmulatorStats, RequestRecord
 from ._simulation import Fault, Scenario
 from ._webhooks import WebhookDelivery
 
-__all__ = ["Emulator", "EmulatorStats", "Fault", "RequestRecord", "Scenario", "WebhookDelivery"]
+__all__ = [
+    "Emulator",
+    "EmulatorStats",
+    "Fault",
+    "RequestRecord",
+    "Scenario",
+    "WebhookDelivery",
+    "serve_asgi",
+]
+
+
+def serve_asgi(
+    app: ASGIApp, host: str = "127.0.0.1", port: int = 0
+) -> AbstractAsyncContextManager[str]:
+    """Serve any ASGI app (your web app, your webhook receiver) the way the emulator is
+    served, for the length of an ``async with``, under asyncio or trio; it yields the
+    base URL (``http://HOST:PORT``, port 0: any free port). Handy to receive the
+    emulator's webhook deliveries in a test."""
+    from ._server import serving
+
+    return serving(app, host, port)

@@ -513,6 +513,24 @@ def _image_output(
     return [image_url(pred.id, index) for index in range(pred.scenario.images)]
 
 
+#: Denoising steps an image model reports in its logs (tqdm-style lines).
+IMAGE_STEPS = 20
+
+
+def _progress_logs(pred: Prediction, now: float) -> str:
+    """An image model's tqdm-style progress lines so far: ``" 45%|████▌     | 9/20"``."""
+    span = pred.natural_end - pred.start_time
+    moment = min(now, pred.end_time)
+    fraction = 1.0 if span <= 0 else max(0.0, min(1.0, (moment - pred.start_time) / span))
+    reached = math.floor(IMAGE_STEPS * fraction)
+    lines = []
+    for step in range(reached + 1):
+        percent = 100 * step // IMAGE_STEPS
+        bar = "█" * (percent // 10) + " " * (10 - percent // 10)
+        lines.append(f"{percent:3d}%|{bar}| {step}/{IMAGE_STEPS}\n")
+    return "".join(lines)
+
+
 def render(
     pred: Prediction,
     now: float,
@@ -542,6 +560,8 @@ def render(
         logs = f"Starting prediction with {pred.model}\n"
         if pred.kind == "text":
             output = _text_output(pred, now)
+        else:
+            logs += _progress_logs(pred, now)
     if status in TERMINAL:
         completed_at = _iso(pred.wall_created + (pred.end_time - pred.created))
         if running:
