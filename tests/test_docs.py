@@ -184,8 +184,10 @@ def wrap_async(example: Example) -> str:
 def emulator_url(
     emulator_in_subprocess: Callable[..., AbstractContextManager[str]],
 ) -> Iterator[str]:
-    """``replicate-home emulator --port 0`` in another process; its base URL."""
-    with emulator_in_subprocess("--duration", "0.2") as url:
+    """``replicate-home emulator --port 0`` in another process; its base URL. It serves
+    the deployment the docs run (``acme/chat``)."""
+    deploy = "acme/chat=meta/meta-llama-3-8b-instruct"
+    with emulator_in_subprocess("--duration", "0.2", "--deploy", deploy) as url:
         yield url
 
 

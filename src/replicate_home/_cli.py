@@ -19,7 +19,14 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,15 +40,25 @@ import httpx
 from . import _catalog
 from ._api import BASE_URL_ENV as API_BASE_URL_ENV
 from ._api import DEFAULT_API_URL, TOKEN_ENV
+from ._cli_predictions import add_predictions_parser, run_predictions
 from ._client import BaseClient
 from ._compare_report import markdown_report, result_json
 from ._exceptions import ReplicateHomeError
-from ._fanout import ComparisonResult, Failed, Finished, ResultCollector
+from ._fanout import (
+    Chunk,
+    ComparisonResult,
+    Failed,
+    Finished,
+    Image,
+    Progress,
+    ResultCollector,
+)
 from ._home import BASE_URL_ENV as HOME_BASE_URL_ENV
 from ._home import DEFAULT_BASE_URL as HOME_DEFAULT_URL
-from ._models import ImageResponse
+from ._models import Deployment, ImageResponse
 from ._provider import ReplicateHome
 from ._replicate_api import ReplicateAPI
+from ._run import Output
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -141,8 +158,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=formatter,
     )
     generate.add_argument("prompt", metavar="PROMPT")
-    generate.add_argument(
+    which = generate.add_mutually_exclusive_group()
+    which.add_argument(
         "-m", "--model", default=None, help="model name or alias (default: gemma-2b)"
+    )
+    which.add_argument(
+        "-d",
+        "--deployment",
+        dest="model",
+        type=deployment_argument,
+        metavar="OWNER/NAME",
+        help="a deployment to run instead of a model (api service)",
     )
     generate.add_argument(
         "--save", metavar="DIR", type=Path, help="download generated images into DIR"
@@ -168,6 +194,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         help="a model name or alias; repeat for each model (a model may repeat)",
+    )
+    compare.add_argument(
+        "-d",
+        "--deployment",
+        dest="models",
+        action="append",
+        type=deployment_argument,
+        metavar="OWNER/NAME",
+        help="a deployment (api service), mixed with the models in the order given",
     )
     compare.add_argument(
         "-p",
@@ -234,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("models", help="list the models, their kinds and aliases")
 
+    add_predictions_parser(commands, EPILOG, formatter)
+
     emulator = commands.add_parser("emulator", help="serve the emulator until interrupted")
     emulator.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default: %(default)s)"
@@ -264,6 +301,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="enforce these /v1 rate limits, per minute (Replicate's: 600,3000; default: off)",
     )
     emulator.add_argument(
+        "--deploy",
+        dest="deployments",
+        action="append",
+        default=[],
+        type=_deployment_spec,
+        metavar="OWNER/NAME=MODEL",
+        help="serve a deployment that runs MODEL (owner/name); repeatable",
+    )
+    emulator.add_argument(
         "--file-output",
         choices=("data", "url"),
         default="data",
@@ -271,6 +317,27 @@ def build_parser() -> argparse.ArgumentParser:
         "as http URLs of files the emulator serves (default: %(default)s)",
     )
     return parser
+
+
+def deployment_argument(text: str) -> Deployment:
+    """``-d OWNER/NAME``: a :class:`Deployment`, checked as the option is read."""
+    try:
+        return Deployment(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _deployment_spec(value: str) -> tuple[str, str]:
+    """``OWNER/NAME=MODEL``: a deployment for the emulator to serve."""
+    name, sep, model = value.partition("=")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected OWNER/NAME=MODEL, got {value!r}")
+    try:
+        Deployment(name)
+        Deployment(model)  # the same owner/name grammar
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{value!r}: {error}") from None
+    return name, model
 
 
 def _rate_limits(value: str) -> tuple[int, int]:
@@ -408,7 +475,7 @@ class Plan:
 
     args: argparse.Namespace
     target: Target
-    models: list[str]
+    models: list[str | Deployment]
     inputs: dict[str, Any] | None
     #: ``compare`` with a prompt set (recorded, resumable): see ``_cli_runs``.
     prompt_set: bool = False
@@ -429,6 +496,8 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
     if prompt_set:
         from ._cli_runs import check_prompt_set
 
+        if any(isinstance(model, Deployment) for model in args.models or ()):
+            raise UsageError("prompt-set runs take models (-m), not deployments (-d)")
         prompt = check_prompt_set(args)
     elif args.command == "compare":
         if prompt is None:
@@ -451,18 +520,34 @@ def _is_prompt_set(args: argparse.Namespace) -> bool:
     )
 
 
+def make_predictions_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
+    """Check a ``predictions`` command: the official API (a token), or ``--emulator``."""
+    if not args.emulator and TOKEN_ENV not in environ and args.base_url is None:
+        raise UsageError(
+            f"predictions live on the official API: export {TOKEN_ENV}=r8_... "
+            "(or pass --emulator to try the emulator)"
+        )
+    target = choose_target(args, environ)
+    if args.backend == "trio" and importlib.util.find_spec("trio") is None:
+        raise UsageError("the trio backend needs trio: pip install trio")
+    if target.base_url is None:
+        _check_emulator_installed()
+    return Plan(args, target, [], None)
+
+
 def _checked_model(
     client: BaseClient,
     target: Target,
-    model: str | None,
+    model: str | Deployment | None,
     prompt: str,
     inputs: dict[str, Any] | None,
-) -> str:
-    """The model's resolved name; the call's arguments are validated as the client
-    would, with no request."""
+) -> str | Deployment:
+    """The model's resolved name (a deployment as it is); the call's arguments are
+    validated as the client would, with no request."""
     if target.service == "api":
         model = model or _catalog.DEFAULT_MODEL
-    return client._service.prepare(model, None, prompt, inputs).model
+    resolved = client._service.prepare(model, None, prompt, inputs).model
+    return model if isinstance(model, Deployment) else resolved
 
 
 def _client(target: Target, args: argparse.Namespace, base_url: str) -> BaseClient:
@@ -510,7 +595,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "compare" and not args.resume:
         # Required unless the run comes from the database (argparse can't say "unless").
         if not args.models:
-            parser.error("compare: the following arguments are required: -m/--model")
+            parser.error(
+                "compare: the following arguments are required: -m/--model (or -d/--deployment)"
+            )
         if args.prompt is None and not args.prompts and args.prompts_file is None:
             parser.error("compare: give a PROMPT, -p/--prompt PROMPT or --prompts FILE")
     verbose = bool(getattr(args, "verbose", False))
@@ -531,6 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream_port=args.stream_port,
                         rate_limits=args.rate_limits,
                         file_output=args.file_output,
+                        deployments=dict(args.deployments),
                     )
                 )
             except KeyboardInterrupt:
@@ -541,14 +629,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             anyio.run(report_command, args)
             return EXIT_OK
-        plan = make_plan(args, os.environ)
+        command: Command
+        if args.command == "predictions":
+            plan = make_predictions_plan(args, os.environ)
+            command = predictions_command
+        else:
+            plan = make_plan(args, os.environ)
+            command = compare_command if args.command == "compare" else generate_command
+            if args.command == "compare" and plan.prompt_set:
+                from ._cli_runs import comparison_command
+
+                command = comparison_command
         if plan.target.notice:
             print(plan.target.notice, file=sys.stderr, flush=True)
-        command: Command = compare_command if args.command == "compare" else generate_command
-        if args.command == "compare" and plan.prompt_set:
-            from ._cli_runs import comparison_command
-
-            command = comparison_command
         with _verbose(verbose, plan.out):
             return anyio.run(run, command, plan, backend=args.backend)
     except KeyboardInterrupt:
@@ -705,29 +798,77 @@ async def open_client(plan: Plan) -> AsyncIterator[BaseClient]:
 async def generate_command(plan: Plan, interrupt: Interrupt) -> int:
     (model,) = plan.models
     out = plan.out
+
+    async def show(chunk: Output) -> None:
+        if isinstance(chunk, ImageResponse):
+            for url in chunk.images:
+                out.write((url if not url.startswith("data:") else url[:60] + "…") + "\n")
+            if plan.args.save is not None:
+                await save_images(chunk, plan.args.save, str(model))
+        else:
+            out.write(chunk)
+
     try:
         with interrupt.scope:
             async with open_client(plan) as client:
-                chunks = client.generate(model, prompt=plan.args.prompt, input=plan.inputs)
-                async with aclosing(chunks):
-                    async for chunk in chunks:
-                        if isinstance(chunk, ImageResponse):
-                            for url in chunk.images:
-                                shown = url if not url.startswith("data:") else url[:60] + "…"
-                                out.write(shown + "\n")
-                            if plan.args.save is not None:
-                                await save_images(chunk, plan.args.save, model)
-                        else:
-                            out.write(chunk)
+                if _shows_progress(client, plan, model):
+                    await _generate_with_progress(client, plan, model, show)
+                else:
+                    chunks = client.generate(model, prompt=plan.args.prompt, input=plan.inputs)
+                    async with aclosing(chunks):
+                        async for chunk in chunks:
+                            await show(chunk)
     finally:
         out.end_line()
     return EXIT_OK
 
 
+def _shows_progress(client: BaseClient, plan: Plan, model: str | Deployment) -> bool:
+    """Whether ``generate`` draws an image model's progress: on a terminal's stderr."""
+    if not is_terminal(sys.stderr):
+        return False
+    return client._service.prepare(model, None, plan.args.prompt, plan.inputs).kind == "image"
+
+
+async def _generate_with_progress(
+    client: BaseClient,
+    plan: Plan,
+    model: str | Deployment,
+    show: Callable[[Output], Awaitable[None]],
+) -> None:
+    """``generate`` for an image model, with the progress it reports in its logs drawn
+    on stderr (one line, redrawn) while it runs. A fan-out of one, for its ``Progress``
+    events; ``fail_fast`` raises a failure as ``generate`` would."""
+    drawn = False
+    events = client.fan_out(
+        [model], prompt=plan.args.prompt, input=plan.inputs, progress=True, fail_fast=True
+    )
+    try:
+        async with events as stream:
+            async for event in stream:
+                if isinstance(event, Progress) and event.prediction.progress is not None:
+                    progress = event.prediction.progress
+                    sys.stderr.write(
+                        f"\r{progress.percentage:4.0%} {progress.current}/{progress.total}"
+                    )
+                    sys.stderr.flush()
+                    drawn = True
+                elif isinstance(event, (Chunk, Image)):
+                    if drawn:
+                        sys.stderr.write("\r\x1b[K")  # the progress line gives way
+                        drawn = False
+                    await show(event.text if isinstance(event, Chunk) else event.image)
+    finally:
+        if drawn:
+            sys.stderr.write("\r\x1b[K")
+            sys.stderr.flush()
+
+
 async def compare_command(plan: Plan, interrupt: Interrupt) -> int:
     args, models = plan.args, plan.models
-    collector = ResultCollector(models)
-    live = None if args.json else _live_view(models)
+    names = [str(model) for model in models]
+    collector = ResultCollector(names)
+    live = None if args.json else _live_view(names)
     with interrupt.scope:
         async with open_client(plan) as client:
             events = client.fan_out(
@@ -747,6 +888,15 @@ async def compare_command(plan: Plan, interrupt: Interrupt) -> int:
     if interrupt.happened or args.allow_failures or all(result.ok for result in results):
         return EXIT_OK
     return EXIT_FAILED
+
+
+async def predictions_command(plan: Plan, interrupt: Interrupt) -> int:
+    code = EXIT_OK
+    with interrupt.scope:
+        async with open_client(plan) as client:
+            assert isinstance(client, ReplicateAPI)  # the plan is always the api service
+            code = await run_predictions(client, plan.args, plan.out)
+    return code
 
 
 def _live_view(models: Sequence[str]) -> LiveView | None:
@@ -823,12 +973,17 @@ async def serve_emulator(
     stream_port: int = 0,
     rate_limits: tuple[int, int] | None = None,
     file_output: Literal["data", "url"] = "data",
+    deployments: Mapping[str, str] | None = None,
 ) -> None:
     from .emulator import Emulator, Scenario
     from .emulator._server import serve_forever
 
     emulator = Emulator(
-        Scenario(duration=duration), token=token, rate_limits=rate_limits, file_output=file_output
+        Scenario(duration=duration),
+        token=token,
+        rate_limits=rate_limits,
+        file_output=file_output,
+        deployments=deployments,
     )
 
     def ready(url: str) -> None:

@@ -193,7 +193,7 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
                             client,
                             store,
                             rows,
-                            plan.models,
+                            [str(model) for model in plan.models],  # no deployments here
                             input=plan.inputs,
                             limit=args.limit,
                             run_id=args.name,

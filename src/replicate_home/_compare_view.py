@@ -27,12 +27,14 @@ EXCERPT = 60
 
 
 class LiveView:
-    """One line per model (status, elapsed, polls), redrawn as events arrive."""
+    """One line per model (status, elapsed, polls, and the progress an image model
+    reports in its logs), redrawn as events arrive."""
 
     def __init__(self, models: Sequence[str], console: Console) -> None:
         self._models = list(models)
         self._status = ["waiting"] * len(models)
         self._polls = [0] * len(models)
+        self._progress = [""] * len(models)
         self._started: list[float | None] = [None] * len(models)
         self._ended: list[float | None] = [None] * len(models)
         self._console = console
@@ -57,6 +59,11 @@ class LiveView:
             self._status[index] = event.status
         elif isinstance(event, Progress):
             self._polls[index] = event.prediction.polls
+            progress = event.prediction.progress  # image models report steps in their logs
+            if progress is not None:
+                self._progress[index] = (
+                    f"  {progress.percentage:4.0%} {progress.current}/{progress.total}"
+                )
         elif isinstance(event, Finished):
             self._status[index] = event.prediction.status
             self._ended[index] = now
@@ -73,6 +80,7 @@ class LiveView:
             line = Text(f"{index:>2} {model:<45} ")
             line.append(f"{status:<12}", style=_STATUS_STYLE.get(status, "cyan"))
             line.append(f" {elapsed:6.1f}s  {self._polls[index]:>3} polls")
+            line.append(self._progress[index])
             lines.append(line)
         return Group(*lines)
 
