@@ -16,7 +16,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import api_vs_official, cancellation, detection, fanout, poll_overhead, streaming
+from . import api_vs_official, cancellation, detection, fanout, poll_overhead, scale, streaming
 from ._common import REPO_ROOT, Settings, Table, machine_lines
 
 DEFAULT_PLOT = REPO_ROOT / "docs" / "img" / "detection-latency.png"
@@ -29,6 +29,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Path | None], list[Table]]]
     "cancel": ("cancellation latency", lambda s, _: cancellation.run(s)),
     "api": ("the official API vs the official client", lambda s, _: api_vs_official.run(s)),
     "stream": ("streaming cost per event", lambda s, _: streaming.run(s)),
+    "scale": ("a prompt set at scale under the rate limits", lambda s, _: scale.run(s)),
 }
 
 

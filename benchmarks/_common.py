@@ -252,6 +252,7 @@ class EmulatorProcess:
         durations: Sequence[float] = (),
         count: int = 0,
         module: str = "benchmarks._emulator",
+        rate_limits: tuple[int, int] | None = None,
     ) -> None:
         self._module = module
         self._args = [
@@ -262,6 +263,8 @@ class EmulatorProcess:
             "--count",
             str(count),
         ]
+        if rate_limits is not None:
+            self._args += ["--rate-limits", f"{rate_limits[0]},{rate_limits[1]}"]
         self._process: subprocess.Popen[str] | None = None
         self.url = ""
         self._http = httpx.Client(timeout=30.0)

@@ -18,13 +18,19 @@ from replicate_home.emulator import Emulator, Scenario
 from ._common import prompt_for
 
 
-def build(duration: float, durations: list[float], count: int) -> Emulator:
+def build(
+    duration: float,
+    durations: list[float],
+    count: int,
+    rate_limits: tuple[int, int] | None = None,
+) -> Emulator:
     emulator = Emulator(
         Scenario(duration=duration),
         history=0,
         page_size=1_000_000,
         max_predictions=1_000_000,
         expire_after=3600.0,
+        rate_limits=rate_limits,
     )
     for scripted in durations:
         scenario = Scenario(duration=scripted)
@@ -44,9 +50,14 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=1.0)
     parser.add_argument("--durations", default="", help="comma-separated seconds")
     parser.add_argument("--count", type=int, default=0, help="scripted prompts per duration")
+    parser.add_argument("--rate-limits", default="", help="CREATES,OTHERS per minute (/v1)")
     args = parser.parse_args()
     durations = [float(part) for part in args.durations.split(",") if part]
-    anyio.run(serve, build(args.duration, durations, args.count))
+    limits = None
+    if args.rate_limits:
+        creates, others = (int(part) for part in args.rate_limits.split(","))
+        limits = (creates, others)
+    anyio.run(serve, build(args.duration, durations, args.count, limits))
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ TITLES = [
     "Cancellation latency",
     "The official API: ours (ReplicateAPI.predict) vs the official client",
     "Streaming cost per event",
+    "A prompt set at scale",
 ]
 
 

@@ -1,0 +1,214 @@
+"""Benchmark 7: a prompt set at scale under Replicate's published rate limits.
+
+The emulator (in a process of its own) enforces 600 creates and 3000 other requests a
+minute, as Replicate publishes them. A worker process runs ``run_comparison`` of N cells
+(N/2 prompts on a text model that streams and an image model that polls; durations
+cycling over 2-10 s) on ``ReplicateAPI`` with its default budget, recording every cell in
+a results database. Measured: wall time against the bound the create limit sets (N
+creates at 10 a second, then the last prediction's duration), 429s, requests per
+prediction, detection latency (the cell's result committed, against the emulator's
+``completed_at``), client CPU and peak RSS. Then four worker processes on one token (no
+shared store) run N/4 cells each: total 429s against all requests, and creates a second
+against the limit.
+
+Targets (the issue's): wall <= 1.05 x the bound; no 429 with one process; with four,
+429s <= 2 % of requests and throughput >= 90 % of the limit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+
+from replicate_home import ReplicateAPI
+from replicate_home.comparisons import ResultsStore, run_comparison
+
+from ._common import (
+    REPO_ROOT,
+    TOKEN,
+    EmulatorProcess,
+    Settings,
+    Table,
+    _child_env,
+    parse_iso,
+    prompt_for,
+)
+from .fanout import _current_rss_kib, _peak_rss_kib, _reset_peak
+
+MODELS = ["meta/meta-llama-3-8b-instruct", "black-forest-labs/flux-schnell"]
+LIMITS = (600, 3000)  # Replicate's published limits, per minute
+CREATES_PER_SECOND = LIMITS[0] / 60
+
+
+def _prompts(count: int, durations: list[float], offset: int) -> list[str]:
+    return [prompt_for(durations[(offset + n) % len(durations)], offset + n) for n in range(count)]
+
+
+async def _work(url: str, prompts: list[str], database: str) -> dict[str, Any]:
+    _reset_peak()
+    rss_before = _current_rss_kib()
+    cpu, wall = time.process_time(), time.perf_counter()
+    async with ResultsStore.open(database) as store:
+        async with ReplicateAPI(TOKEN, base_url=url, timeout=600) as client:
+            run = await run_comparison(client, store, prompts, MODELS)
+            throttles = client.budget.creates.throttles + client.budget.requests.throttles
+            allowed = client.budget.creates.allowed_per_minute
+        cells = await store.cells(run.id)
+    return {
+        "wall": time.perf_counter() - wall,
+        "cpu": time.process_time() - cpu,
+        "rss_before_kib": rss_before,
+        "rss_peak_kib": _peak_rss_kib(),
+        "statuses": sorted({cell.status or cell.state for cell in cells}),
+        "failed": sum(1 for cell in cells if cell.status != "succeeded"),
+        "ended": {cell.prediction_id: cell.ended_at for cell in cells if cell.prediction_id},
+        "throttles_seen": throttles,
+        "allowed_per_minute": allowed,
+    }
+
+
+def worker(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.scale --worker")
+    parser.add_argument("url")
+    parser.add_argument("prompts", help="a JSON list of prompts")
+    parser.add_argument("database")
+    args = parser.parse_args(argv)
+    print(json.dumps(anyio.run(_work, args.url, json.loads(args.prompts), args.database)))
+
+
+def _spawn(url: str, prompts: list[str], database: Path) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "benchmarks.scale", "--worker", url]
+    command += [json.dumps(prompts), str(database)]
+    return subprocess.Popen(
+        command, cwd=REPO_ROOT, env=_child_env(), stdout=subprocess.PIPE, text=True
+    )
+
+
+def _scenario(
+    processes: int, cells: int, durations: list[float], directory: Path
+) -> dict[str, Any]:
+    count = cells // len(MODELS)
+    with EmulatorProcess(
+        duration=0.5, durations=durations, count=count, rate_limits=LIMITS
+    ) as emulator:
+        before = emulator.stats()
+        started = time.time()
+        share = count // processes
+        workers = [
+            _spawn(
+                emulator.url,
+                _prompts(share, durations, n * share),
+                directory / f"runs-{processes}-{n}.db",
+            )
+            for n in range(processes)
+        ]
+        results = []
+        for process in workers:
+            out, _ = process.communicate(timeout=3600)
+            if process.returncode != 0:
+                raise RuntimeError(f"a scale worker failed ({process.returncode})")
+            results.append(json.loads(out.strip().splitlines()[-1]))
+        after = emulator.stats()
+        predictions = emulator.predictions(started)
+    completed = {p["id"]: parse_iso(p["completed_at"]) for p in predictions if p["completed_at"]}
+    created = sorted(parse_iso(p["created_at"]) for p in predictions)
+    latencies = [
+        datetime.fromisoformat(ended).timestamp() - completed[pid]
+        for result in results
+        for pid, ended in result["ended"].items()
+        if ended and pid in completed
+    ]
+    creates = after["creates"] - before["creates"]
+    requests = after["requests"] - before["requests"] - 1  # less the first stats request
+    return {
+        "processes": processes,
+        "cells": creates,
+        "failed": sum(result["failed"] for result in results),
+        "wall": max(result["wall"] for result in results),
+        "bound": creates / CREATES_PER_SECOND + max(durations),
+        "throttled": after["throttled"] - before["throttled"],
+        "requests": requests,
+        "throughput": (len(created) - 1) / (created[-1] - created[0]) if len(created) > 1 else 0,
+        "latency_median": statistics.median(latencies) if latencies else float("nan"),
+        "latency_p95": (
+            statistics.quantiles(latencies, n=20)[-1] if len(latencies) > 1 else float("nan")
+        ),
+        "cpu": sum(result["cpu"] for result in results),
+        "rss_mib": max(result["rss_peak_kib"] for result in results) / 1024,
+        "allowed": [round(result["allowed_per_minute"]) for result in results],
+    }
+
+
+def run(settings: Settings) -> list[Table]:
+    cells = settings.pick(1000, 40)
+    durations = settings.pick([2.0, 4.0, 6.0, 8.0, 10.0], [0.5, 1.0])
+    with tempfile.TemporaryDirectory() as directory:
+        one = _scenario(1, cells, durations, Path(directory))
+        four = _scenario(4, cells, durations, Path(directory))
+    table = Table(
+        f"A prompt set at scale: N = {cells} cells (text that streams, images that poll; "
+        f"{min(durations):g}-{max(durations):g} s) under 600 creates / 3000 requests a minute",
+        [
+            "processes",
+            "cells",
+            "wall / bound",
+            "429s (% of requests)",
+            "requests / prediction",
+            "creates / s (% of limit)",
+            "detection median / p95",
+            "client CPU",
+            "peak RSS",
+            "targets",
+        ],
+    )
+    for result in (one, four):
+        share = result["throttled"] / max(1, result["requests"])
+        ratio = result["wall"] / result["bound"]
+        limit_share = result["throughput"] / CREATES_PER_SECOND
+        if result["processes"] == 1:
+            met = [
+                f"wall {'met' if ratio <= 1.05 else 'MISSED'}",
+                f"no 429 {'met' if result['throttled'] == 0 else 'MISSED'}",
+            ]
+        else:
+            met = [
+                f"429s {'met' if share <= 0.02 else 'MISSED'}",
+                f"throughput {'met' if limit_share >= 0.9 else 'MISSED'}",
+            ]
+        table.add(
+            result["processes"],
+            result["cells"]
+            if not result["failed"]
+            else f"{result['cells']} ({result['failed']} failed)",
+            f"{result['wall']:.1f} s / {result['bound']:.1f} s = {ratio:.2f}",
+            f"{result['throttled']} ({100 * share:.2f} %)",
+            f"{result['requests'] / max(1, result['cells']):.2f}",
+            f"{result['throughput']:.2f} ({100 * limit_share:.0f} %)",
+            f"{1000 * result['latency_median']:.0f} / {1000 * result['latency_p95']:.0f} ms",
+            f"{result['cpu']:.1f} s",
+            f"{result['rss_mib']:.0f} MiB",
+            ", ".join(met),
+        )
+    table.notes = [
+        "bound: the cells' creates at 10 a second (the create limit) plus the longest duration.",
+        "detection: the cell's result committed to the results database, after the emulator's "
+        "completed_at (same machine clock).",
+        "429s and requests: the emulator's counts (creates, polls, streams, the listing "
+        "the benchmark reads once).",
+    ]
+    return [table]
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--worker"]:
+        worker(sys.argv[2:])
