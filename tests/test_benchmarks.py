@@ -39,7 +39,7 @@ TITLES = [
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(240)  # about 45 s on 2 cores; generous for slower machines
+@pytest.mark.timeout(420)  # about 90 s on 2 cores (with scale); generous for loaded ones
 def test_the_quick_run_prints_every_table(tmp_path: Path) -> None:
     plot, output = tmp_path / "latency.png", tmp_path / "results.md"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -50,7 +50,7 @@ def test_the_quick_run_prints_every_table(tmp_path: Path) -> None:
         env=env,
         capture_output=True,
         text=True,
-        timeout=230,
+        timeout=410,
         check=False,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
