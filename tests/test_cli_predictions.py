@@ -120,3 +120,17 @@ def test_generate_draws_an_image_models_progress_on_a_terminal(
     assert out.startswith("data:image/png")
     assert "/20" in err  # " 45% 9/20", redrawn while it ran
     assert err.endswith("\r\x1b[K")  # and cleared at the end
+
+
+def test_webhook_options(api_emulator: str, capsys: pytest.CaptureFixture[str]) -> None:
+    hook = ["--webhook", "http://127.0.0.1:9/hook", "--webhook-events", "start,completed"]
+    assert main(["generate", *hook, "hello"]) == 0
+    assert capsys.readouterr().out.strip()
+    assert main(["compare", "--json", *hook, "-m", LLAMA, "-d", "acme/chat", "hi"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    bad = ["generate", "--webhook", "http://127.0.0.1:9/h", "--webhook-events", "nope", "x"]
+    assert main(bad) == 2
+    assert "webhook_events_filter" in capsys.readouterr().err
+    home = ["generate", "--service", "home", "--emulator", "--webhook", "http://127.0.0.1:9/h"]
+    assert main([*home, "x"]) == 2
+    assert "api service" in capsys.readouterr().err

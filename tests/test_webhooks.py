@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from replicate_home import Deployment, Prediction, ReplicateAPI
+from replicate_home import Deployment, Prediction, ReplicateAPI, ReplicateHome
 from replicate_home.emulator import Emulator, Scenario
 from replicate_home.emulator import serve_asgi as serving
 from replicate_home.emulator._webhooks import WebhookDelivery, sign
@@ -251,3 +251,34 @@ async def test_the_official_client_uses_handles_deployments_and_the_secret() -> 
     assert secret.key == emu.webhook_secret
     assert mine.deployment == "acme/chat"
     assert Deployment("acme/chat").name == mine.deployment
+
+
+async def test_predict_generate_and_fan_out_take_webhooks_too() -> None:
+    emulator = Emulator(Scenario(duration=0.1))
+    async with emulator.serve() as emu:
+        receiver = WebhookReceiver(emu.webhook_secret)
+        async with receiving(receiver) as url, api(emu) as client:
+            only_end = ["completed"]
+            one = await client.predict(
+                LLAMA, prompt="a", webhook=url, webhook_events_filter=only_end
+            )
+            async with aclosing(
+                client.generate(LLAMA, prompt="b", webhook=url, webhook_events_filter=only_end)
+            ) as chunks:
+                _ = [chunk async for chunk in chunks]
+            async with client.fan_out(
+                [LLAMA, LLAMA], prompt="c", webhook=url, webhook_events_filter=only_end
+            ) as events:
+                _ = [event async for event in events]
+            sent = await deliveries(emu, 4)
+    assert {d.event for d in sent} == {"completed"}
+    assert len({d.prediction_id for d in sent}) == 4
+    assert one.id in {d.prediction_id for d in sent}
+    assert receiver.delivered == 4
+
+
+async def test_the_homepage_service_has_no_webhooks(emulator: Emulator) -> None:
+    async with ReplicateHome(emulator.base_url) as client:
+        with pytest.raises(ValueError, match="ReplicateAPI"):
+            await client.predict("gemma-2b", prompt="x", webhook="http://127.0.0.1:9/h")
+    assert emulator.stats().requests == 0

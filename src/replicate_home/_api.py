@@ -184,6 +184,8 @@ class ApiService:
 
     name = "api"
     can_cancel = True
+    #: Creates may carry ``webhook`` and ``webhook_events_filter``.
+    webhooks = True
 
     def __init__(self, api_token: str | None = None, base_url: str | None = None) -> None:
         self._token = resolve_token(api_token)

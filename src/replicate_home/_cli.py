@@ -39,7 +39,7 @@ import httpx
 
 from . import _catalog
 from ._api import BASE_URL_ENV as API_BASE_URL_ENV
-from ._api import DEFAULT_API_URL, TOKEN_ENV
+from ._api import DEFAULT_API_URL, TOKEN_ENV, check_webhook
 from ._cli_predictions import add_predictions_parser, run_predictions
 from ._client import BaseClient
 from ._compare_report import markdown_report, result_json
@@ -355,6 +355,19 @@ def _rate_limits(value: str) -> tuple[int, int]:
 
 def _add_service_options(command: argparse.ArgumentParser) -> None:
     command.add_argument(
+        "--webhook",
+        metavar="URL",
+        default=None,
+        help="also have the api service POST each prediction to URL (signed deliveries)",
+    )
+    command.add_argument(
+        "--webhook-events",
+        metavar="EVENTS",
+        type=lambda text: [event.strip() for event in text.split(",") if event.strip()],
+        default=None,
+        help="which deliveries: some of start,output,logs,completed (default: all)",
+    )
+    command.add_argument(
         "--service",
         choices=("home", "api"),
         default=None,
@@ -491,6 +504,13 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
     if target.base_url is None:
         _check_emulator_installed()
     inputs = parse_inputs(args.inputs)
+    if args.webhook is not None or args.webhook_events is not None:
+        if target.service != "api":
+            raise UsageError("--webhook needs the api service (webhooks are an API feature)")
+        try:
+            check_webhook(args.webhook, args.webhook_events)
+        except ValueError as error:
+            raise UsageError(_one_line(error)) from None
     prompt_set = args.command == "compare" and _is_prompt_set(args)
     prompt = args.prompt
     if prompt_set:
@@ -498,6 +518,8 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
 
         if any(isinstance(model, Deployment) for model in args.models or ()):
             raise UsageError("prompt-set runs take models (-m), not deployments (-d)")
+        if args.webhook is not None:
+            raise UsageError("prompt-set runs send no webhooks: leave out --webhook")
         prompt = check_prompt_set(args)
     elif args.command == "compare":
         if prompt is None:
@@ -814,13 +836,23 @@ async def generate_command(plan: Plan, interrupt: Interrupt) -> int:
                 if _shows_progress(client, plan, model):
                     await _generate_with_progress(client, plan, model, show)
                 else:
-                    chunks = client.generate(model, prompt=plan.args.prompt, input=plan.inputs)
+                    chunks = client.generate(
+                        model, prompt=plan.args.prompt, input=plan.inputs, **_webhook(plan)
+                    )
                     async with aclosing(chunks):
                         async for chunk in chunks:
                             await show(chunk)
     finally:
         out.end_line()
     return EXIT_OK
+
+
+def _webhook(plan: Plan) -> dict[str, Any]:
+    """``--webhook`` and ``--webhook-events`` as keyword arguments (none when unset)."""
+    args = plan.args
+    if getattr(args, "webhook", None) is None:
+        return {}
+    return {"webhook": args.webhook, "webhook_events_filter": args.webhook_events}
 
 
 def _shows_progress(client: BaseClient, plan: Plan, model: str | Deployment) -> bool:
@@ -841,7 +873,12 @@ async def _generate_with_progress(
     events; ``fail_fast`` raises a failure as ``generate`` would."""
     drawn = False
     events = client.fan_out(
-        [model], prompt=plan.args.prompt, input=plan.inputs, progress=True, fail_fast=True
+        [model],
+        prompt=plan.args.prompt,
+        input=plan.inputs,
+        progress=True,
+        fail_fast=True,
+        **_webhook(plan),
     )
     try:
         async with events as stream:
@@ -872,7 +909,12 @@ async def compare_command(plan: Plan, interrupt: Interrupt) -> int:
     with interrupt.scope:
         async with open_client(plan) as client:
             events = client.fan_out(
-                models, prompt=args.prompt, input=plan.inputs, limit=args.limit, progress=True
+                models,
+                prompt=args.prompt,
+                input=plan.inputs,
+                limit=args.limit,
+                progress=True,
+                **_webhook(plan),
             )
             async with events as stream:
                 with live if live is not None else nullcontext():

@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from types import TracebackType
 from typing import Any
 
@@ -16,6 +17,7 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
+from ._api import check_webhook
 from ._budget import RateBudget
 from ._engine import Engine, RequestGate, StatusCallback
 from ._exceptions import ClientNotOpenError
@@ -163,15 +165,20 @@ class BaseClient:
         *,
         prompt: str | None = None,
         input: Input | None = None,
+        webhook: str | None = None,
+        webhook_events_filter: Sequence[str] | None = None,
     ) -> AsyncGenerator[Output, None]:
         """Run one prediction and yield its output as it arrives.
 
         Text models yield ``str`` chunks as the output grows (joined, they are exactly the
         final output); image models yield one :class:`ImageResponse` with every image.
         Bad arguments raise here, before any request. Close the generator (or use
-        ``contextlib.aclosing``) if you stop early.
+        ``contextlib.aclosing``) if you stop early. ``webhook`` (official API only) is a
+        URL the service also posts the prediction to, for the events in
+        ``webhook_events_filter``.
         """
         call = self._service.prepare(model, messages, prompt, input)
+        call = self._with_webhook(call, webhook, webhook_events_filter)
         return stream_chunks(self._open_engine(), call)
 
     async def predict(
@@ -182,6 +189,8 @@ class BaseClient:
         prompt: str | None = None,
         input: Input | None = None,
         on_status: StatusCallback | None = None,
+        webhook: str | None = None,
+        webhook_events_filter: Sequence[str] | None = None,
     ) -> Prediction:
         """Run one prediction to the end and return it.
 
@@ -191,11 +200,13 @@ class BaseClient:
         deadline). An exception the callback raises fails the call with that exception
         (the prediction is cancelled where the service can). Raises
         :class:`PredictionFailed`, :class:`PredictionCanceled`,
-        :class:`PredictionTimeout` and the HTTP errors.
+        :class:`PredictionTimeout` and the HTTP errors. ``webhook`` and
+        ``webhook_events_filter`` as for :meth:`generate`.
         """
         if on_status is not None and not callable(on_status):
             raise ValueError(f"on_status must be a function or None, not {on_status!r}")
         call = self._service.prepare(model, messages, prompt, input)
+        call = self._with_webhook(call, webhook, webhook_events_filter)
         engine = self._open_engine()
         return await run_to_end(engine, call, on_status=on_status, wait=self._wait)
 
@@ -210,6 +221,8 @@ class BaseClient:
         timeout: float | None = None,
         fail_fast: bool = False,
         progress: bool = False,
+        webhook: str | None = None,
+        webhook_events_filter: Sequence[str] | None = None,
     ) -> AbstractAsyncContextManager[FanOut]:
         """Run one prompt on several models at once; events arrive as they happen.
 
@@ -220,8 +233,10 @@ class BaseClient:
         raises the error out of the block. ``limit`` caps predictions in flight;
         ``timeout`` is each model's deadline (default: the client's). ``progress`` adds a
         :class:`Progress` event after every poll. Leaving the block early cancels all
-        work still running. Bad arguments raise here, before any request.
+        work still running. Bad arguments raise here, before any request. ``webhook`` and
+        ``webhook_events_filter`` (official API only) go with every model's create.
         """
+        hook, events = self._webhook_options(webhook, webhook_events_filter)
         return open_fan_out(
             self._open_engine(),
             self._service,
@@ -233,7 +248,28 @@ class BaseClient:
             timeout=timeout,
             fail_fast=fail_fast,
             progress=progress,
+            adjust=None
+            if hook is None
+            else lambda call: replace(call, webhook=hook, webhook_events_filter=events),
         )
+
+    def _webhook_options(
+        self, webhook: object, events: object
+    ) -> tuple[str | None, tuple[str, ...] | None]:
+        """Webhook options, validated; a ``ValueError`` on a service without webhooks."""
+        if webhook is None and events is None:
+            return None, None
+        if not getattr(self._service, "webhooks", False):
+            raise ValueError("webhooks are a feature of the official API: use ReplicateAPI")
+        return check_webhook(webhook, events)
+
+    def _with_webhook(
+        self, call: PredictionCall, webhook: object, events: object
+    ) -> PredictionCall:
+        hook, chosen = self._webhook_options(webhook, events)
+        if hook is None:
+            return call
+        return replace(call, webhook=hook, webhook_events_filter=chosen)
 
     # -- for comparisons (replicate_home.comparisons) --------------------------------
 

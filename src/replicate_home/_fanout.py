@@ -167,9 +167,13 @@ def open_fan_out(
     timeout: float | None = None,
     fail_fast: bool = False,
     progress: bool = False,
+    adjust: Callable[[PredictionCall], PredictionCall] | None = None,
 ) -> AbstractAsyncContextManager[FanOut]:
-    """Validate everything (no request is sent for a bad call), then run the models."""
+    """Validate everything (no request is sent for a bad call), then run the models.
+    ``adjust`` completes each prepared call (a client's webhook options, say)."""
     calls = [service.prepare(model, messages, prompt, input) for model in check_models(models)]
+    if adjust is not None:
+        calls = [adjust(call) for call in calls]
     return _fan_out(
         engine,
         calls,
