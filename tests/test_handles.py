@@ -19,6 +19,7 @@ from replicate_home import (
     PredictionTimeout,
     ReplicateAPI,
     ResponseStatusError,
+    StatusChanged,
 )
 from replicate_home._models import parse_progress
 from replicate_home._record import parse_timestamp
@@ -247,3 +248,25 @@ def test_progress_never_fails_on_any_logs(logs: str) -> None:
 )
 def test_timestamps_are_read_as_aware_datetimes(text: object, expected: datetime | None) -> None:
     assert parse_timestamp(text) == expected
+
+
+async def test_a_fan_out_cell_re_attaches_to_a_running_prediction_by_id(
+    emulator: Emulator,
+) -> None:
+    emulator.script("long", Scenario(duration=30, start_delay=0.01))
+    async with api(emulator) as client:
+        owned = await client.create(LLAMA, prompt="long")
+        theirs = await client.create(LLAMA, prompt="long")
+        calls = [
+            client._api.call_for(owned.id, owned=True),
+            client._api.call_for(theirs.id, owned=False),
+        ]
+        async with client._fan_out_calls(calls, limit=None, timeout=None) as events:
+            async for event in events:
+                if isinstance(event, StatusChanged) and event.index == 1:
+                    break  # leaving the block abandons both cells
+        with anyio.fail_after(5):
+            await emulator.wait_for(lambda e: e.stats().cancels == 1)
+        assert (await client.get(owned.id)).status == "canceled"
+        assert (await client.get(theirs.id)).status == "processing"
+    assert emulator.stats().creates == 2  # re-attaching creates nothing
