@@ -579,6 +579,25 @@ def test_verbose_shows_our_requests_not_httpcore(
     assert SECRET not in err
 
 
+@pytest.mark.slow
+def test_compare_runs_without_rich(tmp_path: Path) -> None:
+    """rich is the `cli` extra: without it, compare prints Markdown and a prompt-set run
+    goes on without its live line."""
+    code = (
+        "import sys; sys.modules['rich'] = None\n"
+        "from replicate_home._cli import main\n"
+        "assert main(['compare', '--emulator', '-m', 'gemma-2b', 'a hat']) == 0\n"
+        "sys.exit(main(['compare', '--emulator', '-m', 'gemma-2b', '-p', 'a', '-p', 'b',"
+        f" '--db', {str(tmp_path / 'runs.db')!r}]))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert "| 0 | google-deepmind/gemma-2b-it | succeeded |" in done.stdout
+    assert "internal error" not in done.stderr
+
+
 def test_without_the_emulator_installed_it_says_so_and_exits_2() -> None:
     code = (
         "import sys; sys.modules['hypercorn'] = sys.modules['starlette'] = None\n"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -86,7 +87,8 @@ class _Display:
         self._started = time.monotonic()
 
     def __enter__(self) -> _Display:
-        if self._live_wanted:
+        # The live line is the `cli` extra's; without rich the run goes on without it.
+        if self._live_wanted and importlib.util.find_spec("rich") is not None:
             from rich.console import Console
             from rich.live import Live
 
