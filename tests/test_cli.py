@@ -579,6 +579,21 @@ def test_verbose_shows_our_requests_not_httpcore(
     assert SECRET not in err
 
 
+def test_a_reader_that_leaves_is_no_error() -> None:
+    """``replicate-home models | head -1``: stdout closes early; no traceback, no noise."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "replicate_home", "models"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    ) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        process.stdout.close()
+        err = process.stderr.read()
+    assert process.returncode == 1
+    assert err == b""
+
+
 @pytest.mark.slow
 def test_compare_runs_without_rich(tmp_path: Path) -> None:
     """rich is the `cli` extra: without it, compare prints Markdown and a prompt-set run

@@ -669,6 +669,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _error("interrupted")
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # stdout's reader left (`| head`): nothing more to say, to anyone.
+        _silence_stdout()
+        return EXIT_FAILED
     except UsageError as error:
         _error(str(error))
         return EXIT_USAGE
@@ -681,6 +685,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         _error(f"internal error: {_one_line(error)} (-v shows the traceback)")
         return EXIT_FAILED
+
+
+def _silence_stdout() -> None:
+    """Point stdout at the null device, so that flushing it at exit raises no second
+    BrokenPipeError (Python's advice for command-line tools)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # not a real file
+        pass
 
 
 def _error(message: str) -> None:
