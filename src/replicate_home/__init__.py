@@ -15,6 +15,7 @@ from ._exceptions import (
     AuthenticationError,
     ClientNotOpenError,
     ConnectionFailed,
+    DownloadFailed,
     InvalidInputError,
     ModelNotSupportedError,
     OutputRewritten,
@@ -39,6 +40,7 @@ from ._fanout import (
     Progress,
     StatusChanged,
 )
+from ._files import FileOutput
 from ._models import Deployment, ImageResponse, Prediction, PredictionProgress
 from ._prompt import Message, Messages, format_prompt
 from ._provider import ReplicateHome
@@ -55,9 +57,11 @@ __all__ = [
     "ComparisonResult",
     "ConnectionFailed",
     "Deployment",
+    "DownloadFailed",
     "Event",
     "Failed",
     "FanOut",
+    "FileOutput",
     "Finished",
     "FixedSchedule",
     "Image",

@@ -10,7 +10,6 @@ named without what it needs (a token, a URL) is an error, never the emulator in 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import importlib.util
 import json
 import logging
@@ -32,7 +31,6 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TextIO
-from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -41,6 +39,7 @@ from . import _catalog
 from ._api import BASE_URL_ENV as API_BASE_URL_ENV
 from ._api import DEFAULT_API_URL, TOKEN_ENV, check_webhook
 from ._cli_predictions import add_predictions_parser, run_predictions
+from ._cli_save import SAVE_HELP, model_stem, save_files, save_result, save_text
 from ._client import BaseClient
 from ._compare_report import markdown_report, result_json
 from ._exceptions import ReplicateHomeError
@@ -170,9 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="OWNER/NAME",
         help="a deployment to run instead of a model (api service)",
     )
-    generate.add_argument(
-        "--save", metavar="DIR", type=Path, help="download generated images into DIR"
-    )
+    generate.add_argument("--save", metavar="DIR", type=Path, help=SAVE_HELP)
     _add_service_options(generate)
 
     compare = commands.add_parser(
@@ -241,6 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--limit", type=_positive_int, default=None, help="predictions in flight at most"
     )
     compare.add_argument("--json", action="store_true", help="print the results as JSON")
+    compare.add_argument("--save", metavar="DIR", type=Path, help=SAVE_HELP)
     compare.add_argument(
         "--allow-failures",
         action="store_true",
@@ -514,6 +512,8 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
     prompt_set = args.command == "compare" and _is_prompt_set(args)
     prompt = args.prompt
     if prompt_set:
+        if args.save is not None:
+            raise UsageError("--save is for one prompt; a prompt set's outputs are in --db")
         from ._cli_runs import check_prompt_set
 
         if any(isinstance(model, Deployment) for model in args.models or ()):
@@ -833,16 +833,24 @@ async def open_client(plan: Plan) -> AsyncIterator[BaseClient]:
 
 async def generate_command(plan: Plan, interrupt: Interrupt) -> int:
     (model,) = plan.models
-    out = plan.out
+    out, save = plan.out, plan.args.save
+    stem = model_stem(str(model))
+    text: list[str] = []
+    saved_files = False
 
     async def show(chunk: Output) -> None:
+        nonlocal saved_files
         if isinstance(chunk, ImageResponse):
             for url in chunk.images:
                 out.write((url if not url.startswith("data:") else url[:60] + "…") + "\n")
-            if plan.args.save is not None:
-                await save_images(chunk, plan.args.save, str(model))
+            if save is not None:
+                out.end_line()
+                await save_files(chunk.files, save, stem)
+                saved_files = True
         else:
             out.write(chunk)
+            if save is not None:
+                text.append(chunk)
 
     try:
         with interrupt.scope:
@@ -856,6 +864,9 @@ async def generate_command(plan: Plan, interrupt: Interrupt) -> int:
                     async with aclosing(chunks):
                         async for chunk in chunks:
                             await show(chunk)
+                if save is not None and not saved_files:
+                    out.end_line()
+                    await save_text("".join(text), save, stem)
     finally:
         out.end_line()
     return EXIT_OK
@@ -941,6 +952,9 @@ async def compare_command(plan: Plan, interrupt: Interrupt) -> int:
                             logger.debug("%d %s: %s", event.index, event.model, status)
     results = collector.results(unfinished=INTERRUPTED)
     print_results(results, as_json=args.json)
+    if args.save is not None:
+        for result in results:
+            await save_result(result, args.save)
     if interrupt.happened or args.allow_failures or all(result.ok for result in results):
         return EXIT_OK
     return EXIT_FAILED
@@ -1000,24 +1014,6 @@ def print_models(out: TextIO) -> None:
         names = ", ".join(aliases.get(model, []))
         default = " (default)" if model in defaults else ""
         print(f"{model:<{width}}  {kind:<5}  {names}{default}", file=out)
-
-
-async def save_images(image: ImageResponse, directory: Path, model: str) -> list[Path]:
-    """Download every image of ``image`` into ``directory``; print each file's path."""
-    await anyio.Path(directory).mkdir(parents=True, exist_ok=True)
-    saved = []
-    async with httpx.AsyncClient(timeout=60) as http:
-        for url in image.images:
-            response = await http.get(url)
-            if not response.is_success:
-                raise CommandError(f"downloading {url} failed: HTTP {response.status_code}")
-            suffix = Path(urlsplit(url).path).suffix or ".png"
-            name = f"{model.rsplit('/', 1)[-1]}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
-            path = directory / f"{name}{suffix}"
-            await anyio.Path(path).write_bytes(response.content)
-            print(f"saved {path}", file=sys.stderr)
-            saved.append(path)
-    return saved
 
 
 async def serve_emulator(

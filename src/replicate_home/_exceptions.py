@@ -18,6 +18,7 @@ __all__ = [
     "AuthenticationError",
     "ClientNotOpenError",
     "ConnectionFailed",
+    "DownloadFailed",
     "InvalidInputError",
     "ModelNotSupportedError",
     "OutputRewritten",
@@ -120,6 +121,19 @@ class ConnectionFailed(ReplicateHomeError):
 
     The original ``httpx`` exception is chained as ``__cause__``.
     """
+
+
+class DownloadFailed(ReplicateHomeError):
+    """An output file could not be read: an HTTP error, a broken connection, fewer
+    bytes than promised, or more than the reader's limit. ``url`` is the file's URL as
+    shown (no query string; a ``data:`` URI cut short); ``transient`` says whether
+    trying again may help (it was tried again already)."""
+
+    def __init__(self, url: str, reason: str, *, transient: bool = False) -> None:
+        self.url = url
+        self.reason = reason
+        self.transient = transient
+        super().__init__(f"downloading {url} failed: {reason}")
 
 
 class PredictionFailed(ReplicateHomeError):

@@ -9,6 +9,8 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, Literal, overload
 
+from ._files import FileOutput, file_urls
+
 __all__ = [
     "TERMINAL_STATUSES",
     "Deployment",
@@ -71,6 +73,11 @@ class ImageResponse:
         return "\n".join(
             f"![#{number} {alt}]({url})" for number, url in enumerate(self.images, start=1)
         )
+
+    @property
+    def files(self) -> list[FileOutput]:
+        """Each image as a :class:`FileOutput` (read, stream or save it), in order."""
+        return [FileOutput(url) for url in self.images]
 
     def __repr__(self) -> str:
         return f"ImageResponse(images={self.images!r}, alt={self.alt!r})"
@@ -255,6 +262,14 @@ class Prediction:
     def total_time(self) -> float | None:
         """Seconds from create to completion (``metrics.total_time``), once reported."""
         return _seconds(self.metrics.get("total_time"))
+
+    @property
+    def files(self) -> list[FileOutput]:
+        """Every file in the output (``https:`` URLs and ``data:`` URIs, however deep in
+        lists and objects), in order, as :class:`FileOutput` values to read, stream or
+        save. ``output`` itself stays the JSON the service returned. These send no
+        credentials: Replicate's delivery hosts serve outputs without a token."""
+        return [FileOutput(url) for url in file_urls(self.output)]
 
     @property
     def text(self) -> str | None:

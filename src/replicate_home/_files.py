@@ -1,0 +1,529 @@
+"""Files in and out of predictions: output files that read, stream and save.
+
+A :class:`FileOutput` is one file a prediction produced, an ``https:`` URL or a ``data:``
+URI. Reading it streams in bounded memory, retries transient failures, checks the
+length the server promised and follows the caller's cancellation; saving it writes a
+temporary file in the target directory and renames it into place, so a failed or
+cancelled download leaves nothing behind and nothing is ever written outside that
+directory.
+
+The API token goes only to the origin it belongs to (the client's own service URL);
+Replicate's delivery hosts (``replicate.delivery``) serve outputs without it, so a
+``FileOutput`` taken from :attr:`Prediction.files` sends no credentials at all.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import math
+import mimetypes
+import os
+import re
+import tempfile
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import unquote_to_bytes, urlsplit
+
+import anyio
+import httpx
+
+from ._exceptions import DownloadFailed
+
+__all__ = [
+    "DEFAULT_READ_LIMIT",
+    "FileOutput",
+    "file_urls",
+    "safe_file_name",
+    "save_bytes",
+    "suffix_for",
+    "write_atomically",
+]
+
+#: ``read()`` refuses a file larger than this (stream or save bigger ones).
+DEFAULT_READ_LIMIT = 256 * 1024 * 1024
+#: Seconds a whole download may take unless the caller says otherwise.
+DEFAULT_DOWNLOAD_TIMEOUT = 300.0
+#: Size of the pieces read from the network and written to disk.
+CHUNK_SIZE = 64 * 1024
+#: Transient failures retried per download, and the first backoff (doubling).
+DOWNLOAD_RETRIES = 3
+RETRY_DELAY = 0.25
+#: How long removing a partial file may take when the download is being cancelled.
+CLEANUP_GRACE = 2.0
+
+_TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_DATA_URI = re.compile(r"^data:(?P<type>[^,;]*)(?P<params>(?:;[^,;]*)*?)(?P<b64>;base64)?,", re.I)
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+#: Suffixes for content types ``mimetypes`` spells oddly or may not know.
+_SUFFIXES = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/webp": ".webp",
+    "image/gif": ".gif",
+    "audio/mpeg": ".mp3",
+    "audio/wav": ".wav",
+    "audio/x-wav": ".wav",
+    "video/mp4": ".mp4",
+    "text/plain": ".txt",
+    "application/octet-stream": ".bin",
+}
+
+
+def _is_file_url(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    if value[:5].lower() == "data:":
+        return _DATA_URI.match(value) is not None
+    parts = urlsplit(value)
+    return parts.scheme in ("https", "http") and bool(parts.netloc)
+
+
+def file_urls(output: Any) -> list[str]:
+    """Every file URL in ``output`` (``https:``, ``http:`` or ``data:`` strings), in
+    order, however deep in lists and objects. Text is not a file, even if it is a URL
+    inside a longer string."""
+    found: list[str] = []
+    stack: list[Any] = [output]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            if _is_file_url(value):
+                found.append(value)
+        elif isinstance(value, list):
+            stack.extend(reversed(value))
+        elif isinstance(value, dict):
+            stack.extend(reversed(list(value.values())))
+    return found
+
+
+def suffix_for(content_type: str | None) -> str:
+    """A file suffix for ``content_type`` (``.bin`` when unknown)."""
+    if not content_type:
+        return ".bin"
+    base = content_type.split(";", 1)[0].strip().lower()
+    return _SUFFIXES.get(base) or mimetypes.guess_extension(base) or ".bin"
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` made a plain file name: letters, digits, ``.``, ``_`` and ``-`` only, no
+    leading dot, so it can't name a directory, a hidden file or a path elsewhere."""
+    cleaned = _SAFE_NAME.sub("-", name).strip(".-") or "output"
+    return cleaned[:200]
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not name or name in (".", ".."):
+        raise ValueError(f"name must be a plain file name, not {name!r}")
+    if "/" in name or "\\" in name or "\x00" in name or os.sep in name:
+        raise ValueError(f"name must be a plain file name without a directory, not {name!r}")
+    return name
+
+
+def _shown(url: str) -> str:
+    """A URL as an error shows it: a ``data:`` URI cut short, no query (it may be a
+    signature)."""
+    if url[:5].lower() == "data:":
+        return url[:40] + "…" if len(url) > 40 else url
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}{parts.path}"
+
+
+class FileOutput:
+    """One output file of a prediction: read it, stream it or save it.
+
+    ``url`` is the file's ``https:`` URL or ``data:`` URI, exactly as the service gave it;
+    ``content_type`` is its media type where known before downloading (a ``data:`` URI
+    says it; otherwise it is guessed from the URL's suffix), else ``None``.
+
+    Downloads use ``http_client`` when given (left open), else a short-lived client of
+    their own. ``headers`` (e.g. the API token) are sent only when the file is on
+    ``auth_origin`` (``scheme://host:port``); never to any other host, nor after a
+    redirect to one. ``timeout`` bounds a whole ``read()`` or ``save()`` (seconds).
+    """
+
+    __slots__ = ("_auth_origin", "_headers", "_http", "_timeout", "content_type", "url")
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        http_client: httpx.AsyncClient | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth_origin: str | None = None,
+        timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
+    ) -> None:
+        if not _is_file_url(url):
+            raise ValueError("url must be an https:, http: or data: URL")
+        if not (isinstance(timeout, (int, float)) and timeout > 0 and math.isfinite(timeout)):
+            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+        self.url = url
+        self._http = http_client
+        self._headers = dict(headers or {})
+        self._auth_origin = auth_origin
+        self._timeout = float(timeout)
+        self.content_type = self._guess_type()
+
+    def __repr__(self) -> str:
+        return f"FileOutput({_shown(self.url)!r}, content_type={self.content_type!r})"
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FileOutput):
+            return NotImplemented
+        return self.url == other.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    @property
+    def is_data(self) -> bool:
+        """Whether the file is inline (a ``data:`` URI): reading it needs no request."""
+        return self.url[:5].lower() == "data:"
+
+    @property
+    def suffix(self) -> str:
+        """The file suffix :meth:`save` gives it (from its content type)."""
+        return suffix_for(self.content_type)
+
+    def _guess_type(self) -> str | None:
+        if self.is_data:
+            match = _DATA_URI.match(self.url)
+            assert match is not None  # checked in __init__
+            return match["type"].strip().lower() or "text/plain"
+        guessed, _ = mimetypes.guess_type(urlsplit(self.url).path)
+        return guessed
+
+    def _data(self) -> bytes:
+        match = _DATA_URI.match(self.url)
+        assert match is not None
+        payload = self.url[match.end() :]
+        if match["b64"]:
+            try:
+                return base64.b64decode(unquote_to_bytes(payload), validate=False)
+            except (binascii.Error, ValueError) as error:
+                raise DownloadFailed(_shown(self.url), f"bad base64 data: {error}") from None
+        return unquote_to_bytes(payload)
+
+    def _request_headers(self, url: str) -> dict[str, str]:
+        if self._auth_origin is None or not self._headers:
+            return {}
+        parts = urlsplit(url)
+        if f"{parts.scheme}://{parts.netloc}" != self._auth_origin:
+            return {}
+        return dict(self._headers)
+
+    async def aiter_bytes(self, chunk_size: int = CHUNK_SIZE) -> AsyncGenerator[bytes, None]:
+        """Yield the file's bytes in pieces, in bounded memory. A transient failure
+        before the first piece is retried; after it, it raises :class:`DownloadFailed`
+        (the caller has the pieces already). Close the generator if you stop early."""
+        if self.is_data:
+            data = self._data()
+            for start in range(0, len(data), chunk_size):
+                yield data[start : start + chunk_size]
+            return
+        async with contextlib.AsyncExitStack() as stack:
+            http = (
+                self._http
+                if self._http is not None
+                else await stack.enter_async_context(_own_client())
+            )
+            attempt = 0
+            while True:
+                try:
+                    response = await stack.enter_async_context(self._stream(http))
+                    break
+                except _Retry as retry:
+                    attempt += 1
+                    if attempt > DOWNLOAD_RETRIES:
+                        raise retry.error from retry.error.__cause__
+                    await anyio.sleep(RETRY_DELAY * 2 ** (attempt - 1))
+            async with contextlib.aclosing(_counted(response, self.url, chunk_size)) as pieces:
+                async for piece in pieces:
+                    yield piece
+
+    async def read(self, *, max_bytes: int = DEFAULT_READ_LIMIT) -> bytes:
+        """The whole file. Raises :class:`DownloadFailed` if it is larger than
+        ``max_bytes`` (stream or save a bigger file instead), or on a failed download."""
+        if self.is_data:
+            data = self._data()
+            if len(data) > max_bytes:
+                raise DownloadFailed(_shown(self.url), f"larger than {max_bytes} bytes")
+            return data
+        buffer = _Buffer(max_bytes, self.url)
+        with anyio.move_on_after(self._timeout) as scope:
+            await self._download(buffer)
+        if scope.cancelled_caught:
+            self._timed_out()
+        return buffer.result()
+
+    def _timed_out(self) -> NoReturn:
+        raise DownloadFailed(_shown(self.url), f"timed out after {self._timeout:g}s")
+
+    async def save(self, path_or_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Write the file to disk and return its path.
+
+        An existing directory gets a file named by this library (``output`` and the
+        suffix of the content type; ``output-2`` … if taken, never a name from the URL);
+        any other path is the file itself. The bytes go to a temporary file in the same
+        directory, renamed into place once complete: a failed or cancelled download
+        leaves no partial file. An existing file is never replaced unless
+        ``overwrite`` (then ``FileExistsError``).
+        """
+        target = Path(os.fspath(path_or_dir))
+        if await anyio.Path(target).is_dir():
+            return await self.save_as(target, "output" + self.suffix, rename=True)
+        return await self.save_as(target.parent, target.name, overwrite=overwrite)
+
+    async def save_as(
+        self,
+        directory: str | os.PathLike[str],
+        name: str,
+        *,
+        overwrite: bool = False,
+        rename: bool = False,
+    ) -> Path:
+        """Write the file as ``name`` in ``directory`` (created if needed) and return its
+        path. ``name`` is a plain file name (no directory part, else ``ValueError``). A
+        taken name is replaced with ``overwrite``, given ``-2``, ``-3`` … before its
+        suffix with ``rename``, else refused (``FileExistsError``)."""
+
+        async def fill(file: anyio.AsyncFile[bytes]) -> None:
+            with anyio.move_on_after(self._timeout) as scope:
+                if self.is_data:
+                    await file.write(self._data())
+                else:
+                    await self._download(_Writer(file))
+            if scope.cancelled_caught:
+                self._timed_out()
+
+        return await write_atomically(directory, name, fill, overwrite=overwrite, rename=rename)
+
+    async def _download(self, sink: _Sink) -> None:
+        """Stream the file into ``sink``, starting over after a transient failure."""
+        async with contextlib.AsyncExitStack() as stack:
+            http = (
+                self._http
+                if self._http is not None
+                else await stack.enter_async_context(_own_client())
+            )
+            attempt = 0
+            while True:
+                await sink.reset()
+                try:
+                    async with (
+                        self._stream(http) as response,
+                        contextlib.aclosing(_counted(response, self.url, CHUNK_SIZE)) as pieces,
+                    ):
+                        async for piece in pieces:
+                            await sink.write(piece)
+                except _Retry as retry:
+                    error: DownloadFailed = retry.error
+                except DownloadFailed as failure:
+                    if not failure.transient:
+                        raise
+                    error = failure
+                else:
+                    return
+                attempt += 1
+                if attempt > DOWNLOAD_RETRIES:
+                    raise error
+                await anyio.sleep(RETRY_DELAY * 2 ** (attempt - 1))
+
+    @contextlib.asynccontextmanager
+    async def _stream(self, http: httpx.AsyncClient) -> AsyncIterator[httpx.Response]:
+        """The response, its status checked; failures worth retrying raise ``_Retry``."""
+        shown = _shown(self.url)
+        request = http.build_request("GET", self.url, headers=self._request_headers(self.url))
+        try:
+            response = await http.send(request, stream=True, follow_redirects=True)
+        except _TRANSIENT_ERRORS as error:
+            failure = DownloadFailed(shown, f"{type(error).__name__}: {error}", transient=True)
+            failure.__cause__ = error
+            raise _Retry(failure) from error
+        except httpx.HTTPError as error:
+            raise DownloadFailed(shown, f"{type(error).__name__}: {error}") from error
+        try:
+            if not response.is_success:
+                failure = DownloadFailed(shown, f"HTTP {response.status_code}")
+                if response.status_code in _TRANSIENT_STATUSES:
+                    raise _Retry(failure)
+                raise failure
+            yield response
+        finally:
+            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE):
+                await response.aclose()
+
+
+class _Retry(Exception):
+    def __init__(self, error: DownloadFailed) -> None:
+        self.error = error
+
+
+@contextlib.asynccontextmanager
+async def _own_client() -> AsyncIterator[httpx.AsyncClient]:
+    client = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=10.0))
+    try:
+        yield client
+    finally:
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE):
+            await client.aclose()
+
+
+async def _counted(
+    response: httpx.Response, url: str, chunk_size: int
+) -> AsyncGenerator[bytes, None]:
+    """The body's pieces; the total checked against ``Content-Length`` at the end."""
+    promised: int | None = None
+    raw = response.headers.get("content-length")
+    if raw is not None and response.headers.get("content-encoding", "identity") == "identity":
+        with contextlib.suppress(ValueError):
+            promised = int(raw)
+    received = 0
+    try:
+        async for piece in response.aiter_raw(chunk_size):
+            received += len(piece)
+            if promised is not None and received > promised:
+                raise DownloadFailed(_shown(url), f"more than the {promised} bytes promised")
+            yield piece
+    except _TRANSIENT_ERRORS as error:
+        failure = DownloadFailed(_shown(url), f"{type(error).__name__}: {error}", transient=True)
+        raise failure from error
+    if promised is not None and received != promised:
+        raise DownloadFailed(
+            _shown(url), f"got {received} of {promised} bytes promised", transient=True
+        )
+
+
+class _Sink:
+    async def reset(self) -> None:
+        raise NotImplementedError
+
+    async def write(self, piece: bytes) -> None:
+        raise NotImplementedError
+
+
+class _Buffer(_Sink):
+    def __init__(self, limit: int, url: str) -> None:
+        self._parts: list[bytes] = []
+        self._size = 0
+        self._limit = limit
+        self._url = url
+
+    async def reset(self) -> None:
+        self._parts.clear()
+        self._size = 0
+
+    async def write(self, piece: bytes) -> None:
+        self._size += len(piece)
+        if self._size > self._limit:
+            raise DownloadFailed(_shown(self._url), f"larger than {self._limit} bytes")
+        self._parts.append(piece)
+
+    def result(self) -> bytes:
+        return b"".join(self._parts)
+
+
+class _Writer(_Sink):
+    def __init__(self, file: anyio.AsyncFile[bytes]) -> None:
+        self._file = file
+
+    async def reset(self) -> None:
+        await self._file.seek(0)
+        await self._file.truncate()
+
+    async def write(self, piece: bytes) -> None:
+        await self._file.write(piece)
+
+
+async def write_atomically(
+    directory: str | os.PathLike[str],
+    name: str,
+    fill: Callable[[anyio.AsyncFile[bytes]], Awaitable[None]],
+    *,
+    overwrite: bool = False,
+    rename: bool = False,
+) -> Path:
+    """Create ``directory/name`` with what ``fill`` writes: into a temporary file in
+    ``directory``, renamed into place once ``fill`` returns; removed (shielded) if it
+    fails or is cancelled. See :meth:`FileOutput.save_as` for ``overwrite``/``rename``."""
+    folder = Path(os.fspath(directory))
+    name = _check_name(name)
+    await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
+    handle, temp_name = await anyio.to_thread.run_sync(
+        lambda: tempfile.mkstemp(prefix=".partial-", suffix=".tmp", dir=folder)
+    )
+    temp = Path(temp_name)
+    try:
+        async with await anyio.open_file(handle, "wb", closefd=True) as file:
+            await fill(file)
+        return await anyio.to_thread.run_sync(_place, temp, folder, name, overwrite, rename)
+    except BaseException:
+        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE):
+            await anyio.to_thread.run_sync(_unlink_quietly, temp)
+        raise
+
+
+async def save_bytes(
+    directory: str | os.PathLike[str], name: str, data: bytes, *, rename: bool = True
+) -> Path:
+    """Write ``data`` as ``directory/name`` atomically (a taken name gets ``-2`` …)."""
+
+    async def fill(file: anyio.AsyncFile[bytes]) -> None:
+        await file.write(data)
+
+    return await write_atomically(directory, name, fill, rename=rename)
+
+
+def _place(temp: Path, folder: Path, name: str, overwrite: bool, may_rename: bool) -> Path:
+    """Move the complete ``temp`` to ``folder/name`` (in a worker thread). Without
+    ``overwrite`` the name is claimed atomically (a hard link fails if it exists)."""
+    os.chmod(temp, 0o644)  # mkstemp makes it private; a saved output is a normal file
+    final = folder / name
+    # The name is a plain file name, so this holds; checked anyway, as the promise is
+    # that nothing lands outside ``folder``.
+    if final.parent.resolve() != folder.resolve():
+        raise ValueError(f"{name!r} is not a file name inside {folder}")
+    if overwrite:
+        os.replace(temp, final)
+        return final
+    stem, dot, ext = name.rpartition(".") if "." in name.lstrip(".") else (name, "", "")
+    number = 1
+    while True:
+        try:
+            _claim(temp, final)
+        except FileExistsError:
+            if not may_rename:
+                raise FileExistsError(
+                    f"{final} exists; pass overwrite=True to replace it"
+                ) from None
+            number += 1
+            final = folder / f"{stem}-{number}{dot}{ext}"
+        else:
+            return final
+
+
+def _claim(temp: Path, final: Path) -> None:
+    """Rename ``temp`` to ``final`` unless ``final`` exists (atomically where the file
+    system has hard links; else by creating ``final`` exclusively first)."""
+    try:
+        os.link(temp, final)
+    except FileExistsError:
+        raise
+    except OSError:
+        descriptor = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        os.close(descriptor)
+        os.replace(temp, final)
+        return
+    os.unlink(temp)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
