@@ -270,3 +270,22 @@ async def test_a_fan_out_cell_re_attaches_to_a_running_prediction_by_id(
         assert (await client.get(owned.id)).status == "canceled"
         assert (await client.get(theirs.id)).status == "processing"
     assert emulator.stats().creates == 2  # re-attaching creates nothing
+
+
+async def test_leaving_a_stream_early_leaves_no_generator_to_the_garbage_collector(
+    emulator: Emulator,
+) -> None:
+    """Under trio an unfinished async generator collected later is a ResourceWarning
+    (an error here): breaking out of ``generate``/``follow`` mid-stream must finish
+    httpx's generators under the event stream (encode/httpx#3686)."""
+    emulator.script("long", Scenario(duration=30, start_delay=0.01))
+    async with api(emulator) as client:
+        async with aclosing(client.generate(LLAMA, prompt="long")) as chunks:
+            async for _chunk in chunks:
+                break
+        created = await client.create(LLAMA, prompt="long")
+        async with aclosing(client.follow(created)) as chunks:
+            async for _chunk in chunks:
+                break
+    with anyio.fail_after(5):  # the server notices both streams closed
+        await emulator.wait_for(lambda e: e.stats().open_streams == 0)

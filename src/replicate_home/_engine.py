@@ -480,9 +480,15 @@ class Engine:
                     return
         finally:
             with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE):
-                if events is not None:
-                    await events.aclose()
-                await _close_stream(response, self._gate)
+                try:
+                    if events is not None:
+                        # The connection first: then the generators under ``events`` end
+                        # at once (a read on a closed stream fails) instead of being left
+                        # suspended for the garbage collector (encode/httpx#3686).
+                        await response.aclose()
+                        await _finish(events)
+                finally:
+                    await _close_stream(response, self._gate)
 
     # -- send -----------------------------------------------------------------------
 
@@ -676,6 +682,17 @@ async def _drain(events: AsyncGenerator[ServerSentEvent, None]) -> None:
     with anyio.move_on_after(CLEANUP_GRACE):
         async for _ in events:
             pass
+
+
+async def _finish(events: AsyncGenerator[ServerSentEvent, None]) -> None:
+    """Run an abandoned stream's generators to their end once its response is closed."""
+    try:
+        async for _ in events:
+            pass
+    except Exception:  # the closed stream's error: it only ends the generators
+        logger.debug("closed stream ended", exc_info=True)
+    finally:
+        await events.aclose()
 
 
 def _raise_for_outcome(prediction: Prediction, stream_error: str | None) -> None:
