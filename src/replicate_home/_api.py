@@ -6,7 +6,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -25,6 +25,7 @@ from ._exceptions import (
     UnexpectedResponseFormat,
     excerpt,
 )
+from ._files import check_input, encode_file_inputs, is_file_input
 from ._home import resolve_base_url
 from ._models import Deployment, Prediction
 from ._prompt import Messages, format_prompt
@@ -221,10 +222,9 @@ class ApiService:
             values["prompt"] = format_prompt(messages)
         elif input is None:
             raise ValueError("give messages, prompt or input")
-        try:
-            json.dumps(values)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"input must be JSON-serialisable: {error}") from None
+        # JSON values and file inputs (paths, binary files, bytes), checked here; the
+        # files are read in resolve(), off the event loop.
+        check_input(values)
         text = values.get("prompt")
         kind: ModelKind = "image" if ref.name in API_IMAGE_MODELS else "text"
         return PredictionCall(
@@ -265,7 +265,10 @@ class ApiService:
         return call.version is None and call.deployment is None
 
     async def resolve(self, call: PredictionCall, send: Send) -> PredictionCall:
-        """A community model already looked up runs at its latest version."""
+        """File inputs become ``data:`` URIs; a community model already looked up runs
+        at its latest version."""
+        if any(map(is_file_input, _values(call.input))):
+            call = replace(call, input=await encode_file_inputs(dict(call.input)))
         if self._by_model_route(call):
             version = self._latest.get(call.model)
             if version is not None:
@@ -473,6 +476,18 @@ def _url(url: str) -> httpx.URL | None:
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     """Scheme, host and port, with the scheme's default port made explicit."""
     return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+def _values(value: Any) -> Iterator[Any]:
+    """Every value in ``value``, however deep in lists and dicts."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        yield item
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
 
 
 def _same_origin(url: str, base_url: str) -> bool:

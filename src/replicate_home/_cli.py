@@ -379,7 +379,8 @@ def _add_service_options(command: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="a model input for the api service (VALUE may be JSON); repeatable",
+        help="a model input for the api service; repeatable. VALUE may be JSON; @FILE sends "
+        "that file (as a data: URI), @- standard input's bytes, @@text the text @text",
     )
     where = command.add_mutually_exclusive_group()
     where.add_argument(
@@ -592,14 +593,31 @@ def _check_emulator_installed() -> None:
 
 
 def parse_inputs(pairs: Sequence[str]) -> dict[str, Any] | None:
-    """``key=value`` pairs as a model input; a value that parses as JSON is JSON."""
+    """``key=value`` pairs as a model input; a value that parses as JSON is JSON,
+    ``@FILE`` is that file, ``@-`` standard input's bytes, ``@@text`` the text ``@text``."""
     if not pairs:
         return None
     values: dict[str, Any] = {}
+    stdin_used = False
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise UsageError(f"-i expects KEY=VALUE, not {pair!r}")
+        if raw.startswith("@@"):
+            values[key.strip()] = raw[1:]  # a literal value starting with @
+            continue
+        if raw == "@-":
+            if stdin_used:
+                raise UsageError("-i KEY=@- reads standard input; only one input can")
+            stdin_used = True
+            values[key.strip()] = sys.stdin.buffer.read()
+            continue
+        if raw.startswith("@"):
+            path = Path(raw[1:])
+            if not path.is_file():
+                raise UsageError(f"-i {key.strip()}=@FILE: {raw[1:]!r} is not a file")
+            values[key.strip()] = path
+            continue
         try:
             values[key.strip()] = json.loads(raw)
         except ValueError:

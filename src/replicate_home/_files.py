@@ -1,4 +1,5 @@
-"""Files in and out of predictions: output files that read, stream and save.
+"""Files in and out of predictions: file inputs sent as ``data:`` URIs, and output
+files that read, stream and save.
 
 A :class:`FileOutput` is one file a prediction produced, an ``https:`` URL or a ``data:``
 URI. Reading it streams in bounded memory, retries transient failures, checks the
@@ -17,11 +18,14 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import io
 import math
 import mimetypes
 import os
 import re
 import tempfile
+import threading
+import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, NoReturn
@@ -34,7 +38,12 @@ from ._exceptions import DownloadFailed
 
 __all__ = [
     "DEFAULT_READ_LIMIT",
+    "FileInput",
     "FileOutput",
+    "check_input",
+    "content_type_of",
+    "data_uri",
+    "encode_file_inputs",
     "file_urls",
     "safe_file_name",
     "save_bytes",
@@ -527,3 +536,143 @@ def _claim(temp: Path, final: Path) -> None:
 def _unlink_quietly(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+# -- file inputs ----------------------------------------------------------------------
+
+#: What a file input may be: a path, an anyio path, a binary file object or bytes.
+FileInput = os.PathLike[str] | anyio.Path | io.IOBase | bytes | bytearray | memoryview
+
+#: Magic numbers for a content type when a file has no telling name.
+_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"RIFF", "audio/wav"),  # WAV and WebP both start RIFF: told apart below
+    (b"ID3", "audio/mpeg"),
+    (b"%PDF", "application/pdf"),
+)
+
+#: One lock per file object, so concurrent calls (a fan-out) read it one at a time.
+_FILE_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def is_file_input(value: object) -> bool:
+    """Whether ``value`` is something :func:`encode_file_inputs` sends as a file."""
+    return isinstance(value, (os.PathLike, anyio.Path, io.IOBase, bytes, bytearray, memoryview))
+
+
+def check_file_input(value: object) -> None:
+    """Raise ``ValueError`` for a file input that can't be sent: a path that is not a
+    file, a closed file, a text-mode file. Synchronous and cheap (one ``stat``)."""
+    if isinstance(value, (os.PathLike, anyio.Path)):
+        path = Path(os.fspath(value))
+        if path.is_dir():
+            raise ValueError(f"file input {str(path)!r} is a directory, not a file")
+        if not path.is_file():
+            raise ValueError(f"file input {str(path)!r} is not a readable file")
+    elif isinstance(value, io.IOBase):
+        if value.closed:
+            raise ValueError("file input is a closed file")
+        if isinstance(value, io.TextIOBase):
+            raise ValueError("file input is open in text mode; open it with 'rb'")
+        if not value.readable():
+            raise ValueError("file input is not open for reading; open it with 'rb'")
+
+
+def check_input(value: Any) -> bool:
+    """Check a model input: JSON values and file inputs, however nested. ``True`` if
+    it holds a file; ``ValueError`` for a bad file or a value that is neither."""
+    has_file = False
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if is_file_input(item):
+            check_file_input(item)
+            has_file = True
+        elif isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    raise ValueError(f"input keys must be strings, not {key!r}")
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+        elif item is None or isinstance(item, (str, int, float, bool)):
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError(f"input must be JSON-serialisable: {item!r} is not")
+        else:
+            raise ValueError(
+                f"input must be JSON-serialisable (or a file): {type(item).__name__} is not"
+            )
+    return has_file
+
+
+def content_type_of(name: str | None, head: bytes) -> str:
+    """A content type from a file's name, else its first bytes, else
+    ``application/octet-stream``."""
+    if name:
+        guessed, _ = mimetypes.guess_type(name)
+        if guessed:
+            return guessed
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            if magic == b"RIFF" and head[8:12] == b"WEBP":
+                return "image/webp"
+            return kind
+    return "application/octet-stream"
+
+
+def _read_file_object(file: io.IOBase) -> tuple[bytes, str | None]:
+    """All of a binary file object (from its start where it can seek), in a worker
+    thread, one reader at a time."""
+    with _FILE_LOCKS_GUARD:
+        lock = _FILE_LOCKS.setdefault(file, threading.Lock())
+    with lock:
+        if file.seekable():
+            file.seek(0)
+        data = file.read()
+    if not isinstance(data, bytes):
+        raise ValueError("file input must be open in binary mode; open it with 'rb'")
+    name = getattr(file, "name", None)
+    return data, os.path.basename(name) if isinstance(name, str) else None
+
+
+async def read_file_input(value: Any) -> tuple[bytes, str | None]:
+    """A file input's bytes and its file name where it has one, read off the event loop."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value), None
+    if isinstance(value, (os.PathLike, anyio.Path)):
+        path = anyio.Path(os.fspath(value))
+        return await path.read_bytes(), path.name
+    return await anyio.to_thread.run_sync(_read_file_object, value)
+
+
+def data_uri(data: bytes, content_type: str) -> str:
+    """``data`` as a ``data:`` URI."""
+    return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+async def encode_file_inputs(value: Any) -> Any:
+    """A copy of a model input with every file input replaced by a ``data:`` URI; the
+    same file object or path appearing twice is read once."""
+    seen: dict[Any, str] = {}
+
+    async def encode(item: Any) -> Any:
+        if is_file_input(item):
+            key: Any = (
+                ("path", os.fspath(item))
+                if isinstance(item, (os.PathLike, anyio.Path))
+                else ("object", id(item))
+            )
+            if key not in seen:
+                data, name = await read_file_input(item)
+                seen[key] = data_uri(data, content_type_of(name, data[:16]))
+            return seen[key]
+        if isinstance(item, dict):
+            return {k: await encode(v) for k, v in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [await encode(v) for v in item]
+        return item
+
+    return await encode(value)
