@@ -175,6 +175,7 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
     database = args.db or DEFAULT_DB
     rows = [] if args.resume else _rows(args)
     run: RunRecord | None = None
+    cells: list[CellRecord] | None = None
     with interrupt.scope:
         async with ResultsStore.open(database) as store:
             async with open_client(plan) as client:
@@ -209,7 +210,7 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
                         raise CommandError(_NEEDS_JINJA) from None
                     print(f"replicate-home: report {page}", file=sys.stderr)
             cells = await store.cells(run.id)
-    if run is None:  # interrupted: the run's name was printed when it started
+    if run is None or cells is None:  # interrupted: the run's name was printed at its start
         return EXIT_INTERRUPTED
     if args.json:
         json.dump([_cell_json(cell) for cell in cells], sys.stdout, indent=2)
