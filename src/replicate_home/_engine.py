@@ -26,6 +26,7 @@ from anyio.abc import TaskGroup
 from httpx_sse import EventSource, ServerSentEvent, SSEError
 
 from ._budget import RateBudget
+from ._bulk import BulkFollower
 from ._decode import body_text, decode_json_object
 from ._exceptions import (
     ConnectionFailed,
@@ -115,6 +116,8 @@ class Engine:
         self._retry = retry
         self._background = background if service.can_cancel else None
         self._budget = budget
+        #: Follows many predictions through the service's listing (set by the client).
+        self._bulk: BulkFollower | None = None
 
     async def run(
         self,
@@ -192,11 +195,38 @@ class Engine:
                             prediction = await tracker.observe(update)
                             yield prediction
                     not_before = None  # the stream ended: ask for the outcome at once
-                prediction = await self._poll(call, prediction, deadline, timeout, not_before)
-                tracker.polls += 1
+                bulk = self._bulk if not_before is not None else None
+                if bulk is None:
+                    prediction = await self._poll(call, prediction, deadline, timeout, not_before)
+                    tracker.polls += 1
+                    continue
+                bulk.polling += 1  # between polls: counts toward following in bulk
+                try:
+                    if bulk.active:
+                        listed = await self._listed(bulk, prediction, deadline, timeout)
+                        if listed is not None:  # the listing says it still runs: no poll
+                            prediction = replace(prediction, status=listed.status)
+                            continue
+                        not_before = None  # it ended, or the sweep could not tell: read it
+                    prediction = await self._poll(call, prediction, deadline, timeout, not_before)
+                    tracker.polls += 1
+                finally:
+                    bulk.polling -= 1
         finally:
             if call.owned and not prediction.done:
                 self._abandon(prediction)
+
+    async def _listed(
+        self, bulk: BulkFollower, prediction: Prediction, deadline: float, timeout: float
+    ) -> Prediction | None:
+        """With many predictions between polls, the next sweep of the listing instead of
+        a poll of this one (see :mod:`._bulk`): its listed state while it still runs;
+        ``None``: poll it now (it ended, or the sweep could not tell)."""
+        with anyio.CancelScope(deadline=deadline) as scope:
+            seen = await bulk.wait(prediction)
+        if scope.cancelled_caught:
+            raise PredictionTimeout(prediction.id, timeout)
+        return seen if seen is not None and not seen.done else None
 
     async def _poll(
         self,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Any
 
 import anyio
 import httpx
@@ -18,6 +19,7 @@ from ._api import (
     check_webhook,
 )
 from ._budget import RateBudget
+from ._bulk import BULK_THRESHOLD, BulkFollower
 from ._client import BaseClient, Input
 from ._decode import require_string
 from ._engine import Engine
@@ -69,7 +71,17 @@ class ReplicateAPI(BaseClient):
         creates_per_minute: float = 600,
         requests_per_minute: float = 3000,
         proxy: str | None = None,
+        bulk_threshold: int | None = BULK_THRESHOLD,
     ) -> None:
+        if bulk_threshold is not None and (
+            isinstance(bulk_threshold, bool)
+            or not isinstance(bulk_threshold, int)
+            or bulk_threshold < 1
+        ):
+            raise ValueError(
+                f"bulk_threshold must be a whole number >= 1 or None, not {bulk_threshold!r}"
+            )
+        self._bulk_threshold = bulk_threshold
         if wait is not None:
             if isinstance(wait, bool) or not isinstance(wait, (int, float)):
                 raise ValueError(f"wait must be a number of seconds or None, not {wait!r}")
@@ -85,6 +97,24 @@ class ReplicateAPI(BaseClient):
             wait=wait,
             budget=RateBudget(creates_per_minute, requests_per_minute),
         )
+
+    def _new_engine(self, http: httpx.AsyncClient) -> Engine:
+        engine = super()._new_engine(http)
+        if self._bulk_threshold is not None:
+            api = self._api
+
+            async def list_page(
+                cursor: str | None, after: datetime
+            ) -> tuple[list[Prediction], str | None]:
+                return api.read_page(*await engine.send(api.list_request(cursor, after)))
+
+            def start(task: Callable[[], Coroutine[Any, Any, None]]) -> None:
+                if self._group is None:
+                    raise RuntimeError("the client is closed")
+                self._group.start_soon(task)
+
+            engine._bulk = BulkFollower(list_page, start, threshold=self._bulk_threshold)
+        return engine
 
     @property
     def budget(self) -> RateBudget:

@@ -1,0 +1,87 @@
+"""Following many predictions through the list endpoint instead of one GET each."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import anyio
+import pytest
+
+from replicate_home import Prediction, ReplicateAPI
+from replicate_home._bulk import BulkFollower
+from replicate_home.emulator import Emulator, Scenario
+
+pytestmark = pytest.mark.anyio
+
+FLUX = "black-forest-labs/flux-schnell"
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+
+def prediction(pid: str, status: str = "processing") -> Prediction:
+    return Prediction(pid, FLUX, None, status, created_at=NOW)
+
+
+async def test_a_sweep_answers_every_waiter_once() -> None:
+    asked: list[tuple[str | None, datetime]] = []
+    pages = {
+        None: ([prediction("a", "succeeded"), prediction("x")], "next"),
+        "next": ([prediction("b")], None),
+    }
+
+    async def list_page(cursor: str | None, after: datetime) -> tuple[list[Prediction], str | None]:
+        asked.append((cursor, after))
+        return pages[cursor]
+
+    async with anyio.create_task_group() as group:
+        bulk = BulkFollower(list_page, group.start_soon, threshold=1, interval=0.01)
+        seen: dict[str, Prediction | None] = {}
+
+        async def wait(pid: str) -> None:
+            seen[pid] = await bulk.wait(prediction(pid))
+
+        for pid in ("a", "b", "c"):
+            group.start_soon(wait, pid)
+    assert seen["a"] is not None
+    assert seen["a"].status == "succeeded"
+    assert seen["b"] is not None
+    assert seen["b"].status == "processing"
+    assert seen["c"] is None  # not listed: its caller reads it by id
+    assert [cursor for cursor, _ in asked] == [None, "next"]  # one sweep, both pages
+    assert all(after < NOW for _, after in asked)
+
+
+async def test_a_failing_listing_sends_every_waiter_back_to_polling() -> None:
+    async def list_page(cursor: str | None, after: datetime) -> tuple[list[Prediction], str | None]:
+        raise RuntimeError("listing down")
+
+    async with anyio.create_task_group() as group:
+        bulk = BulkFollower(list_page, group.start_soon, threshold=1, interval=0.01)
+        assert await bulk.wait(prediction("a")) is None
+        assert await bulk.wait(Prediction("b", FLUX, None, "processing")) is None  # no time
+
+
+@pytest.mark.parametrize("bulk_threshold", [0, -1, True, 1.5])
+async def test_bulk_threshold_is_validated(bulk_threshold: object) -> None:
+    with pytest.raises(ValueError, match="bulk_threshold"):
+        ReplicateAPI("t", base_url="http://127.0.0.1:9", bulk_threshold=bulk_threshold)  # type: ignore[arg-type]
+
+
+@pytest.mark.slow
+async def test_many_image_predictions_are_followed_through_the_listing() -> None:
+    # The same 16 image predictions (no stream: they poll), followed one GET each, then
+    # through the listing: every one succeeds either way, with far fewer requests.
+    counts = {}
+    for threshold in (None, 4):
+        emulator = Emulator(Scenario(duration=1.5))
+        async with emulator.serve():
+            async with ReplicateAPI("t", base_url=emulator.base_url, bulk_threshold=threshold) as c:
+                results = await c.compare([FLUX] * 16, prompt="p")
+            listings = [
+                r for r in emulator.requests if r.method == "GET" and r.path == "/v1/predictions"
+            ]
+        assert [r.status for r in results] == ["succeeded"] * 16
+        assert all(r.images for r in results)
+        counts[threshold] = (emulator.stats().requests, len(listings))
+    assert counts[None][1] == 0
+    assert counts[4][1] > 0
+    assert counts[4][0] < 0.75 * counts[None][0]
