@@ -54,12 +54,13 @@ def _prompts(count: int, durations: list[float], offset: int) -> list[str]:
     return [prompt_for(durations[(offset + n) % len(durations)], offset + n) for n in range(count)]
 
 
-async def _work(url: str, prompts: list[str], database: str) -> dict[str, Any]:
+async def _work(url: str, prompts: list[str], database: str, bulk: bool) -> dict[str, Any]:
     _reset_peak()
     rss_before = _current_rss_kib()
     cpu, wall = time.process_time(), time.perf_counter()
     async with ResultsStore.open(database) as store:
-        async with ReplicateAPI(TOKEN, base_url=url, timeout=600) as client:
+        options: dict[str, Any] = {} if bulk else {"bulk_threshold": None}
+        async with ReplicateAPI(TOKEN, base_url=url, timeout=600, **options) as client:
             run = await run_comparison(client, store, prompts, MODELS)
             throttles = client.budget.creates.throttles + client.budget.requests.throttles
             allowed = client.budget.creates.allowed_per_minute
@@ -82,20 +83,26 @@ def worker(argv: list[str]) -> None:
     parser.add_argument("url")
     parser.add_argument("prompts", help="a JSON list of prompts")
     parser.add_argument("database")
+    parser.add_argument("--one-get-each", action="store_true", help="no bulk following")
     args = parser.parse_args(argv)
-    print(json.dumps(anyio.run(_work, args.url, json.loads(args.prompts), args.database)))
+    result = anyio.run(
+        _work, args.url, json.loads(args.prompts), args.database, not args.one_get_each
+    )
+    print(json.dumps(result))
 
 
-def _spawn(url: str, prompts: list[str], database: Path) -> subprocess.Popen[str]:
+def _spawn(url: str, prompts: list[str], database: Path, bulk: bool) -> subprocess.Popen[str]:
     command = [sys.executable, "-m", "benchmarks.scale", "--worker", url]
     command += [json.dumps(prompts), str(database)]
+    if not bulk:
+        command.append("--one-get-each")
     return subprocess.Popen(
         command, cwd=REPO_ROOT, env=_child_env(), stdout=subprocess.PIPE, text=True
     )
 
 
 def _scenario(
-    processes: int, cells: int, durations: list[float], directory: Path
+    processes: int, cells: int, durations: list[float], directory: Path, bulk: bool = True
 ) -> dict[str, Any]:
     count = cells // len(MODELS)
     with EmulatorProcess(
@@ -108,7 +115,8 @@ def _scenario(
             _spawn(
                 emulator.url,
                 _prompts(share, durations, n * share),
-                directory / f"runs-{processes}-{n}.db",
+                directory / f"runs-{processes}-{n}-{bulk}.db",
+                bulk,
             )
             for n in range(processes)
         ]
@@ -132,6 +140,7 @@ def _scenario(
     requests = after["requests"] - before["requests"] - 1  # less the first stats request
     return {
         "processes": processes,
+        "bulk": bulk,
         "cells": creates,
         "failed": sum(result["failed"] for result in results),
         "wall": max(result["wall"] for result in results),
@@ -153,6 +162,7 @@ def run(settings: Settings) -> list[Table]:
     cells = settings.pick(1000, 40)
     durations = settings.pick([2.0, 4.0, 6.0, 8.0, 10.0], [0.5, 1.0])
     with tempfile.TemporaryDirectory() as directory:
+        each = _scenario(1, cells, durations, Path(directory), bulk=False)
         one = _scenario(1, cells, durations, Path(directory))
         four = _scenario(4, cells, durations, Path(directory))
     table = Table(
@@ -160,6 +170,7 @@ def run(settings: Settings) -> list[Table]:
         f"{min(durations):g}-{max(durations):g} s) under 600 creates / 3000 requests a minute",
         [
             "processes",
+            "following",
             "cells",
             "wall / bound",
             "429s (% of requests)",
@@ -171,7 +182,8 @@ def run(settings: Settings) -> list[Table]:
             "targets",
         ],
     )
-    for result in (one, four):
+    baseline = each["latency_median"]
+    for result in (each, one, four):
         share = result["throttled"] / max(1, result["requests"])
         ratio = result["wall"] / result["bound"]
         limit_share = result["throughput"] / CREATES_PER_SECOND
@@ -185,8 +197,12 @@ def run(settings: Settings) -> list[Table]:
                 f"429s {'met' if share <= 0.02 else 'MISSED'}",
                 f"throughput {'met' if limit_share >= 0.9 else 'MISSED'}",
             ]
+        following = "in bulk" if result["bulk"] else "one GET each"
+        if result["bulk"] and result["processes"] == 1:
+            following += f" (detection {result['latency_median'] / baseline:.2f}x)"
         table.add(
             result["processes"],
+            following,
             result["cells"]
             if not result["failed"]
             else f"{result['cells']} ({result['failed']} failed)",
@@ -200,6 +216,9 @@ def run(settings: Settings) -> list[Table]:
             ", ".join(met),
         )
     table.notes = [
+        "following: polls of one GET each, or through the listing above "
+        "bulk_threshold (the default); the ratio is the median detection against the "
+        "one-GET-each row of this run.",
         "bound: the cells' creates at 10 a second (the create limit) plus the longest duration.",
         "detection: the cell's result committed to the results database, after the emulator's "
         "completed_at (same machine clock).",

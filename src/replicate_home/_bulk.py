@@ -25,8 +25,10 @@ __all__ = ["BULK_INTERVAL", "BULK_THRESHOLD", "BulkFollower", "ListPage"]
 
 logger = logging.getLogger("replicate_home")
 
-#: Predictions waiting to be polled at once from which the listing follows them.
-BULK_THRESHOLD = 50
+#: Predictions waiting between polls from which the listing follows them: the adaptive
+#: schedule polls a young prediction a few times a second, so about 20 of them already
+#: reach the 50 requests a second the API allows.
+BULK_THRESHOLD = 20
 #: Seconds between two sweeps of the listing.
 BULK_INTERVAL = 1.0
 #: How far before the oldest followed prediction a sweep starts (clocks differ).

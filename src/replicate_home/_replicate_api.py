@@ -53,6 +53,11 @@ class ReplicateAPI(BaseClient):
     process dies. All calls share one rate budget: ``creates_per_minute`` and
     ``requests_per_minute`` (Replicate's published limits by default).
 
+    From ``bulk_threshold`` predictions waiting between polls (20 by default; ``None``
+    turns it off), they are followed through the listing (``GET /v1/predictions``, 100 a
+    request, one sweep a second) rather than one GET each, which would exceed the
+    request limit; each is read by id once the listing shows it ended.
+
     ``timeout`` bounds each call (create to result), in seconds; ``poll_interval``
     fixes the wait between polls where a prediction has no stream (by default it
     adapts); ``proxy`` is a proxy URL for the HTTP client the client opens, or pass your
