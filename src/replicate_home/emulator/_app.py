@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._api_routes import ApiRoutes
 from ._api_rules import TokenBucket
+from ._files_routes import FilesRoutes, FileStore
 from ._home_routes import HomeRoutes
 from ._png import gradient_png
 from ._responses import detail_response, problem
@@ -342,10 +343,13 @@ class Emulator:
         self._serving_now = False
         self._stopping = False
         api_routes = ApiRoutes(self)
+        #: Files uploaded through ``/v1/files``.
+        self.files = FileStore()
         self._app = Starlette(
             routes=[
                 *HomeRoutes(self).routes,
                 *api_routes.routes,
+                *FilesRoutes(api_routes, self.files).routes,
                 Route("/_emulator/files/{prediction_id}/{index:int}.png", self._file),
                 Route("/_emulator/stats", self._stats, methods=["GET"]),
             ],

@@ -1,0 +1,251 @@
+"""Replicate's Files API under ``/v1/files``, as the OpenAPI description gives it.
+
+- ``POST /v1/files``: a ``multipart/form-data`` upload (the file in the ``content``
+  part; optional ``filename``, ``type`` and JSON ``metadata`` parts), answered 201 with
+  the file object (``id``, ``name``, ``content_type``, ``size``, ``etag``,
+  ``checksums.sha256``, ``metadata``, ``created_at``, ``expires_at``, ``urls.get``);
+  larger than the limit: 413.
+- ``GET /v1/files`` lists them, newest first, paginated (``next``/``previous``);
+  ``GET /v1/files/{id}`` answers one; ``DELETE /v1/files/{id}`` answers 204, then 404.
+- ``GET /v1/files/{id}/download?owner=&expiry=&signature=``: the bytes, for whoever has
+  a valid signed URL (no token), as the real API serves them.
+
+``urls.get`` is the file resource on the API origin (its JSON, with a token), the URL a
+client passes as a model input. The multipart
+body is read with the standard library's ``email`` parser (no extra dependency).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from email.message import Message
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ._responses import json_bytes, problem
+
+if TYPE_CHECKING:
+    from ._api_routes import ApiRoutes
+
+__all__ = ["FileStore", "FilesRoutes"]
+
+#: The real API's limit for one file.
+MAX_FILE_SIZE = 100 * 1024 * 1024
+#: Files kept at most (the oldest go first).
+MAX_FILES = 1000
+#: How long a file lives (the real API: a day).
+FILE_LIFETIME = timedelta(days=1)
+_OWNER = "emulator"
+
+
+@dataclass
+class StoredFile:
+    id: str
+    name: str
+    content_type: str
+    content: bytes
+    metadata: Any
+    created_at: datetime
+    sha256: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sha256 = hashlib.sha256(self.content).hexdigest()
+
+
+class FileStore:
+    """The uploaded files of one emulator, newest last; ``uploads`` counts creates."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, StoredFile] = {}
+        self.uploads = 0
+        self._key = secrets.token_bytes(32)
+
+    def add(self, stored: StoredFile) -> None:
+        self.uploads += 1
+        self.files[stored.id] = stored
+        while len(self.files) > MAX_FILES:
+            del self.files[next(iter(self.files))]
+
+    def sign(self, file_id: str, expiry: int) -> str:
+        message = f"{file_id}:{_OWNER}:{expiry}".encode()
+        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+    def by_url(self, base_url: str, url: str) -> StoredFile | None:
+        """The file a ``urls.get`` URL of this emulator names, if it is one."""
+        prefix = f"{base_url}/v1/files/"
+        if not url.startswith(prefix):
+            return None
+        return self.files.get(url[len(prefix) :].split("/", 1)[0])
+
+
+class FilesRoutes:
+    """The ``/v1/files`` routes, gated (token, rate limit) like the other ``/v1`` routes."""
+
+    def __init__(self, api: ApiRoutes, store: FileStore) -> None:
+        self._api = api
+        self._store = store
+
+    @property
+    def routes(self) -> list[BaseRoute]:
+        return [
+            Route("/v1/files", self._files, methods=["GET", "POST"]),
+            Route("/v1/files/{file_id}", self._file, methods=["GET", "DELETE"]),
+            Route("/v1/files/{file_id}/download", self._download, methods=["GET"]),
+        ]
+
+    def _object(self, request: Request, stored: StoredFile) -> dict[str, Any]:
+        base = str(request.base_url).rstrip("/")
+        return {
+            "id": stored.id,
+            "name": stored.name,
+            "content_type": stored.content_type,
+            "size": len(stored.content),
+            "etag": f'"{stored.sha256[:32]}"',
+            "checksums": {"sha256": stored.sha256},
+            "metadata": stored.metadata,
+            "created_at": stored.created_at.isoformat().replace("+00:00", "Z"),
+            "expires_at": (stored.created_at + FILE_LIFETIME).isoformat().replace("+00:00", "Z"),
+            "urls": {"get": f"{base}/v1/files/{stored.id}"},
+        }
+
+    async def _files(self, request: Request) -> Response:
+        refused = self._api._gate(request, create=False)
+        if refused is not None:
+            return refused
+        if request.method == "GET":
+            return self._list(request)
+        body = await request.body()
+        if len(body) > MAX_FILE_SIZE + 64 * 1024:
+            return problem(413, "Request Entity Too Large", "Files must be less than 100MB in size")
+        parts = _form_parts(request.headers.get("content-type", ""), body)
+        if parts is None or "content" not in parts:
+            return problem(
+                400, "Bad Request", "a multipart/form-data body with 'content' is required"
+            )
+        content_part = parts["content"]
+        content = content_part.get_payload(decode=True)
+        if not isinstance(content, bytes):
+            content = b""
+        if len(content) > MAX_FILE_SIZE:
+            return problem(413, "Request Entity Too Large", "Files must be less than 100MB in size")
+        name = _text(parts.get("filename")) or content_part.get_filename() or "file"
+        content_type = (
+            _text(parts.get("type"))
+            or content_part.get_content_type()
+            or "application/octet-stream"
+        )
+        metadata: Any = {}
+        raw_metadata = _text(parts.get("metadata"))
+        if raw_metadata:
+            try:
+                metadata = json.loads(raw_metadata)
+            except ValueError:
+                return problem(422, "Unprocessable Entity", "metadata must be valid JSON")
+        if len(name.encode()) > 255:
+            return problem(422, "Unprocessable Entity", "filename must be at most 255 bytes")
+        stored = StoredFile(
+            id=secrets.token_hex(13),
+            name=name,
+            content_type=content_type,
+            content=content,
+            metadata=metadata,
+            created_at=datetime.now(timezone.utc),
+        )
+        self._store.add(stored)
+        return Response(
+            json_bytes(self._object(request, stored)),
+            status_code=201,
+            media_type="application/json",
+        )
+
+    def _list(self, request: Request) -> Response:
+        newest = list(reversed(self._store.files.values()))
+        try:
+            start = max(0, int(request.query_params.get("cursor", "0")))
+        except ValueError:
+            return problem(400, "Bad Request", "invalid cursor")
+        size = 100
+        page = newest[start : start + size]
+        base = str(request.base_url).rstrip("/")
+        after = start + size
+        return Response(
+            json_bytes(
+                {
+                    "next": f"{base}/v1/files?{urlencode({'cursor': after})}"
+                    if after < len(newest)
+                    else None,
+                    "previous": f"{base}/v1/files?{urlencode({'cursor': max(0, start - size)})}"
+                    if start > 0
+                    else None,
+                    "results": [self._object(request, stored) for stored in page],
+                }
+            ),
+            media_type="application/json",
+        )
+
+    async def _file(self, request: Request) -> Response:
+        refused = self._api._gate(request, create=False)
+        if refused is not None:
+            return refused
+        file_id: str = request.path_params["file_id"]
+        stored = self._store.files.get(file_id)
+        if stored is None:
+            return problem(404, "Not found", "File not found")
+        if request.method == "DELETE":
+            del self._store.files[file_id]
+            return Response(status_code=204)
+        return Response(json_bytes(self._object(request, stored)), media_type="application/json")
+
+    async def _download(self, request: Request) -> Response:
+        file_id: str = request.path_params["file_id"]
+        stored = self._store.files.get(file_id)
+        query = request.query_params
+        try:
+            expiry = int(query.get("expiry", ""))
+        except ValueError:
+            expiry = 0
+        signature = query.get("signature", "")
+        valid = (
+            stored is not None
+            and query.get("owner") == _OWNER
+            and expiry > time.time()
+            and hmac.compare_digest(signature, self._store.sign(file_id, expiry))
+        )
+        if not valid or stored is None:
+            return problem(404, "Not found", "File not found")
+        return Response(stored.content, media_type=stored.content_type)
+
+
+def _form_parts(content_type: str, body: bytes) -> dict[str, Message] | None:
+    """The named parts of a ``multipart/form-data`` body, or ``None`` if it is not one."""
+    if not content_type.lower().startswith("multipart/form-data"):
+        return None
+    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + body)
+    if not message.is_multipart():
+        return None
+    parts: dict[str, Message] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if isinstance(name, str):
+            parts[name] = part
+    return parts
+
+
+def _text(part: Message | None) -> str:
+    if part is None:
+        return ""
+    payload = part.get_payload(decode=True)
+    return payload.decode("utf-8", "replace").strip() if isinstance(payload, bytes) else ""
