@@ -8,7 +8,10 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from hypothesis import settings
 
@@ -93,6 +96,40 @@ def emulator_in_subprocess() -> Callable[..., AbstractContextManager[str]]:
     """Start ``replicate-home emulator`` in another process: ``with
     emulator_in_subprocess("--duration", "0.2") as url: ...``."""
     return _emulator_in_subprocess
+
+
+class HostileServer:
+    """``tests/hostile_server.py MODE`` running in another process: its URL and log."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def log(self) -> list[dict[str, Any]]:
+        """Every request the server got: ``method``, ``path``, ``headers``."""
+        answer: list[dict[str, Any]] = httpx.get(f"{self.url}/_log", timeout=10).json()
+        return answer
+
+
+@contextmanager
+def _hostile_server(mode: str) -> Iterator[HostileServer]:
+    command = [sys.executable, str(Path(__file__).with_name("hostile_server.py")), mode]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            match = re.search(r"http://\S+", line)
+            assert match, f"the hostile server printed no URL: {line!r}"
+            yield HostileServer(match.group(0))
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def hostile_server() -> Callable[[str], AbstractContextManager[HostileServer]]:
+    """Start a hostile server (see ``tests/hostile_server.py``) in another process:
+    ``with hostile_server("huge") as server: ...``."""
+    return _hostile_server
 
 
 # -- Hypothesis profiles (the property tests, tests/test_properties_*.py) ------------------

@@ -26,6 +26,7 @@ from ._exceptions import (
     RateLimitError,
     ReplicateHomeError,
     ResponseStatusError,
+    ResponseTooLarge,
     UnexpectedResponseFormat,
     WebhookVerificationError,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "ReplicateHome",
     "ReplicateHomeError",
     "ResponseStatusError",
+    "ResponseTooLarge",
     "StatusChanged",
     "TokenBucket",
     "UnexpectedResponseFormat",

@@ -203,6 +203,10 @@ class ApiService:
     def __repr__(self) -> str:
         return f"ApiService(base_url={self.base_url!r})"  # never the token
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return (self._token,)
+
     def prepare(
         self,
         model: str | Deployment | None,

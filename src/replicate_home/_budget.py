@@ -25,7 +25,10 @@ from collections.abc import Callable
 
 import anyio
 
-__all__ = ["DECREASE", "INCREASE", "RateBudget", "TokenBucket"]
+__all__ = ["DECREASE", "INCREASE", "MAX_PAUSE", "RateBudget", "TokenBucket"]
+
+#: The longest pause after a 429, in seconds: no answer can stop a client for good.
+MAX_PAUSE = 60.0
 
 #: A 429 multiplies the allowed rate by this (once per episode: the 429s of requests
 #: already sent when the rate was lowered say nothing about the new rate).
@@ -112,9 +115,11 @@ class TokenBucket:
         return (1.0 - tokens) / self.rate
 
     def pause(self, seconds: float) -> None:
-        """Send nothing from this bucket for ``seconds`` (after a 429), and start empty."""
+        """Send nothing from this bucket for ``seconds`` (after a 429; at most
+        :data:`MAX_PAUSE`), and start empty."""
         now = self._clock()
-        self._paused_until = max(self._paused_until, now + max(0.0, seconds))
+        seconds = min(max(0.0, seconds), MAX_PAUSE) if seconds == seconds else 0.0
+        self._paused_until = max(self._paused_until, now + seconds)
         self._tokens, self._updated = 0.0, self._paused_until
 
     def throttled(self, retry_after: float | None, sent_at: float | None = None) -> None:

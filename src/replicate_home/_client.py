@@ -18,6 +18,7 @@ import httpx
 from anyio.abc import TaskGroup
 
 from ._api import check_webhook
+from ._bounded import DEFAULT_MAX_RESPONSE_BYTES, check_limit
 from ._budget import RateBudget
 from ._engine import Engine, RequestGate, StatusCallback
 from ._exceptions import ClientNotOpenError
@@ -70,8 +71,10 @@ class BaseClient:
         http_client: httpx.AsyncClient | None,
         wait: float | None = None,
         budget: RateBudget | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._timeout = check_seconds(timeout, "timeout")
+        self._max_response_bytes = check_limit(max_response_bytes)
         self._schedule: PollSchedule = (
             AdaptiveSchedule() if poll_interval is None else FixedSchedule(poll_interval)
         )
@@ -146,6 +149,7 @@ class BaseClient:
             retry=self._retry,
             background=self._group,
             budget=self._budget,
+            max_response_bytes=self._max_response_bytes,
             gate=RequestGate(HTTP_LIMITS.max_connections or 100) if owned else None,
         )
 

@@ -9,12 +9,14 @@ becomes :class:`UnexpectedResponseFormat`, never a ``KeyError``, ``TypeError``,
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import unquote
 
 from ._exceptions import UnexpectedResponseFormat
 
-__all__ = ["body_text", "decode_json_object", "require_string"]
+__all__ = ["body_text", "decode_json_object", "require_id", "require_string"]
 
 
 def body_text(body: bytes) -> str:
@@ -60,6 +62,22 @@ def require_string(data: Mapping[str, Any], field: str, text: str) -> str:
         value.encode("utf-8")
     except UnicodeEncodeError:
         raise UnexpectedResponseFormat(text, f"{field!r} is not valid Unicode") from None
+    return value
+
+
+#: What no identifier may hold once percent-decoded: a path separator or a control
+#: character (URL parsers drop or reject them).
+_NOT_IN_SEGMENT = re.compile(r"[/\\\x00-\x1f\x7f]")
+
+
+def require_id(data: Mapping[str, Any], field: str, text: str) -> str:
+    """:func:`require_string` for an identifier that becomes one segment of a URL path:
+    ``.``, ``..``, or anything with ``/``, ``\\`` or a control character (also once
+    percent-decoded) would send the next request to another path, so it is rejected."""
+    value = require_string(data, field, text)
+    for form in (value, unquote(value)):
+        if form in (".", "..") or _NOT_IN_SEGMENT.search(form):
+            raise UnexpectedResponseFormat(text, f"{field!r} is not a plain path segment")
     return value
 
 

@@ -23,8 +23,15 @@ from typing import Any
 import anyio
 import httpx
 from anyio.abc import TaskGroup
-from httpx_sse import EventSource, ServerSentEvent, SSEError
 
+from ._bounded import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    ERROR_BODY_LIMIT,
+    BodyReader,
+    EventReader,
+    read_body,
+    read_prefix,
+)
 from ._budget import RateBudget
 from ._bulk import BulkFollower
 from ._decode import body_text, decode_json_object
@@ -35,9 +42,12 @@ from ._exceptions import (
     PredictionNotSent,
     PredictionTimeout,
     ReplicateHomeError,
+    ResponseTooLarge,
+    UnexpectedResponseFormat,
 )
 from ._models import Prediction, StreamedChunks
 from ._schedule import PollSchedule, RetryPolicy, parse_retry_after
+from ._scrub import Scrubber
 from ._service import PredictionCall, RequestSpec, Service
 
 __all__ = ["CLEANUP_GRACE", "Engine", "RequestGate", "StatusCallback"]
@@ -52,6 +62,10 @@ CLEANUP_GRACE = 2.0
 
 #: Beyond its ``Prefer: wait``, how long an abandoned create may still take to answer.
 CREATE_SLACK = 0.5
+
+#: The longest ``Retry-After`` honoured, in seconds (also never past the call's
+#: deadline): one absurd answer must not stop a client for good.
+MAX_RETRY_AFTER = 60.0
 
 #: HTTP statuses worth retrying while polling: the service is busy, not saying "no".
 _TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
@@ -107,8 +121,11 @@ class Engine:
         background: TaskGroup | None = None,
         budget: RateBudget | None = None,
         gate: RequestGate | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._http = http
+        self._limit = max_response_bytes
+        self._scrub = Scrubber(getattr(service, "secrets", ()))
         self._gate = gate
         self._service = service
         self._timeout = timeout
@@ -213,7 +230,9 @@ class Engine:
                 finally:
                     bulk.polling -= 1
         finally:
-            if call.owned and not prediction.done:
+            # Nothing to cancel once any source said the prediction ended (the stream's
+            # ``done`` too, when the read after it failed).
+            if call.owned and not prediction.done and not tracker.ended:
                 self._abandon(prediction)
 
     async def _listed(
@@ -414,7 +433,8 @@ class Engine:
     async def _cancel_remote(self, spec: RequestSpec, prediction_id: str) -> None:
         with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE) as scope:
             try:
-                response, _ = await self._request(spec)
+                # Past the rate budget: cleanup must not wait behind a pause a 429 set.
+                answer, _ = await self._request(spec, use_budget=False)
             except Exception as error:  # a failing cleanup must never reach the caller
                 logger.warning(
                     "%s: could not cancel %s: %s",
@@ -430,7 +450,7 @@ class Engine:
                 "%s: cancelled %s (HTTP %d)",
                 self._service.name,
                 prediction_id,
-                response.status_code,
+                answer.status,
             )
 
     # -- stream ---------------------------------------------------------------------
@@ -446,7 +466,11 @@ class Engine:
         """Follow the prediction's server-sent events, yielding it with its output so
         far after each ``output`` event. Returns at ``done``, or quietly when the stream
         can't be had or drops (the caller then polls)."""
-        request = self._http.build_request(spec.method, spec.url, headers=dict(spec.headers))
+        try:
+            request = self._build(spec)
+        except UnexpectedResponseFormat as error:
+            logger.debug("%s: no stream for %s: %s", self._service.name, prediction.id, error)
+            return
         if spec.anonymous:  # not even a credential the HTTP client adds by default
             for name in ("authorization", "cookie"):
                 request.headers.pop(name, None)
@@ -465,8 +489,10 @@ class Engine:
                     follow_redirects=False,
                     auth=None if spec.anonymous else httpx.USE_CLIENT_DEFAULT,
                 )
-            except httpx.TransportError as error:
-                logger.debug("%s: no stream for %s: %s", self._service.name, prediction.id, error)
+            except httpx.HTTPError as error:
+                logger.debug(
+                    "%s: no stream for %s: %s", self._service.name, prediction.id, type(error)
+                )
             finally:
                 if response is None and self._gate is not None:
                     self._gate.release()
@@ -474,24 +500,25 @@ class Engine:
             raise PredictionTimeout(prediction.id, timeout)
         if response is None:
             return
-        events: AsyncGenerator[ServerSentEvent, None] | None = None
+        body = BodyReader(response, self._limit, "an event of the stream")
         try:
             if not response.is_success:
                 if response.status_code == 429:
                     retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    self._pause_budget(creating=False, retry_after=retry_after, sent_at=sent_at)
+                    self._pause_budget(False, retry_after, deadline, sent_at)
                 return
             if self._budget is not None:
                 self._budget.requests.succeeded()
             # The stream replays the output from the start (``Last-Event-ID`` resumes),
             # so it begins empty: what the create answered is part of the replay.
             chunks: list[str] = []
-            events = EventSource(response).aiter_sse()
+            size = 0  # of the output delivered: held in memory, so under the limit too
+            events = EventReader(body)
             while True:
                 with anyio.CancelScope(deadline=deadline) as scope:
                     try:
-                        event = await events.__anext__()
-                    except (StopAsyncIteration, httpx.TransportError, SSEError):
+                        event = await events.next()
+                    except httpx.HTTPError:
                         event = None
                 if scope.cancelled_caught:
                     raise PredictionTimeout(prediction.id, timeout)
@@ -499,26 +526,26 @@ class Engine:
                     logger.debug("%s: stream of %s dropped", self._service.name, prediction.id)
                     return
                 if event.event == "output":
-                    chunks.append(event.data)
+                    data = self._scrub.text(event.data)
+                    size += len(data)
+                    if size > self._limit:
+                        raise ResponseTooLarge("the output of the stream", self._limit, spec.url)
+                    chunks.append(data)
                     # A view of the chunks so far, not a copy: the same cost at every event.
                     output = StreamedChunks(chunks)
                     yield replace(prediction, status="processing", output=output, streamed=True)
                 elif event.event == "error":
-                    tracker.stream_error = event.data
+                    tracker.stream_error = self._scrub.text(event.data)
                 elif event.event == "done":
-                    await _drain(events)
+                    tracker.ended = True
                     return
         finally:
-            with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE):
-                try:
-                    if events is not None:
-                        # The connection first: then the generators under ``events`` end
-                        # at once (a read on a closed stream fails) instead of being left
-                        # suspended for the garbage collector (encode/httpx#3686).
-                        await response.aclose()
-                        await _finish(events)
-                finally:
-                    await _close_stream(response, self._gate)
+            # Shielded inside: closes the response, then finishes its iterators in order.
+            try:
+                await body.aclose()
+            finally:
+                if self._gate is not None:
+                    self._gate.release()
 
     # -- send -----------------------------------------------------------------------
 
@@ -543,7 +570,9 @@ class Engine:
                 await anyio.sleep_until(not_before)
             attempt = 0
             while True:
-                outcome = await self._attempt(spec, creating, prepaid=prepaid and attempt == 0)
+                outcome = await self._attempt(
+                    spec, creating, deadline, prepaid=prepaid and attempt == 0
+                )
                 if not isinstance(outcome, _Failure):
                     return outcome
                 last_failure = outcome.error
@@ -554,7 +583,7 @@ class Engine:
                 )
                 if not outcome.retryable or attempt >= limit:
                     raise outcome.error
-                delay = self._retry.delay(attempt, outcome.retry_after)
+                delay = min(self._retry.delay(attempt, outcome.retry_after), MAX_RETRY_AFTER)
                 attempt += 1
                 logger.debug(
                     "%s: %s %s failed (%s); retry %d in %.2fs",
@@ -571,11 +600,11 @@ class Engine:
         raise PredictionTimeout(prediction_id, timeout) from last_failure
 
     async def _attempt(
-        self, spec: RequestSpec, creating: bool, *, prepaid: bool = False
+        self, spec: RequestSpec, creating: bool, deadline: float, *, prepaid: bool = False
     ) -> tuple[dict[str, Any], str] | _Failure:
         """Send once: the decoded answer, or why it failed and whether to try again."""
         try:
-            response, sent_at = await self._request(spec, creating=creating, prepaid=prepaid)
+            answer, sent_at = await self._request(spec, creating=creating, prepaid=prepaid)
         except httpx.TransportError as error:
             failure = ConnectionFailed(f"{spec.method} {spec.url}: {type(error).__name__}: {error}")
             failure.__cause__ = error
@@ -583,58 +612,97 @@ class Engine:
                 not creating and isinstance(error, _TRANSIENT_ERRORS)
             )
             return _Failure(failure, None, retryable)
-        if response.is_success:
+        except httpx.HTTPError as error:  # too many redirects, a body it can't decode …
+            failure = ConnectionFailed(f"{spec.method} {spec.url}: {type(error).__name__}: {error}")
+            failure.__cause__ = error
+            return _Failure(failure, None, False)
+        if answer.is_success:
             if self._budget is not None:
                 self._budget.bucket(creating).succeeded()
-            return decode_json_object(response.content)
-        status = response.status_code
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
+            data, text = decode_json_object(answer.body)
+            return self._scrub.answer(data, text)
+        status = answer.status
+        retry_after = parse_retry_after(answer.headers.get("retry-after"))
         if status == 429:
-            self._pause_budget(creating=creating, retry_after=retry_after, sent_at=sent_at)
+            self._pause_budget(creating, retry_after, deadline, sent_at)
         elif self._budget is not None:
             self._budget.bucket(creating).succeeded()
-        problem = self._service.error_for(
-            status, body_text(response.content), spec.url, retry_after
-        )
+        text = body_text(answer.body)
+        if answer.cut:
+            text += f"… [cut: more than {ERROR_BODY_LIMIT} bytes]"
+        problem = self._service.error_for(status, text, spec.url, retry_after)
         retryable = status == 429 or (not creating and status in _TRANSIENT_STATUSES)
         return _Failure(problem, retry_after, retryable)
 
+    def _build(self, spec: RequestSpec) -> httpx.Request:
+        """The request for ``spec``; a URL that can't be sent (an answer's, with control
+        characters, say) is an :class:`UnexpectedResponseFormat`."""
+        try:
+            return self._http.build_request(
+                spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
+            )
+        except httpx.InvalidURL as error:
+            raise UnexpectedResponseFormat(
+                spec.url, f"a URL the client can't send: {error}"
+            ) from None
+
     async def _request(
-        self, spec: RequestSpec, *, creating: bool = False, prepaid: bool = False
-    ) -> tuple[httpx.Response, float]:
-        """Send ``spec`` and read its answer (and when it left, for the budget): a token
-        from the budget's bucket for it first (unless ``prepaid``), then a place in the
-        gate, held until the answer is read."""
-        if self._budget is not None and not prepaid:
+        self,
+        spec: RequestSpec,
+        *,
+        creating: bool = False,
+        prepaid: bool = False,
+        use_budget: bool = True,
+    ) -> tuple[_Answer, float]:
+        """Send ``spec`` and read its answer under the size limit (and when it left, for
+        the budget): a token from the budget's bucket for it first (unless ``prepaid``,
+        or ``use_budget`` is false: cleanup), then a place in the gate, held until the
+        answer is read. Error bodies are read only as far as a message needs."""
+        request = self._build(spec)
+        if use_budget and self._budget is not None and not prepaid:
             await self._budget.bucket(creating).acquire()
         if self._gate is not None:
             await self._gate.acquire()
         try:
             sent_at = anyio.current_time()
-            response = await self._http.request(
-                spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
-            )
-            return response, sent_at
+            response = await self._http.send(request, stream=True)
+            if response.is_success:
+                what = f"the answer to {spec.method}"
+                body = await read_body(response, self._limit, what=what)
+                cut = False
+            else:
+                body, cut = await read_prefix(response)
+            answer = _Answer(response.status_code, response.headers, self._scrub.bytes(body), cut)
+            return answer, sent_at
         finally:
             if self._gate is not None:
                 self._gate.release()
 
     def _pause_budget(
-        self, *, creating: bool, retry_after: float | None, sent_at: float | None = None
+        self, creating: bool, retry_after: float | None, deadline: float, sent_at: float | None
     ) -> None:
         """After a 429, lower that bucket's rate and send nothing from it for
-        ``Retry-After`` (or 1 s)."""
+        ``Retry-After`` (or 1 s): at most :data:`MAX_RETRY_AFTER`, and never past the
+        call's deadline."""
         if self._budget is not None:
+            if retry_after is not None:
+                remaining = max(0.0, deadline - anyio.current_time())
+                retry_after = min(retry_after, MAX_RETRY_AFTER, remaining)
             self._budget.bucket(creating).throttled(retry_after, sent_at)
 
 
-async def _close_stream(response: httpx.Response, gate: RequestGate | None) -> None:
-    """Close a streamed response and give its place in the gate back."""
-    try:
-        await response.aclose()
-    finally:
-        if gate is not None:
-            gate.release()
+@dataclass(frozen=True)
+class _Answer:
+    """A response as read: its status, headers and (bounded) body."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    cut: bool  # an error body longer than ERROR_BODY_LIMIT, cut there
+
+    @property
+    def is_success(self) -> bool:
+        return 200 <= self.status < 300
 
 
 @dataclass(frozen=True)
@@ -665,6 +733,8 @@ class _Tracker:
         self.polls = 0
         self.status: str | None = None
         self.stream_error: str | None = None
+        #: A terminal state was seen (the stream's ``done``): nothing is left to cancel.
+        self.ended = False
 
     async def observe(self, prediction: Prediction) -> Prediction:
         """Stamp ``prediction`` with polls and elapsed time; report a status change.
@@ -704,25 +774,6 @@ class _CreateJob:
         self.abandoned = True
         if self.scope is not None:
             self.scope.deadline = min(self.scope.deadline, anyio.current_time() + self._limit)
-
-
-async def _drain(events: AsyncGenerator[ServerSentEvent, None]) -> None:
-    """Read a finished stream to its end (briefly), so that httpx's nested stream
-    generators finish rather than wait for the garbage collector (encode/httpx#3686)."""
-    with anyio.move_on_after(CLEANUP_GRACE):
-        async for _ in events:
-            pass
-
-
-async def _finish(events: AsyncGenerator[ServerSentEvent, None]) -> None:
-    """Run an abandoned stream's generators to their end once its response is closed."""
-    try:
-        async for _ in events:
-            pass
-    except Exception:  # the closed stream's error: it only ends the generators
-        logger.debug("closed stream ended", exc_info=True)
-    finally:
-        await events.aclose()
 
 
 def _raise_for_outcome(prediction: Prediction, stream_error: str | None) -> None:

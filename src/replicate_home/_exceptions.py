@@ -29,6 +29,7 @@ __all__ = [
     "RateLimitError",
     "ReplicateHomeError",
     "ResponseStatusError",
+    "ResponseTooLarge",
     "UnexpectedResponseFormat",
     "WebhookVerificationError",
 ]
@@ -71,6 +72,26 @@ class UnexpectedResponseFormat(ReplicateHomeError, ValueError):
         self.reason = reason
         suffix = f" ({reason})" if reason else ""
         super().__init__(f"Unexpected response format: {excerpt(text)!r}{suffix}")
+
+
+class ResponseTooLarge(ReplicateHomeError):
+    """A response was larger than the client reads: ``limit`` bytes (decoded), the
+    client's ``max_response_bytes``.
+
+    Raised as soon as the limit is crossed, so what was read is never more than the
+    limit (for a compressed body, its decoded size counts). ``what`` says which response
+    (a create, a poll, an event stream), ``url`` where it came from.
+    """
+
+    def __init__(self, what: str, limit: int, url: str = "") -> None:
+        self.what = what
+        self.limit = limit
+        self.url = url
+        where = f" from {url}" if url else ""
+        super().__init__(
+            f"{what}{where} is larger than {limit} bytes, the client's limit: raise it "
+            "with max_response_bytes= (ReplicateAPI(...) or ReplicateHome(...))"
+        )
 
 
 class ResponseStatusError(ReplicateHomeError):

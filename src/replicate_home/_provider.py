@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import httpx
 
 from . import _catalog
+from ._bounded import DEFAULT_MAX_RESPONSE_BYTES
 from ._client import BaseClient, close_http_client
 from ._home import HomeService
 from ._prompt import Messages
@@ -20,7 +21,7 @@ __all__ = ["ReplicateHome"]
 logger = logging.getLogger("replicate_home")
 
 #: Keyword arguments of ``create_async_generator`` that configure the call.
-_CALL_OPTIONS = ("base_url", "timeout", "poll_interval")
+_CALL_OPTIONS = ("base_url", "timeout", "poll_interval", "max_response_bytes")
 
 
 class ReplicateHome(BaseClient):
@@ -38,7 +39,8 @@ class ReplicateHome(BaseClient):
     ``poll_interval`` fixes the wait between polls; by default it adapts. ``proxy`` is
     a proxy URL for the HTTP client the client opens; or pass your own
     ``http_client`` (an ``httpx.AsyncClient``), which is used as it is configured and
-    left open.
+    left open. ``max_response_bytes`` caps what one answer may be (decoded): 32 MiB by
+    default; past it a call raises :class:`ResponseTooLarge`.
     """
 
     #: Replicate's site (the original provider's ``url``).
@@ -74,6 +76,7 @@ class ReplicateHome(BaseClient):
         poll_interval: float | None = None,
         proxy: str | None = None,
         http_client: httpx.AsyncClient | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self._home = HomeService(base_url)
         super().__init__(
@@ -82,6 +85,7 @@ class ReplicateHome(BaseClient):
             poll_interval=poll_interval,
             proxy=proxy,
             http_client=http_client,
+            max_response_bytes=max_response_bytes,
         )
 
     @property
@@ -117,9 +121,13 @@ class ReplicateHome(BaseClient):
         """The original provider's entry point, unchanged in meaning.
 
         Yields text chunks, or one :class:`ImageResponse` for image models. ``kwargs``
-        may set ``base_url``, ``timeout`` and ``poll_interval``; other keyword arguments
-        (which provider frameworks pass to every provider) are accepted and ignored. It
-        opens an HTTP client for this one call and closes it when the generator ends.
+        may set ``base_url``, ``timeout``, ``poll_interval`` and ``max_response_bytes``;
+        other keyword arguments (which provider frameworks pass to every provider) are
+        accepted and ignored. It opens an HTTP client for this one call and closes it
+        when the generator ends (or is closed: ``aclose()``, ``contextlib.aclosing``).
+        A generator dropped unclosed after its first item is closed by the event loop's
+        garbage collection hooks instead (it can't close itself); trio reports that with
+        a ``ResourceWarning`` naming this generator, as it does for any async generator.
         """
         options = {name: kwargs.pop(name) for name in _CALL_OPTIONS if name in kwargs}
         if kwargs:

@@ -11,7 +11,7 @@ import re
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from ._decode import require_string
+from ._decode import require_id, require_string
 from ._models import Prediction
 
 __all__ = ["parse_timestamp", "prediction_from_object", "record_fields"]
@@ -91,7 +91,7 @@ def prediction_from_object(
     webhook body). ``id`` (unless ``known_id``) and ``status`` are required
     (:class:`UnexpectedResponseFormat` without them); ``model`` and ``version`` stand in
     for what the object does not say."""
-    prediction_id = require_string(data, "id", text) if known_id is None else known_id
+    prediction_id = require_id(data, "id", text) if known_id is None else known_id
     status = require_string(data, "status", text)
     urls = data.get("urls")
     named, pinned = data.get("model"), data.get("version")

@@ -18,6 +18,7 @@ from ._api import (
     check_prediction_id,
     check_webhook,
 )
+from ._bounded import DEFAULT_MAX_RESPONSE_BYTES
 from ._budget import RateBudget
 from ._bulk import BULK_THRESHOLD, BulkFollower
 from ._client import BaseClient, Input
@@ -62,6 +63,9 @@ class ReplicateAPI(BaseClient):
     fixes the wait between polls where a prediction has no stream (by default it
     adapts); ``proxy`` is a proxy URL for the HTTP client the client opens, or pass your
     own ``http_client``, which is used as it is configured and left open.
+    ``max_response_bytes`` caps what one answer may be (decoded; also one event of a
+    stream and the output a stream delivers): 32 MiB by default; past it a call raises
+    :class:`ResponseTooLarge`. A ``Retry-After`` is honoured up to 60 s.
     """
 
     def __init__(
@@ -77,6 +81,7 @@ class ReplicateAPI(BaseClient):
         requests_per_minute: float = 3000,
         proxy: str | None = None,
         bulk_threshold: int | None = BULK_THRESHOLD,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         if bulk_threshold is not None and (
             isinstance(bulk_threshold, bool)
@@ -101,6 +106,7 @@ class ReplicateAPI(BaseClient):
             http_client=http_client,
             wait=wait,
             budget=RateBudget(creates_per_minute, requests_per_minute),
+            max_response_bytes=max_response_bytes,
         )
 
     def _new_engine(self, http: httpx.AsyncClient) -> Engine:
