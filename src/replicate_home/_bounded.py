@@ -110,6 +110,7 @@ class BodyReader:
         self.size = 0
         encoding = response.headers.get("content-encoding", "").strip().lower()
         self._inflater: _Inflater | None = None
+        self._chunks: AsyncIterator[bytes]
         try:  # a body read before it came here (a mock transport's): its decoded pieces
             content: bytes | None = response.content
         except httpx.ResponseNotRead:
@@ -118,7 +119,7 @@ class BodyReader:
             self._chunks = _pieces(content)
         elif encoding in ("gzip", "x-gzip", "deflate"):
             self._inflater = _Inflater(encoding)
-            self._chunks: AsyncIterator[bytes] = response.aiter_raw()
+            self._chunks = response.aiter_raw()
         elif encoding in ("", "identity"):
             self._chunks = response.aiter_raw()
         else:  # an encoding httpx decodes itself (br, zstd, stacked): its pieces, counted

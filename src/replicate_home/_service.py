@@ -71,15 +71,15 @@ class Service(Protocol):
 
     #: Short name used in logs and the CLI ("home", "api").
     name: str
-
-    #: Credentials the service sends (the API token): scrubbed from every answer before
-    #: anything is made of it, so no error, log record or prediction can show them.
-    @property
-    def secrets(self) -> tuple[str, ...]: ...
-
     #: Whether the service can cancel a prediction (then the client cancels what its
     #: callers abandon, and runs creates where a caller's cancellation can't lose them).
     can_cancel: bool
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Credentials the service sends (the API token): scrubbed from every answer
+        before anything is made of it, so no error, log record or prediction shows them."""
+        ...
 
     def prepare(
         self,
