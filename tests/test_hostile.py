@@ -14,7 +14,7 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, aclosing
+from contextlib import AbstractContextManager, aclosing, suppress
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +32,7 @@ from replicate_home import (
     UnexpectedResponseFormat,
 )
 from replicate_home._bounded import DEFAULT_MAX_RESPONSE_BYTES
+from replicate_home._service import RequestSpec
 from replicate_home.emulator import Emulator, Scenario
 
 pytestmark = pytest.mark.anyio
@@ -216,20 +217,28 @@ async def test_an_id_that_is_not_a_path_segment_is_a_format_error(
 
 
 async def test_an_answer_url_that_cannot_be_sent_is_a_typed_error() -> None:
-    """A same-origin ``urls.get`` with a control character: never a raw httpx error."""
+    """A same-origin ``urls.get`` with a control character: the call ends typed (or
+    polls the prediction's own URL instead), never with a raw httpx error."""
     import httpx
 
     base = "http://service.test"
+    sent: list[str] = []
 
     def answer(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        if request.method == "GET":
+            return httpx.Response(200, json={"id": "p1", "status": "succeeded", "output": "x"})
         body = {"id": "p1", "status": "starting", "urls": {"get": f"{base}/v1/predictions/p1\x01x"}}
         return httpx.Response(201, json=body)
 
     http = httpx.AsyncClient(transport=httpx.MockTransport(answer))
     async with http, ReplicateAPI(TOKEN, base_url=base, http_client=http, wait=None) as client:
-        with pytest.raises(ReplicateHomeError) as caught:
+        with suppress(ReplicateHomeError):
             await client.predict("black-forest-labs/flux-schnell", prompt="x")
-    assert isinstance(caught.value, (UnexpectedResponseFormat, ConnectionFailed))
+        engine = client._open_engine()
+        with pytest.raises(UnexpectedResponseFormat, match="can't send"):
+            engine._build(RequestSpec("GET", f"{base}/v1/predictions/p1\x01x"))
+    assert all("\x01" not in url for url in sent)
 
 
 # -- the token is never shown ----------------------------------------------------------

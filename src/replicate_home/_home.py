@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 from ._catalog import MODEL_VERSIONS, model_kind, resolve_model
-from ._decode import require_id, require_string
+from ._decode import require_string
 from ._exceptions import RateLimitError, ReplicateHomeError, ResponseStatusError
 from ._models import Deployment, Prediction
 from ._prompt import Messages, format_prompt, last_message_content
@@ -127,7 +127,7 @@ class HomeService:
         self, data: dict[str, Any], text: str, *, call: PredictionCall, known_id: str | None
     ) -> Prediction:
         if known_id is None:
-            prediction_id = require_id(data, "id", text)
+            prediction_id = require_string(data, "id", text)
             status = require_string(data, "status", text) if "status" in data else "starting"
         else:
             status = require_string(data, "status", text)
