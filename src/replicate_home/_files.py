@@ -34,6 +34,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 import anyio
 import httpx
 
+from ._bounded import close_and_finish
 from ._exceptions import DownloadFailed
 
 __all__ = [
@@ -395,8 +396,9 @@ async def _counted(
         with contextlib.suppress(ValueError):
             promised = int(raw)
     received = 0
+    chunks = response.aiter_raw(chunk_size)
     try:
-        async for piece in response.aiter_raw(chunk_size):
+        async for piece in chunks:
             received += len(piece)
             if promised is not None and received > promised:
                 raise DownloadFailed(_shown(url), f"more than the {promised} bytes promised")
@@ -404,6 +406,9 @@ async def _counted(
     except _TRANSIENT_ERRORS as error:
         failure = DownloadFailed(_shown(url), f"{type(error).__name__}: {error}", transient=True)
         raise failure from error
+    finally:
+        # Stopped early (a limit, a cancel): no httpx iterator left to the collector.
+        await close_and_finish(response, chunks)
     if promised is not None and received != promised:
         raise DownloadFailed(
             _shown(url), f"got {received} of {promised} bytes promised", transient=True
