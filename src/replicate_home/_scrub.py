@@ -14,6 +14,11 @@ __all__ = ["REDACTED", "Scrubber"]
 #: What a secret is replaced with.
 REDACTED = "[redacted]"
 
+#: Shorter secrets are not scrubbed: a token of a few characters (a test's ``"t"``)
+#: would take every occurrence of those letters out of every answer. Real tokens are
+#: about forty characters.
+MIN_SECRET = 8
+
 
 class Scrubber:
     """Replaces each of ``secrets`` with :data:`REDACTED` in text, bytes and JSON values."""
@@ -21,7 +26,7 @@ class Scrubber:
     __slots__ = ("_bytes", "_secrets")
 
     def __init__(self, secrets: tuple[str, ...] | list[str] = ()) -> None:
-        self._secrets = tuple(secret for secret in secrets if secret)
+        self._secrets = tuple(secret for secret in secrets if len(secret) >= MIN_SECRET)
         self._bytes = tuple(secret.encode("utf-8", "surrogatepass") for secret in self._secrets)
 
     def __bool__(self) -> bool:
