@@ -41,7 +41,7 @@ from ._fanout import (
     Progress,
     StatusChanged,
 )
-from ._files import FileOutput
+from ._files import FileOutput, UploadedFile
 from ._models import Deployment, ImageResponse, Prediction, PredictionProgress
 from ._prompt import Message, Messages, format_prompt
 from ._provider import ReplicateHome
@@ -90,6 +90,7 @@ __all__ = [
     "StatusChanged",
     "TokenBucket",
     "UnexpectedResponseFormat",
+    "UploadedFile",
     "WebhookVerificationError",
     "__version__",
     "fan_out",

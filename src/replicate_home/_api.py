@@ -25,7 +25,13 @@ from ._exceptions import (
     UnexpectedResponseFormat,
     excerpt,
 )
-from ._files import check_input, encode_file_inputs, is_file_input
+from ._files import (
+    UploadedFile,
+    check_input,
+    encode_file_inputs,
+    is_file_input,
+    read_uploaded_file,
+)
 from ._home import resolve_base_url
 from ._models import Deployment, Prediction
 from ._prompt import Messages, format_prompt
@@ -386,6 +392,42 @@ class ApiService:
             for item in results
             if isinstance(item, dict)
         ]
+        return page, _cursor(data.get("next"))
+
+    def file_create_request(
+        self, content: Any, filename: str, content_type: str, metadata: Any
+    ) -> RequestSpec:
+        """``POST /v1/files``: a multipart upload (``content``, ``metadata``). The
+        content type header is httpx's, with the multipart boundary."""
+        data = {} if metadata is None else {"metadata": json.dumps(metadata)}
+        return RequestSpec(
+            "POST",
+            f"{self.base_url}/v1/files",
+            files={"content": (filename, content, content_type)},
+            data=data,
+            headers=self._headers,
+        )
+
+    def file_request(self, method: str, file_id: str) -> RequestSpec:
+        """``GET`` or ``DELETE /v1/files/{id}``."""
+        if not isinstance(file_id, str) or not file_id:
+            raise ValueError("a file id must be a non-empty string")
+        url = f"{self.base_url}/v1/files/{quote(file_id, safe='')}"
+        return RequestSpec(method, url, headers=self._headers, expect_body=method != "DELETE")
+
+    def file_list_request(self, cursor: str | None) -> RequestSpec:
+        """One page of ``GET /v1/files`` (only the ``cursor`` of an answer's ``next``)."""
+        query = "" if cursor is None else "?" + urlencode({"cursor": cursor})
+        return RequestSpec("GET", f"{self.base_url}/v1/files{query}", headers=self._headers)
+
+    def read_file_page(
+        self, data: dict[str, Any], text: str
+    ) -> tuple[list[UploadedFile], str | None]:
+        """A page of ``GET /v1/files``: its files and the next page's cursor."""
+        results = data.get("results")
+        if not isinstance(results, list):
+            raise UnexpectedResponseFormat(text, "a page without a results list")
+        page = [read_uploaded_file(item, text) for item in results if isinstance(item, dict)]
         return page, _cursor(data.get("next"))
 
     def webhook_secret_request(self) -> RequestSpec:

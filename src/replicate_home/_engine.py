@@ -619,6 +619,8 @@ class Engine:
         if answer.is_success:
             if self._budget is not None:
                 self._budget.bucket(creating).succeeded()
+            if not spec.expect_body:  # e.g. a delete's 204: nothing to decode
+                return {}, ""
             data, text = decode_json_object(answer.body)
             return self._scrub.answer(data, text)
         status = answer.status
@@ -638,6 +640,14 @@ class Engine:
         """The request for ``spec``; a URL that can't be sent (an answer's, with control
         characters, say) is an :class:`UnexpectedResponseFormat`."""
         try:
+            if spec.files is not None:  # multipart: httpx reads files in pieces
+                return self._http.build_request(
+                    spec.method,
+                    spec.url,
+                    files=dict(spec.files),
+                    data=dict(spec.data or {}),
+                    headers=dict(spec.headers),
+                )
             return self._http.build_request(
                 spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
             )

@@ -27,6 +27,7 @@ import tempfile
 import threading
 import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -35,12 +36,13 @@ import anyio
 import httpx
 
 from ._bounded import close_and_finish
-from ._exceptions import DownloadFailed
+from ._exceptions import DownloadFailed, UnexpectedResponseFormat
 
 __all__ = [
     "DEFAULT_READ_LIMIT",
     "FileInput",
     "FileOutput",
+    "UploadedFile",
     "check_input",
     "content_type_of",
     "data_uri",
@@ -681,3 +683,70 @@ async def encode_file_inputs(value: Any) -> Any:
         return item
 
     return await encode(value)
+
+
+# -- the Files API ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """A file on Replicate's Files API. Pass ``url`` (the API's ``urls.get``) as a model
+    input; it lives until ``expires_at`` or until deleted."""
+
+    id: str
+    url: str
+    name: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+    checksums: Mapping[str, str] = field(default_factory=dict, repr=False)
+    metadata: Any = field(default=None, repr=False)
+    created_at: str | None = None
+    expires_at: str | None = None
+
+
+def read_uploaded_file(data: Mapping[str, Any], text: str) -> UploadedFile:
+    """A file object of the Files API; :class:`UnexpectedResponseFormat` without an
+    ``id`` or a ``urls.get``."""
+    file_id, urls = data.get("id"), data.get("urls")
+    url = urls.get("get") if isinstance(urls, dict) else None
+    if not isinstance(file_id, str) or not file_id or not isinstance(url, str) or not url:
+        raise UnexpectedResponseFormat(text, "a file object needs an id and urls.get")
+
+    def text_of(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) else None
+
+    size = data.get("size")
+    checksums = data.get("checksums")
+    return UploadedFile(
+        id=file_id,
+        url=url,
+        name=text_of("name"),
+        content_type=text_of("content_type"),
+        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+        checksums={k: v for k, v in checksums.items() if isinstance(v, str)}
+        if isinstance(checksums, dict)
+        else {},
+        metadata=data.get("metadata"),
+        created_at=text_of("created_at"),
+        expires_at=text_of("expires_at"),
+    )
+
+
+async def upload_source(value: Any) -> tuple[Any, str | None, Callable[[], None]]:
+    """What to hand httpx as a multipart file for ``value`` (bytes, or a binary file
+    object it reads in pieces as the request goes out), its file name, and how to
+    release it. A path is opened off the event loop."""
+    check_file_input(value)
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value), None, lambda: None
+    if isinstance(value, (os.PathLike, anyio.Path)):
+        path = Path(os.fspath(value))
+        opened = await anyio.to_thread.run_sync(path.open, "rb")
+        return opened, path.name, opened.close
+    if not is_file_input(value):
+        raise ValueError(f"a file to upload must be a path, a binary file or bytes, not {value!r}")
+    if value.seekable():
+        value.seek(0)
+    name = getattr(value, "name", None)
+    return value, os.path.basename(name) if isinstance(name, str) else None, lambda: None

@@ -25,6 +25,13 @@ from ._client import BaseClient, Input
 from ._decode import require_string
 from ._engine import Engine
 from ._exceptions import PredictionTimeout
+from ._files import (
+    UploadedFile,
+    check_input,
+    content_type_of,
+    read_uploaded_file,
+    upload_source,
+)
 from ._models import Deployment, Prediction
 from ._prompt import Messages
 from ._run import Output, run_to_end, stream_chunks
@@ -249,6 +256,66 @@ class ReplicateAPI(BaseClient):
         :func:`replicate_home.webhooks.verify`."""
         data, text = await self._open_engine().send(self._api.webhook_secret_request())
         return require_string(data, "key", text)
+
+    async def upload_file(
+        self,
+        file: Any,
+        *,
+        filename: str | None = None,
+        content_type: str | None = None,
+        metadata: Any = None,
+    ) -> UploadedFile:
+        """Upload a file to Replicate's Files API (``POST /v1/files``) and return it;
+        pass its ``url`` as a model input. ``file`` is a path (``pathlib`` or
+        ``anyio``), a binary file object (sent from its start) or bytes; httpx reads a
+        file in pieces as the request goes out, so a large one is not held in memory.
+        ``filename`` and ``content_type`` default to the file's name and a type guessed
+        from it (or its first bytes); ``metadata`` is any JSON. The upload takes its
+        turn in the rate budget and is retried like any request."""
+        if filename is not None and (not isinstance(filename, str) or not filename):
+            raise ValueError("filename must be a non-empty string")
+        if content_type is not None and (not isinstance(content_type, str) or not content_type):
+            raise ValueError("content_type must be a non-empty string")
+        if metadata is not None:
+            check_input(metadata)
+        engine = self._open_engine()
+        content, name, release = await upload_source(file)
+        try:
+            name = filename or name or "file"
+            if content_type is None:
+                head = content[:16] if isinstance(content, bytes) else b""
+                content_type = content_type_of(name, head)
+            spec = self._api.file_create_request(content, name, content_type, metadata)
+            return read_uploaded_file(*await engine.send(spec))
+        finally:
+            release()
+
+    async def get_file(self, file_id: str) -> UploadedFile:
+        """One file of the Files API (``GET /v1/files/{id}``)."""
+        spec = self._api.file_request("GET", file_id)
+        return read_uploaded_file(*await self._open_engine().send(spec))
+
+    async def delete_file(self, file: str | UploadedFile) -> None:
+        """Delete a file of the Files API (``DELETE /v1/files/{id}``)."""
+        file_id = file.id if isinstance(file, UploadedFile) else file
+        await self._open_engine().send(self._api.file_request("DELETE", file_id))
+
+    def list_files(self) -> AsyncIterator[UploadedFile]:
+        """Every file of the Files API, newest first, page after page
+        (``GET /v1/files``). Stop iterating at any time."""
+        return self._file_pages(self._open_engine())
+
+    async def _file_pages(self, engine: Engine) -> AsyncGenerator[UploadedFile, None]:
+        cursor: str | None = None
+        seen: set[str] = set()
+        while True:
+            spec = self._api.file_list_request(cursor)
+            page, cursor = self._api.read_file_page(*await engine.send(spec))
+            for file in page:
+                yield file
+            if cursor is None or cursor in seen:
+                return
+            seen.add(cursor)
 
     def list(
         self,

@@ -26,6 +26,12 @@ class RequestSpec:
     method: str
     url: str
     json: Any = None
+    #: A ``multipart/form-data`` body instead of JSON: httpx's ``files`` (file objects
+    #: are read in pieces as the request is sent) and ``data`` (plain fields).
+    files: Mapping[str, Any] | None = field(default=None, repr=False)
+    data: Mapping[str, str] | None = field(default=None, repr=False)
+    #: ``False`` for a request whose success has no body to read (a delete's 204).
+    expect_body: bool = True
     # Headers may carry a token: never shown in a repr.
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     #: Send it with no credential at all: no ``Authorization`` or ``Cookie`` header, even
