@@ -195,6 +195,10 @@ async def test_a_short_body_is_not_taken_for_the_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+# On trio only: tracemalloc counts the whole process, and hypercorn's asyncio server (in
+# this process) buffers what it sends without waiting for the client, so under asyncio
+# the peak measures the server's buffer, not the download.
+@pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_a_large_output_saves_in_bounded_memory(files: FileServer, tmp_path: Path) -> None:
     output = FileOutput(f"{files.base_url}/big.bin")
     tracemalloc.start()
