@@ -318,6 +318,7 @@ async def test_a_429_pauses_the_whole_bucket_then_the_create_is_retried() -> Non
     assert result.text == "ok"
 
 
+@pytest.mark.slow
 async def test_rate_limit_error_after_retries_run_out() -> None:
     busy = [answer({"detail": "slow"}, 429, **{"retry-after": "0"}) for _ in range(20)]
     api = Api({("POST", "/predictions"): busy})

@@ -113,6 +113,7 @@ def test_the_rate_stays_between_the_floor_and_the_ceiling(
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_a_call_the_budget_never_let_out_ends_not_sent(emulator: Emulator) -> None:
     # One create a second (paced at 90%): within 1.6 s two creates leave, the rest never
     # do. Those end "not sent"; the ones sent have their own 1.6 s and succeed.
@@ -133,6 +134,7 @@ async def test_a_call_the_budget_never_let_out_ends_not_sent(emulator: Emulator)
 
 
 @pytest.mark.anyio
+@pytest.mark.slow
 async def test_the_timeout_starts_when_the_create_is_sent(emulator: Emulator) -> None:
     # Each prediction takes 0.3 s and has 1 s; the third create leaves after ~0.9 s of
     # waiting for the budget (2 a second), yet has its whole second and succeeds.

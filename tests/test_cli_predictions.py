@@ -88,6 +88,7 @@ def test_predictions_need_the_api(
     assert json.loads(capsys.readouterr().out) == []
 
 
+@pytest.mark.slow
 def test_deployments_on_the_command_line(
     api_emulator: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -122,6 +123,7 @@ def test_generate_draws_an_image_models_progress_on_a_terminal(
     assert err.endswith("\r\x1b[K")  # and cleared at the end
 
 
+@pytest.mark.slow
 def test_webhook_options(api_emulator: str, capsys: pytest.CaptureFixture[str]) -> None:
     hook = ["--webhook", "http://127.0.0.1:9/hook", "--webhook-events", "start,completed"]
     assert main(["generate", *hook, "hello"]) == 0

@@ -89,6 +89,7 @@ def test_save_names_come_from_the_model_and_position_not_the_url(
     }
 
 
+@pytest.mark.slow
 def test_save_with_a_text_model_writes_the_text(
     backend: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

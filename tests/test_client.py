@@ -273,6 +273,7 @@ async def test_unknown_prediction_id_is_a_404(emulator: Emulator) -> None:
     assert response.status_code == 404
 
 
+@pytest.mark.slow
 async def test_connection_refused_is_connection_failed() -> None:
     async with ReplicateHome() as client:  # the fixture points it at a closed port
         with pytest.raises(ConnectionFailed, match="ConnectError") as caught:

@@ -251,6 +251,7 @@ async def test_module_level_fan_out_owns_its_client(emulator: Emulator) -> None:
     assert {type(e) for e in ends} == {Finished}
 
 
+@pytest.mark.slow
 async def test_two_hundred_predictions_at_once(emulator: Emulator) -> None:
     emulator.script("scale", Scenario(duration=2.0))
     async with ReplicateHome(emulator.base_url) as client:

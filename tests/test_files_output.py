@@ -178,6 +178,7 @@ async def test_a_cancelled_download_leaves_no_partial_file(
     assert _entries(tmp_path) == set()
 
 
+@pytest.mark.slow
 async def test_a_short_body_is_not_taken_for_the_file(tmp_path: Path) -> None:
     async def short(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":

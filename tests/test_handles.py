@@ -272,6 +272,7 @@ async def test_a_fan_out_cell_re_attaches_to_a_running_prediction_by_id(
     assert emulator.stats().creates == 2  # re-attaching creates nothing
 
 
+@pytest.mark.slow
 async def test_leaving_a_stream_early_leaves_no_generator_to_the_garbage_collector(
     emulator: Emulator,
 ) -> None:

@@ -116,6 +116,7 @@ needs_proc = pytest.mark.skipif(
 
 @needs_proc
 @pytest.mark.parametrize("kind", ["sized", "chunked", "close", "gzip", "sse-line", "sse-event"])
+@pytest.mark.slow
 async def test_an_oversized_answer_ends_in_the_limit_error_in_bounded_memory(
     huge: HostileServer, kind: str
 ) -> None:
@@ -169,6 +170,7 @@ async def test_answers_within_the_limit_are_read_as_before(emulator: Emulator) -
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.slow
 async def test_an_absurd_retry_after_on_a_poll_leaves_the_client_usable(
     hostile_server: Start,
 ) -> None:
@@ -186,6 +188,7 @@ async def test_an_absurd_retry_after_on_a_poll_leaves_the_client_usable(
 
 
 @pytest.mark.timeout(20)
+@pytest.mark.slow
 async def test_an_absurd_retry_after_on_a_create_leaves_the_client_usable(
     hostile_server: Start,
 ) -> None:
@@ -203,6 +206,7 @@ async def test_an_absurd_retry_after_on_a_create_leaves_the_client_usable(
 
 
 @pytest.mark.parametrize("bad_id", [".", "..", "a/b", "%2e%2e", "..%2Fcancel", "a\x00b"])
+@pytest.mark.slow
 async def test_an_id_that_is_not_a_path_segment_is_a_format_error(
     hostile_server: Start, bad_id: str
 ) -> None:
@@ -253,6 +257,7 @@ def _shown(error: BaseException) -> str:
 
 
 @pytest.mark.parametrize("kind", ["401", "403", "404", "422", "500", "failed", "escaped", "poll"])
+@pytest.mark.slow
 async def test_an_echoing_server_never_gets_the_token_shown(
     hostile_server: Start, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -274,6 +279,7 @@ async def test_an_echoing_server_never_gets_the_token_shown(
 
 
 @pytest.mark.parametrize("poll", ["500", "reset"])
+@pytest.mark.slow
 async def test_no_cancel_after_the_stream_said_done(hostile_server: Start, poll: str) -> None:
     with hostile_server("done") as server:
         async with _client(server, timeout=1.0) as client:
@@ -288,6 +294,7 @@ async def test_no_cancel_after_the_stream_said_done(hostile_server: Start, poll:
 
 
 @pytest.mark.parametrize("how", ["aclose", "cancel"])
+@pytest.mark.slow
 async def test_a_stream_cut_short_leaves_nothing_to_the_garbage_collector(how: str) -> None:
     import anyio
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import anyio
 import httpx
+import pytest
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
@@ -421,6 +422,7 @@ def machine_settings() -> settings:
     )
 
 
+@pytest.mark.slow
 def test_the_client_against_the_emulator(anyio_backend: str) -> None:
     with start_blocking_portal(anyio_backend) as portal:
         factory = functools.partial(ClientAgainstEmulator, portal)
