@@ -229,6 +229,13 @@ class ApiRoutes:
 
     # ----------------------------------------------------------------- gatekeeping
 
+    async def _gate_create(self, request: Request) -> Response | None:
+        """:meth:`_gate` for a create, after its body has arrived: an answer sent while
+        hypercorn has not yet read the end of the request makes it close the connection,
+        and a client that reuses it (keep-alive) sees "disconnected without a response"."""
+        await request.body()  # kept by Starlette for the create itself
+        return self._gate(request, create=True)
+
     def _gate(self, request: Request, *, create: bool) -> Response | None:
         """The 401 or 429 answer to a request, if it gets one."""
         emu = self._emu
@@ -312,7 +319,7 @@ class ApiRoutes:
 
     async def _create_by_model(self, request: Request) -> Response:
         model = _model_name(request.path_params["owner"], request.path_params["name"])
-        gated = self._gate(request, create=True)
+        gated = await self._gate_create(request)
         if gated is not None:
             return gated
         if model is None:
@@ -323,7 +330,7 @@ class ApiRoutes:
         return await self._create(request, model)
 
     async def _create_by_deployment(self, request: Request) -> Response:
-        gated = self._gate(request, create=True)
+        gated = await self._gate_create(request)
         if gated is not None:
             return gated
         name = _model_name(request.path_params["owner"], request.path_params["name"])
@@ -339,7 +346,7 @@ class ApiRoutes:
         return await self._list(request)
 
     async def _create_by_version(self, request: Request) -> Response:
-        gated = self._gate(request, create=True)
+        gated = await self._gate_create(request)
         if gated is not None:
             return gated
         return await self._create(request, None)
