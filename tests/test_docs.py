@@ -281,6 +281,7 @@ def outcomes(
             future.cancel()
 
 
+@pytest.mark.slow  # a subprocess per example, a minute of CPU in all: `pytest -m slow`
 @pytest.mark.parametrize("example", EXAMPLES, ids=[example.id for example in EXAMPLES])
 def test_example_runs(example: Example, outcomes: dict[str, Future[str | None]]) -> None:
     if example.kind == "fragment":
