@@ -232,6 +232,7 @@ async def test_a_create_is_never_sent_twice(emulator: Emulator) -> None:
     assert posts == [503, 429, 201]
 
 
+@pytest.mark.slow
 async def test_the_budget_keeps_a_fan_out_under_the_servers_limit() -> None:
     # The emulator enforces 2 creates a second (a burst of 2); the client paces the same.
     emulator = Emulator(Scenario(duration=0.2), rate_limits=(120, 1200))
@@ -243,6 +244,7 @@ async def test_the_budget_keeps_a_fan_out_under_the_servers_limit() -> None:
     assert not [r for r in emulator.requests if r.status_code == 429]
 
 
+@pytest.mark.slow
 async def test_without_the_budget_the_same_fan_out_draws_429s() -> None:
     # The control for the test above: the server's limit is real.
     emulator = Emulator(Scenario(duration=0.2), rate_limits=(120, 1200))

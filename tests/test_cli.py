@@ -410,6 +410,7 @@ def guarded_emulator(emulator_in_subprocess: Spawn) -> Iterator[str]:
         yield url
 
 
+@pytest.mark.slow
 def test_a_refused_token_is_not_printed(
     guarded_emulator: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

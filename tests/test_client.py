@@ -35,6 +35,7 @@ def client_for(emulator: Emulator, **kwargs: Any) -> ReplicateHome:
     return ReplicateHome(emulator.base_url, **kwargs)
 
 
+@pytest.mark.slow
 async def test_text_streams_while_the_prediction_runs(emulator: Emulator) -> None:
     emulator.script("stream", Scenario(duration=0.6))
     chunks: list[str] = []

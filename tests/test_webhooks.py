@@ -88,6 +88,7 @@ async def test_a_wait_falls_back_to_following_when_no_delivery_arrives() -> None
     assert emu.stats().webhooks_failed == len(sent)
 
 
+@pytest.mark.slow
 async def test_the_emulator_signs_every_event_and_filters_them() -> None:
     emulator = Emulator(Scenario(duration=1.2))
     async with emulator.serve() as emu:
