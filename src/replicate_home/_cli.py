@@ -38,6 +38,7 @@ import httpx
 from . import _catalog
 from ._api import BASE_URL_ENV as API_BASE_URL_ENV
 from ._api import DEFAULT_API_URL, TOKEN_ENV, check_webhook
+from ._cli_args import positive_float, positive_int
 from ._cli_predictions import add_predictions_parser, run_predictions
 from ._cli_save import SAVE_HELP, model_stem, save_files, save_result, save_text
 from ._client import BaseClient
@@ -107,26 +108,6 @@ class UsageError(CommandError):
 
 
 # -- arguments ---------------------------------------------------------------------------
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
-    return value
 
 
 def _port(text: str) -> int:
@@ -235,7 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", type=Path, metavar="FILE", help="write the run's HTML report to FILE"
     )
     compare.add_argument(
-        "--limit", type=_positive_int, default=None, help="predictions in flight at most"
+        "--limit", type=positive_int, default=None, help="predictions in flight at most"
     )
     compare.add_argument("--json", action="store_true", help="print the results as JSON")
     compare.add_argument("--save", metavar="DIR", type=Path, help=SAVE_HELP)
@@ -287,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     emulator.add_argument(
         "--duration",
-        type=_positive_float,
+        type=positive_float,
         default=1.0,
         help="seconds each emulated prediction takes (default: %(default)s)",
     )
@@ -394,10 +375,10 @@ def _add_service_options(command: argparse.ArgumentParser) -> None:
         help="run on an emulator started in this process (made-up output)",
     )
     command.add_argument(
-        "--timeout", type=_positive_float, default=150.0, help="seconds (default: 150)"
+        "--timeout", type=positive_float, default=150.0, help="seconds (default: 150)"
     )
     command.add_argument(
-        "--poll-interval", type=_positive_float, default=None, help="fixed seconds between polls"
+        "--poll-interval", type=positive_float, default=None, help="fixed seconds between polls"
     )
     command.add_argument(
         "--backend", choices=("asyncio", "trio"), default="asyncio", help="event loop to run on"

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ._api import API_IMAGE_MODELS
+from ._cli_args import positive_float, positive_int
 from ._models import Prediction
 from ._replicate_api import ReplicateAPI
 from ._run import Output
@@ -40,7 +41,7 @@ def add_predictions_parser(
     listing = actions.add_parser("list", help="the account's predictions, newest first")
     listing.add_argument(
         "--limit",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_LIMIT,
         help="show at most this many (default: %(default)s)",
     )
@@ -59,33 +60,13 @@ def add_predictions_parser(
             "--emulator", action="store_true", help="run on an emulator started in this process"
         )
         action.add_argument(
-            "--timeout", type=_positive_float, default=150.0, help="seconds (default: 150)"
+            "--timeout", type=positive_float, default=150.0, help="seconds (default: 150)"
         )
         action.add_argument(
             "--backend", choices=("asyncio", "trio"), default="asyncio", help="event loop"
         )
         action.add_argument("-v", "--verbose", action="store_true", help="log requests")
         action.set_defaults(service="api", poll_interval=None, inputs=[])
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (value > 0 and value != float("inf")):
-        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text}")
-    return value
 
 
 async def run_predictions(client: ReplicateAPI, args: argparse.Namespace, out: Writer) -> int:
