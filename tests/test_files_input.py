@@ -16,6 +16,7 @@ import pytest
 from replicate_home import ReplicateAPI
 from replicate_home._cli import main, parse_inputs
 from replicate_home._files import check_input, content_type_of
+from replicate_home._uploads import FileEncoding
 from replicate_home.emulator import Emulator
 
 pytestmark = pytest.mark.anyio
@@ -32,8 +33,27 @@ def _decoded(uri: Any) -> tuple[str, bytes]:
     return head[5:-7], base64.b64decode(payload)
 
 
+def _received(emulator: Emulator, sent: Any) -> tuple[str, bytes]:
+    """The content type and bytes a model got for a file input: a ``data:`` URI's, or
+    those of the upload its URL names (``urls.get`` of the emulator's Files API)."""
+    assert isinstance(sent, str)
+    if sent.startswith("data:"):
+        return _decoded(sent)
+    stored = emulator.files.by_url(emulator.base_url, sent)
+    assert stored is not None, sent
+    return stored.content_type, stored.content
+
+
+def _uploads(emulator: Emulator) -> int:
+    return sum(1 for r in emulator.requests if (r.method, r.path) == ("POST", "/v1/files"))
+
+
+MODES = [("upload", None), ("data", None), ("data", "upload"), ("upload", "data")]
+
+
+@pytest.mark.parametrize(("client_mode", "call_mode"), MODES)
 async def test_a_path_a_file_object_and_bytes_reach_the_model_intact(
-    emulator: Emulator, tmp_path: Path
+    emulator: Emulator, tmp_path: Path, client_mode: FileEncoding, call_mode: FileEncoding | None
 ) -> None:
     image = tmp_path / "cat.png"
     image.write_bytes(PNG)
@@ -47,32 +67,53 @@ async def test_a_path_a_file_object_and_bytes_reach_the_model_intact(
             "apath": anyio.Path(audio),
             "nested": {"frames": [opened, PNG, bytearray(b"\x00\x01"), memoryview(b"\xff")]},
         }
-        async with ReplicateAPI("t", base_url=emulator.base_url) as api:
-            prediction = await api.predict(MODEL, input=inputs)
+        api = ReplicateAPI("t", base_url=emulator.base_url, file_encoding=client_mode)
+        async with api:
+            prediction = await api.predict(MODEL, input=inputs, file_encoding=call_mode)
+    mode = call_mode or client_mode
     sent = prediction.input
-    assert _decoded(sent["image"]) == ("image/png", PNG)
-    kind, data = _decoded(sent["apath"])
+    assert all(
+        isinstance(value, str) and value.startswith("data:") == (mode == "data")
+        for value in [sent["image"], sent["apath"], *sent["nested"]["frames"]]
+    )
+    assert _received(emulator, sent["image"]) == ("image/png", PNG)
+    kind, data = _received(emulator, sent["apath"])
     assert kind in ("audio/wav", "audio/x-wav")
     assert data == audio.read_bytes()
     frames = sent["nested"]["frames"]
-    assert _decoded(frames[0]) == ("image/png", PNG)
-    assert _decoded(frames[1]) == ("image/png", PNG)
-    assert _decoded(frames[2])[1] == b"\x00\x01"
-    assert _decoded(frames[3]) == ("application/octet-stream", b"\xff")
+    assert _received(emulator, frames[0]) == ("image/png", PNG)
+    assert _received(emulator, frames[1]) == ("image/png", PNG)
+    assert _received(emulator, frames[2])[1] == b"\x00\x01"
+    assert _received(emulator, frames[3]) == ("application/octet-stream", b"\xff")
     assert sent["prompt"] == "describe"
     # The caller's input is left as it was.
     assert inputs["image"] == image
+    # One upload per file: six objects, and no two with the same content and name.
+    if mode == "upload":
+        assert _uploads(emulator) == 6
+    else:
+        assert _uploads(emulator) == 0
 
 
-async def test_one_file_object_in_a_fan_out_reaches_every_model(emulator: Emulator) -> None:
-    shared = io.BytesIO(PNG)
-    models = [MODEL] * 4
-    async with ReplicateAPI("t", base_url=emulator.base_url) as api:
-        results = await api.compare(models, input={"prompt": "x", "image": shared})
+@pytest.mark.parametrize("mode", ["upload", "data"])
+@pytest.mark.parametrize("kind", ["path", "file", "bytes"])
+async def test_a_fan_out_of_ten_models_sends_one_image_once(
+    emulator: Emulator, tmp_path: Path, mode: FileEncoding, kind: str
+) -> None:
+    image = tmp_path / "cat.png"
+    image.write_bytes(PNG)
+    value: Any = {"path": image, "file": io.BytesIO(PNG), "bytes": PNG}[kind]
+    async with ReplicateAPI("t", base_url=emulator.base_url, file_encoding=mode) as api:
+        results = await api.compare([MODEL] * 10, input={"prompt": "x", "image": value})
     assert all(result.ok for result in results)
+    sent = set()
     for result in results:
         assert result.prediction is not None
-        assert _decoded(result.prediction.input["image"]) == ("image/png", PNG)
+        sent.add(result.prediction.input["image"])
+        assert _received(emulator, result.prediction.input["image"])[1] == PNG
+    assert len(sent) == 1  # every model got the same URL (or data: URI)
+    assert _uploads(emulator) == (1 if mode == "upload" else 0)
+    assert emulator.files.uploads == (1 if mode == "upload" else 0)
 
 
 async def test_bad_file_inputs_fail_before_any_request(emulator: Emulator, tmp_path: Path) -> None:
@@ -120,6 +161,29 @@ def test_cli_sends_a_file_and_standard_input(
     assert main([*command, *missing, "hi"]) == 2
     out, err = capsys.readouterr()
     assert "is not a file" in err
+    assert out == ""
+
+
+@pytest.mark.parametrize("encoding", [None, "upload", "data"])
+def test_cli_sends_files_as_file_encoding_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], encoding: str | None
+) -> None:
+    image = tmp_path / "cat.png"
+    image.write_bytes(PNG)
+    command = ["generate", "--service", "api", "--emulator", "-v", "-m", MODEL]
+    chosen = [] if encoding is None else ["--file-encoding", encoding]
+    assert main([*command, *chosen, "-i", f"image=@{image}", "-i", f"same=@{image}", "x"]) == 0
+    _, err = capsys.readouterr()
+    uploads = err.count("POST http://127.0.0.1") - err.count("/predictions ->")
+    assert err.count("/v1/files ->") == (0 if encoding == "data" else 1)
+    assert uploads == err.count("/v1/files ->")
+
+
+def test_cli_file_encoding_needs_the_api(capsys: pytest.CaptureFixture[str]) -> None:
+    command = ["generate", "--service", "home", "--emulator", "--file-encoding", "data", "x"]
+    assert main(command) == 2
+    out, err = capsys.readouterr()
+    assert "--file-encoding needs the api service" in err
     assert out == ""
 
 

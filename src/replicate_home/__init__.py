@@ -16,6 +16,7 @@ from ._exceptions import (
     ClientNotOpenError,
     ConnectionFailed,
     DownloadFailed,
+    FileTooLarge,
     InvalidInputError,
     ModelNotSupportedError,
     OutputRewritten,
@@ -28,6 +29,7 @@ from ._exceptions import (
     ResponseStatusError,
     ResponseTooLarge,
     UnexpectedResponseFormat,
+    UploadFailed,
     WebhookVerificationError,
 )
 from ._fanout import (
@@ -63,6 +65,7 @@ __all__ = [
     "Failed",
     "FanOut",
     "FileOutput",
+    "FileTooLarge",
     "Finished",
     "FixedSchedule",
     "Image",
@@ -90,6 +93,7 @@ __all__ = [
     "StatusChanged",
     "TokenBucket",
     "UnexpectedResponseFormat",
+    "UploadFailed",
     "UploadedFile",
     "WebhookVerificationError",
     "__version__",

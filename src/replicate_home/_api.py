@@ -19,24 +19,29 @@ from ._catalog import IMAGE_MODELS, MODEL_ALIASES, MODEL_VERSIONS, ModelKind
 from ._exceptions import (
     AuthenticationError,
     InvalidInputError,
+    PredictionTimeout,
     RateLimitError,
     ReplicateHomeError,
     ResponseStatusError,
     UnexpectedResponseFormat,
+    UploadFailed,
     excerpt,
 )
-from ._files import (
-    UploadedFile,
-    check_input,
-    encode_file_inputs,
-    is_file_input,
-    read_uploaded_file,
-)
+from ._files import UploadedFile, check_input, is_file_input, read_uploaded_file
 from ._home import resolve_base_url
 from ._models import Deployment, Prediction
 from ._prompt import Messages, format_prompt
 from ._record import prediction_from_object
 from ._service import PredictionCall, RequestSpec, Send
+from ._uploads import (
+    FileEncoding,
+    FileGroup,
+    UploadCache,
+    check_data_size,
+    check_file_encoding,
+    encode_inputs,
+    open_source,
+)
 from ._version import __version__
 
 __all__ = [
@@ -194,8 +199,17 @@ class ApiService:
     #: Creates may carry ``webhook`` and ``webhook_events_filter``.
     webhooks = True
 
-    def __init__(self, api_token: str | None = None, base_url: str | None = None) -> None:
+    def __init__(
+        self,
+        api_token: str | None = None,
+        base_url: str | None = None,
+        file_encoding: FileEncoding = "upload",
+    ) -> None:
         self._token = resolve_token(api_token)
+        #: How file inputs are sent unless a call says otherwise.
+        self.file_encoding: FileEncoding = check_file_encoding(file_encoding) or "upload"
+        #: This client's uploads of file inputs, reused by content while they live.
+        self.uploads = UploadCache()
         self.base_url = resolve_base_url(base_url, BASE_URL_ENV, DEFAULT_API_URL)
         self._headers = {
             "authorization": f"Bearer {self._token}",
@@ -274,16 +288,57 @@ class ApiService:
     def _by_model_route(self, call: PredictionCall) -> bool:
         return call.version is None and call.deployment is None
 
+    def attach_files(
+        self, call: PredictionCall, file_encoding: object, group: FileGroup | None
+    ) -> PredictionCall:
+        """``call`` with a per-call ``file_encoding`` and the fan-out's file ``group``;
+        ``data`` with files already too large for it is a :class:`FileTooLarge` now,
+        before any request."""
+        mode = check_file_encoding(file_encoding)
+        if (mode or self.file_encoding) == "data":
+            check_data_size(call.input)
+        return replace(call, file_encoding=mode, files=group)
+
     async def resolve(self, call: PredictionCall, send: Send) -> PredictionCall:
-        """File inputs become ``data:`` URIs; a community model already looked up runs
-        at its latest version."""
+        """File inputs are uploaded (or become ``data:`` URIs); a community model already
+        looked up runs at its latest version."""
         if any(map(is_file_input, _values(call.input))):
-            call = replace(call, input=await encode_file_inputs(dict(call.input)))
+            mode = call.file_encoding or self.file_encoding
+
+            async def upload(value: Any) -> tuple[str, int]:
+                return await self._upload_input(value, send)
+
+            encoded = await encode_inputs(
+                dict(call.input), mode=mode, group=call.files or FileGroup(), upload=upload
+            )
+            call = replace(call, input=encoded)
         if self._by_model_route(call):
             version = self._latest.get(call.model)
             if version is not None:
                 return replace(call, version=version)
         return call
+
+    async def _upload_input(self, value: Any, send: Send) -> tuple[str, int]:
+        """Upload one file input (unless this client has a live upload of the same
+        content) and return its URL and size. A failed upload is :class:`UploadFailed`;
+        the call's deadline stays :class:`PredictionTimeout`."""
+        source = await anyio.to_thread.run_sync(open_source, value)
+        try:
+
+            async def upload() -> UploadedFile:
+                spec = self.file_create_request(
+                    source.content, source.name, source.content_type, None
+                )
+                try:
+                    return read_uploaded_file(*await send(spec))
+                except PredictionTimeout:
+                    raise
+                except ReplicateHomeError as error:
+                    raise UploadFailed(source.name, error) from error
+
+            return await self.uploads.url(source.key, upload), source.size or 0
+        finally:
+            source.close()
 
     async def retry_create(
         self, call: PredictionCall, error: ReplicateHomeError, send: Send

@@ -361,7 +361,14 @@ def _add_service_options(command: argparse.ArgumentParser) -> None:
         default=[],
         metavar="KEY=VALUE",
         help="a model input for the api service; repeatable. VALUE may be JSON; @FILE sends "
-        "that file (as a data: URI), @- standard input's bytes, @@text the text @text",
+        "that file (see --file-encoding), @- standard input's bytes, @@text the text @text",
+    )
+    command.add_argument(
+        "--file-encoding",
+        choices=("upload", "data"),
+        default=None,
+        help="how the api service gets @FILE inputs: upload (the Files API, each file once, "
+        "then its URL; the default) or data (a data: URI inside the request, at most 10 MB)",
     )
     where = command.add_mutually_exclusive_group()
     where.add_argument(
@@ -491,6 +498,8 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
             check_webhook(args.webhook, args.webhook_events)
         except ValueError as error:
             raise UsageError(_one_line(error)) from None
+    if getattr(args, "file_encoding", None) is not None and target.service != "api":
+        raise UsageError("--file-encoding needs the api service (file inputs are an API feature)")
     prompt_set = args.command == "compare" and _is_prompt_set(args)
     prompt = args.prompt
     if prompt_set:
@@ -558,6 +567,8 @@ def _client(target: Target, args: argparse.Namespace, base_url: str) -> BaseClie
     options: dict[str, Any] = {"timeout": args.timeout, "poll_interval": args.poll_interval}
     if target.service == "home":
         return ReplicateHome(base_url, **options)
+    if getattr(args, "file_encoding", None) is not None:
+        options["file_encoding"] = args.file_encoding
     return ReplicateAPI(target.token, base_url=base_url, **options)
 
 

@@ -35,6 +35,7 @@ from ._prompt import Messages
 from ._run import Output, run_to_end, stream_chunks
 from ._schedule import AdaptiveSchedule, FixedSchedule, PollSchedule, RetryPolicy, check_seconds
 from ._service import PredictionCall, Service
+from ._uploads import FileEncoding, FileGroup
 
 __all__ = ["BaseClient", "close_http_client"]
 
@@ -171,6 +172,7 @@ class BaseClient:
         input: Input | None = None,
         webhook: str | None = None,
         webhook_events_filter: Sequence[str] | None = None,
+        file_encoding: FileEncoding | None = None,
     ) -> AsyncGenerator[Output, None]:
         """Run one prediction and yield its output as it arrives.
 
@@ -179,10 +181,12 @@ class BaseClient:
         Bad arguments raise here, before any request. Close the generator (or use
         ``contextlib.aclosing``) if you stop early. ``webhook`` (official API only) is a
         URL the service also posts the prediction to, for the events in
-        ``webhook_events_filter``.
+        ``webhook_events_filter``. ``file_encoding`` (official API only) says how this
+        call sends its file inputs: ``"upload"`` or ``"data"`` (the client's by default).
         """
         call = self._service.prepare(model, messages, prompt, input)
         call = self._with_webhook(call, webhook, webhook_events_filter)
+        call = self._with_files(call, file_encoding, None)
         return stream_chunks(self._open_engine(), call)
 
     async def predict(
@@ -195,6 +199,7 @@ class BaseClient:
         on_status: StatusCallback | None = None,
         webhook: str | None = None,
         webhook_events_filter: Sequence[str] | None = None,
+        file_encoding: FileEncoding | None = None,
     ) -> Prediction:
         """Run one prediction to the end and return it.
 
@@ -204,13 +209,16 @@ class BaseClient:
         deadline). An exception the callback raises fails the call with that exception
         (the prediction is cancelled where the service can). Raises
         :class:`PredictionFailed`, :class:`PredictionCanceled`,
-        :class:`PredictionTimeout` and the HTTP errors. ``webhook`` and
-        ``webhook_events_filter`` as for :meth:`generate`.
+        :class:`PredictionTimeout` and the HTTP errors (a file input that could not be
+        uploaded: :class:`UploadFailed`, before any prediction is created).
+        ``webhook``, ``webhook_events_filter`` and ``file_encoding`` as for
+        :meth:`generate`.
         """
         if on_status is not None and not callable(on_status):
             raise ValueError(f"on_status must be a function or None, not {on_status!r}")
         call = self._service.prepare(model, messages, prompt, input)
         call = self._with_webhook(call, webhook, webhook_events_filter)
+        call = self._with_files(call, file_encoding, None)
         engine = self._open_engine()
         return await run_to_end(engine, call, on_status=on_status, wait=self._wait)
 
@@ -227,6 +235,7 @@ class BaseClient:
         progress: bool = False,
         webhook: str | None = None,
         webhook_events_filter: Sequence[str] | None = None,
+        file_encoding: FileEncoding | None = None,
     ) -> AbstractAsyncContextManager[FanOut]:
         """Run one prompt on several models at once; events arrive as they happen.
 
@@ -239,8 +248,17 @@ class BaseClient:
         :class:`Progress` event after every poll. Leaving the block early cancels all
         work still running. Bad arguments raise here, before any request. ``webhook`` and
         ``webhook_events_filter`` (official API only) go with every model's create.
+        File inputs (official API only) are sent once for all the models, as
+        ``file_encoding`` says (the client's way by default).
         """
         hook, events = self._webhook_options(webhook, webhook_events_filter)
+        group = FileGroup()
+
+        def adjust(call: PredictionCall) -> PredictionCall:
+            if hook is not None:
+                call = replace(call, webhook=hook, webhook_events_filter=events)
+            return self._with_files(call, file_encoding, group)
+
         return open_fan_out(
             self._open_engine(),
             self._service,
@@ -252,9 +270,7 @@ class BaseClient:
             timeout=timeout,
             fail_fast=fail_fast,
             progress=progress,
-            adjust=None
-            if hook is None
-            else lambda call: replace(call, webhook=hook, webhook_events_filter=events),
+            adjust=adjust,
         )
 
     def _webhook_options(
@@ -274,6 +290,19 @@ class BaseClient:
         if hook is None:
             return call
         return replace(call, webhook=hook, webhook_events_filter=chosen)
+
+    def _with_files(
+        self, call: PredictionCall, file_encoding: object, group: FileGroup | None
+    ) -> PredictionCall:
+        """``call`` with how its file inputs are sent; a ``ValueError`` on a service
+        that takes none."""
+        attach = getattr(self._service, "attach_files", None)
+        if attach is None:
+            if file_encoding is not None:
+                raise ValueError("file inputs are a feature of the official API: use ReplicateAPI")
+            return call
+        attached: PredictionCall = attach(call, file_encoding, group)
+        return attached
 
     # -- for comparisons (replicate_home.comparisons) --------------------------------
 
@@ -299,11 +328,19 @@ class BaseClient:
         input: Input | None = None,
         limit: int | None = None,
         timeout: float | None = None,
+        file_encoding: FileEncoding | None = None,
     ) -> list[ComparisonResult]:
         """Run one prompt on several models; one :class:`ComparisonResult` per model,
-        in the order of ``models``. Failures are results, not exceptions."""
+        in the order of ``models``. Failures are results, not exceptions. File inputs
+        are sent once for all the models (``file_encoding`` as for :meth:`fan_out`)."""
         events = self.fan_out(
-            models, messages, prompt=prompt, input=input, limit=limit, timeout=timeout
+            models,
+            messages,
+            prompt=prompt,
+            input=input,
+            limit=limit,
+            timeout=timeout,
+            file_encoding=file_encoding,
         )
         return await compare_results(events, len(models))
 
@@ -316,13 +353,21 @@ class BaseClient:
         input: Input | None = None,
         limit: int | None = None,
         timeout: float | None = None,
+        file_encoding: FileEncoding | None = None,
     ) -> Prediction:
         """The first prediction to succeed; the others are cancelled at once.
 
-        Raises :class:`AllPredictionsFailed` when none succeeds.
+        Raises :class:`AllPredictionsFailed` when none succeeds. File inputs as for
+        :meth:`compare`.
         """
         events = self.fan_out(
-            models, messages, prompt=prompt, input=input, limit=limit, timeout=timeout
+            models,
+            messages,
+            prompt=prompt,
+            input=input,
+            limit=limit,
+            timeout=timeout,
+            file_encoding=file_encoding,
         )
         return await first_success(events)
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from contextlib import aclosing
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import httpx
@@ -49,6 +49,7 @@ from ._models import Prediction, StreamedChunks
 from ._schedule import PollSchedule, RetryPolicy, parse_retry_after
 from ._scrub import Scrubber
 from ._service import PredictionCall, RequestSpec, Service
+from ._uploads import ThreadedBody
 
 __all__ = ["CLEANUP_GRACE", "Engine", "RequestGate", "StatusCallback"]
 
@@ -310,7 +311,12 @@ class Engine:
                 spec, deadline=deadline, creating=False, prediction_id=None, timeout=timeout
             )
 
-        call = await self._service.resolve(call, send)
+        # Under the call's deadline as a whole: waiting for work another call is doing
+        # for it (an upload of the same file) too.
+        with anyio.CancelScope(deadline=deadline) as scope:
+            call = await self._service.resolve(call, send)
+        if scope.cancelled_caught:
+            raise PredictionTimeout(None, timeout)
         await self._take_create_token(deadline, timeout)
         sent = anyio.current_time()
         deadline = sent + timeout
@@ -640,13 +646,22 @@ class Engine:
         """The request for ``spec``; a URL that can't be sent (an answer's, with control
         characters, say) is an :class:`UnexpectedResponseFormat`."""
         try:
-            if spec.files is not None:  # multipart: httpx reads files in pieces
+            if spec.files is not None:
+                # Multipart: httpx's encoder reads a file in pieces as the request goes
+                # out, but synchronously; each piece is made in a worker thread instead,
+                # so no file read blocks the event loop. A fresh body for every attempt.
+                form = httpx.Request(
+                    spec.method, spec.url, files=dict(spec.files), data=dict(spec.data or {})
+                )
+                headers = dict(spec.headers)
+                for name in ("content-type", "content-length", "transfer-encoding"):
+                    if name in form.headers:
+                        headers[name] = form.headers[name]
                 return self._http.build_request(
                     spec.method,
                     spec.url,
-                    files=dict(spec.files),
-                    data=dict(spec.data or {}),
-                    headers=dict(spec.headers),
+                    content=ThreadedBody(cast("Iterable[bytes]", form.stream)),
+                    headers=headers,
                 )
             return self._http.build_request(
                 spec.method, spec.url, json=spec.json, headers=dict(spec.headers)

@@ -19,6 +19,7 @@ __all__ = [
     "ClientNotOpenError",
     "ConnectionFailed",
     "DownloadFailed",
+    "FileTooLarge",
     "InvalidInputError",
     "ModelNotSupportedError",
     "OutputRewritten",
@@ -31,6 +32,7 @@ __all__ = [
     "ResponseStatusError",
     "ResponseTooLarge",
     "UnexpectedResponseFormat",
+    "UploadFailed",
     "WebhookVerificationError",
 ]
 
@@ -155,6 +157,33 @@ class DownloadFailed(ReplicateHomeError):
         self.reason = reason
         self.transient = transient
         super().__init__(f"downloading {url} failed: {reason}")
+
+
+class FileTooLarge(ReplicateHomeError, ValueError):
+    """File inputs too large to send inside the create request as ``data:`` URIs:
+    ``size`` bytes (one call's files together, or as much as was read of one) against
+    ``limit``. Raised before any request; upload them instead (``file_encoding="upload"``,
+    the Files API)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"file inputs of {size} bytes or more are too large to send as data: URIs "
+            f"(at most {limit} bytes a call): send them with file_encoding='upload', "
+            "through the Files API"
+        )
+
+
+class UploadFailed(ReplicateHomeError):
+    """A file input could not be uploaded to the Files API, so the call created no
+    prediction (sending it again is safe). ``name`` is the file's name, ``error`` what
+    the upload raised (an HTTP status, a broken connection; also ``__cause__``)."""
+
+    def __init__(self, name: str, error: ReplicateHomeError) -> None:
+        self.name = name
+        self.error = error
+        super().__init__(f"uploading file input {name!r} failed, no prediction created: {error}")
 
 
 class PredictionFailed(ReplicateHomeError):

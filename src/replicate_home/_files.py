@@ -1,5 +1,5 @@
-"""Files in and out of predictions: file inputs sent as ``data:`` URIs, and output
-files that read, stream and save.
+"""Files in and out of predictions: file inputs checked (how they are sent is
+:mod:`._uploads`), and output files that read, stream and save.
 
 A :class:`FileOutput` is one file a prediction produced, an ``https:`` URL or a ``data:``
 URI. Reading it streams in bounded memory, retries transient failures, checks the
@@ -24,8 +24,6 @@ import mimetypes
 import os
 import re
 import tempfile
-import threading
-import weakref
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -46,7 +44,6 @@ __all__ = [
     "check_input",
     "content_type_of",
     "data_uri",
-    "encode_file_inputs",
     "file_urls",
     "safe_file_name",
     "save_bytes",
@@ -560,10 +557,6 @@ _MAGIC = (
     (b"%PDF", "application/pdf"),
 )
 
-#: One lock per file object, so concurrent calls (a fan-out) read it one at a time.
-_FILE_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
-_FILE_LOCKS_GUARD = threading.Lock()
-
 
 def is_file_input(value: object) -> bool:
     """Whether ``value`` is something :func:`encode_file_inputs` sends as a file."""
@@ -630,59 +623,9 @@ def content_type_of(name: str | None, head: bytes) -> str:
     return "application/octet-stream"
 
 
-def _read_file_object(file: io.IOBase) -> tuple[bytes, str | None]:
-    """All of a binary file object (from its start where it can seek), in a worker
-    thread, one reader at a time."""
-    with _FILE_LOCKS_GUARD:
-        lock = _FILE_LOCKS.setdefault(file, threading.Lock())
-    with lock:
-        if file.seekable():
-            file.seek(0)
-        data = file.read()
-    if not isinstance(data, bytes):
-        raise ValueError("file input must be open in binary mode; open it with 'rb'")
-    name = getattr(file, "name", None)
-    return data, os.path.basename(name) if isinstance(name, str) else None
-
-
-async def read_file_input(value: Any) -> tuple[bytes, str | None]:
-    """A file input's bytes and its file name where it has one, read off the event loop."""
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value), None
-    if isinstance(value, (os.PathLike, anyio.Path)):
-        path = anyio.Path(os.fspath(value))
-        return await path.read_bytes(), path.name
-    return await anyio.to_thread.run_sync(_read_file_object, value)
-
-
 def data_uri(data: bytes, content_type: str) -> str:
     """``data`` as a ``data:`` URI."""
     return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-async def encode_file_inputs(value: Any) -> Any:
-    """A copy of a model input with every file input replaced by a ``data:`` URI; the
-    same file object or path appearing twice is read once."""
-    seen: dict[Any, str] = {}
-
-    async def encode(item: Any) -> Any:
-        if is_file_input(item):
-            key: Any = (
-                ("path", os.fspath(item))
-                if isinstance(item, (os.PathLike, anyio.Path))
-                else ("object", id(item))
-            )
-            if key not in seen:
-                data, name = await read_file_input(item)
-                seen[key] = data_uri(data, content_type_of(name, data[:16]))
-            return seen[key]
-        if isinstance(item, dict):
-            return {k: await encode(v) for k, v in item.items()}
-        if isinstance(item, (list, tuple)):
-            return [await encode(v) for v in item]
-        return item
-
-    return await encode(value)
 
 
 # -- the Files API ----------------------------------------------------------------------
@@ -731,22 +674,3 @@ def read_uploaded_file(data: Mapping[str, Any], text: str) -> UploadedFile:
         created_at=text_of("created_at"),
         expires_at=text_of("expires_at"),
     )
-
-
-async def upload_source(value: Any) -> tuple[Any, str | None, Callable[[], None]]:
-    """What to hand httpx as a multipart file for ``value`` (bytes, or a binary file
-    object it reads in pieces as the request goes out), its file name, and how to
-    release it. A path is opened off the event loop."""
-    check_file_input(value)
-    if isinstance(value, (bytes, bytearray, memoryview)):
-        return bytes(value), None, lambda: None
-    if isinstance(value, (os.PathLike, anyio.Path)):
-        path = Path(os.fspath(value))
-        opened = await anyio.to_thread.run_sync(path.open, "rb")
-        return opened, path.name, opened.close
-    if not is_file_input(value):
-        raise ValueError(f"a file to upload must be a path, a binary file or bytes, not {value!r}")
-    if value.seekable():
-        value.seek(0)
-    name = getattr(value, "name", None)
-    return value, os.path.basename(name) if isinstance(name, str) else None, lambda: None

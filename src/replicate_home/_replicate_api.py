@@ -27,16 +27,18 @@ from ._engine import Engine
 from ._exceptions import PredictionTimeout
 from ._files import (
     UploadedFile,
+    check_file_input,
     check_input,
     content_type_of,
+    is_file_input,
     read_uploaded_file,
-    upload_source,
 )
 from ._models import Deployment, Prediction
 from ._prompt import Messages
 from ._run import Output, run_to_end, stream_chunks
 from ._schedule import check_seconds
 from ._service import PredictionCall
+from ._uploads import FileEncoding, open_source
 from .webhooks import WebhookReceiver
 
 __all__ = ["ReplicateAPI"]
@@ -73,6 +75,12 @@ class ReplicateAPI(BaseClient):
     ``max_response_bytes`` caps what one answer may be (decoded; also one event of a
     stream and the output a stream delivers): 32 MiB by default; past it a call raises
     :class:`ResponseTooLarge`. A ``Retry-After`` is honoured up to 60 s.
+
+    File inputs (a path, a binary file object, bytes, anywhere in ``input``) are sent as
+    ``file_encoding`` says, unless a call says otherwise: ``"upload"`` (the default)
+    uploads each to the Files API, once per call or fan-out, and reuses an upload of the
+    same content while it lives; ``"data"`` sends ``data:`` URIs inside the create (at
+    most 10 MB of files a call). See the "Files" page of the docs.
     """
 
     def __init__(
@@ -89,6 +97,7 @@ class ReplicateAPI(BaseClient):
         proxy: str | None = None,
         bulk_threshold: int | None = BULK_THRESHOLD,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        file_encoding: FileEncoding = "upload",
     ) -> None:
         if bulk_threshold is not None and (
             isinstance(bulk_threshold, bool)
@@ -104,7 +113,7 @@ class ReplicateAPI(BaseClient):
                 raise ValueError(f"wait must be a number of seconds or None, not {wait!r}")
             if not (0 < wait <= MAX_WAIT and math.isfinite(wait)):
                 raise ValueError(f"wait must be between 0 and {MAX_WAIT} seconds, not {wait!r}")
-        self._api = ApiService(api_token, base_url)
+        self._api = ApiService(api_token, base_url, file_encoding)
         super().__init__(
             self._api,
             timeout=timeout,
@@ -166,6 +175,7 @@ class ReplicateAPI(BaseClient):
         webhook: str | None = None,
         webhook_events_filter: Sequence[str] | None = None,
         cancel_after: float | None = None,
+        file_encoding: FileEncoding | None = None,
     ) -> Prediction:
         """Start one prediction and return it as created, without waiting for it.
 
@@ -176,7 +186,7 @@ class ReplicateAPI(BaseClient):
         prediction to, for the events in ``webhook_events_filter`` (``start``,
         ``output``, ``logs``, ``completed``; all of them by default). Only a caller
         cancelled while the create is in flight (who never learns the id) has what it
-        created cancelled.
+        created cancelled. ``file_encoding`` as for :meth:`predict`.
         """
         hook, events = check_webhook(webhook, webhook_events_filter)
         call = replace(
@@ -186,6 +196,7 @@ class ReplicateAPI(BaseClient):
             cancel_after=check_cancel_after(cancel_after),
             owned=False,
         )
+        call = self._with_files(call, file_encoding, None)
         return await self._open_engine().create(call)
 
     async def get(self, prediction: str | Prediction) -> Prediction:
@@ -279,16 +290,24 @@ class ReplicateAPI(BaseClient):
         if metadata is not None:
             check_input(metadata)
         engine = self._open_engine()
-        content, name, release = await upload_source(file)
+        if not is_file_input(file):
+            raise ValueError(
+                f"a file to upload must be a path, a binary file or bytes, not {file!r}"
+            )
+        check_file_input(file)
+        source = await anyio.to_thread.run_sync(open_source, file)
         try:
-            name = filename or name or "file"
+            name = filename or source.name
             if content_type is None:
-                head = content[:16] if isinstance(content, bytes) else b""
-                content_type = content_type_of(name, head)
-            spec = self._api.file_create_request(content, name, content_type, metadata)
+                content_type = source.content_type
+                if filename is not None:  # a name that says its type wins over the bytes
+                    by_name = content_type_of(filename, b"")
+                    if by_name != "application/octet-stream":
+                        content_type = by_name
+            spec = self._api.file_create_request(source.content, name, content_type, metadata)
             return read_uploaded_file(*await engine.send(spec))
         finally:
-            release()
+            source.close()
 
     async def get_file(self, file_id: str) -> UploadedFile:
         """One file of the Files API (``GET /v1/files/{id}``)."""
@@ -299,6 +318,7 @@ class ReplicateAPI(BaseClient):
         """Delete a file of the Files API (``DELETE /v1/files/{id}``)."""
         file_id = file.id if isinstance(file, UploadedFile) else file
         await self._open_engine().send(self._api.file_request("DELETE", file_id))
+        self._api.uploads.forget(file_id)  # never reused for a file input again
 
     def list_files(self) -> AsyncIterator[UploadedFile]:
         """Every file of the Files API, newest first, page after page

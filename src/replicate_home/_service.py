@@ -15,6 +15,7 @@ from ._catalog import ModelKind
 from ._exceptions import ReplicateHomeError
 from ._models import Deployment, Prediction
 from ._prompt import Messages
+from ._uploads import FileEncoding, FileGroup
 
 __all__ = ["PredictionCall", "RequestSpec", "Send", "Service"]
 
@@ -65,6 +66,12 @@ class PredictionCall:
     cancel_after: float | None = None
     owned: bool = True
     existing: Prediction | str | None = None
+    #: How the call's file inputs are sent (``"upload"`` or ``"data"``); ``None``: as
+    #: the client sends them.
+    file_encoding: FileEncoding | None = None
+    #: The file inputs this call shares with the other calls of its fan-out (each is
+    #: sent once); ``None``: its own.
+    files: FileGroup | None = field(default=None, compare=False, repr=False)
 
 
 #: Sends one request through the engine (the call's deadline, the rate budget, the
