@@ -164,7 +164,7 @@ def test_cli_sends_a_file_and_standard_input(
     assert out == ""
 
 
-@pytest.mark.parametrize("encoding", [None, "upload", "data"])
+@pytest.mark.parametrize("encoding", [None, "data"])
 def test_cli_sends_files_as_file_encoding_says(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], encoding: str | None
 ) -> None:

@@ -26,12 +26,18 @@ from replicate_home import (
 )
 from replicate_home._fanout import Failed
 from replicate_home._uploads import MAX_DATA_BYTES
-from replicate_home.emulator import Emulator
+from replicate_home.emulator import Emulator, Scenario
 
 pytestmark = pytest.mark.anyio
 
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4
 MODEL = "meta/meta-llama-3-8b-instruct"
+
+
+@pytest.fixture
+def scenario() -> Scenario:
+    """Predictions that end at once: these tests are about what goes before them."""
+    return Scenario(duration=0.02)
 
 
 def _uploads(emulator: Emulator) -> int:
