@@ -1,9 +1,11 @@
 """The emulator's Files API (``/v1/files``): multipart create, get, list, delete, signed
-download; and the official client 1.0.7 uploading a file input through it and reading
-an output ``FileOutput`` from the emulator, unchanged."""
+download; and the official client 1.0.7 running the emulator's upscaler with a file
+input (uploaded through it, or sent as a ``data:`` URI) and reading the output
+``FileOutput``, unchanged: the output names the SHA-256 of the input it received."""
 
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 
@@ -11,7 +13,7 @@ import httpx
 import pytest
 import replicate
 
-from replicate_home.emulator import Emulator, Scenario
+from replicate_home.emulator import Emulator, Scenario, png_text
 
 pytestmark = pytest.mark.anyio
 
@@ -66,12 +68,20 @@ async def test_the_official_client_uploads_an_input_and_reads_an_output(
     async with Emulator(Scenario(duration=0.1, file_output="data")).serve() as emu:
         client = replicate.Client(api_token=TOKEN, base_url=emu.base_url)
         try:
+            # The upscaler wants no prompt; its output PNG names the input it received.
             with image.open("rb") as opened:
-                output = await client.async_run(
-                    "stability-ai/sdxl", input={"prompt": "a hat", "image": opened}
+                first = await client.async_run(
+                    "replicate/upscaler", input={"image": opened, "scale": 2}
                 )
-            first = output[0]
             data = await first.aread()
+            # Sent inline as a data: URI instead of uploaded.
+            with image.open("rb") as opened:
+                inline = await client.async_run(
+                    "replicate/upscaler",
+                    input={"image": opened},
+                    file_encoding_strategy="base64",
+                )
+            inline_data = await inline.aread()
             uploaded = await client.files.async_create(io.BytesIO(PNG), filename="x.png")
             again = await client.files.async_get(uploaded.id)
             listed = await client.files.async_list()
@@ -79,8 +89,9 @@ async def test_the_official_client_uploads_an_input_and_reads_an_output(
         finally:
             await client._async_client.aclose()
         async with httpx.AsyncClient(base_url=emu.base_url, headers=AUTH) as http:
-            (prediction,) = (await http.get("/v1/predictions")).json()["results"]
+            inline_prediction, prediction = (await http.get("/v1/predictions")).json()["results"]
             sent = prediction["input"]["image"]
+            sent_inline = inline_prediction["input"]["image"]
             file_object = (await http.get(sent)).json()
             base_url = emu.base_url
         uploads = [r for r in emu.requests if r.method == "POST" and r.path == "/v1/files"]
@@ -88,13 +99,16 @@ async def test_the_official_client_uploads_an_input_and_reads_an_output(
             r for r in emu.requests if r.method == "POST" and r.path.endswith("/predictions")
         ]
     assert type(first).__name__ == "FileOutput"
-    assert data.startswith(b"\x89PNG")
+    assert png_text(data)["input-sha256"] == hashlib.sha256(PNG).hexdigest()
+    assert png_text(data)["input-length"] == str(len(PNG))
+    assert png_text(inline_data)["input-sha256"] == hashlib.sha256(PNG).hexdigest()
+    assert sent_inline.startswith("data:")
     # The input went up through /v1/files and the create carried its urls.get.
     assert sent.startswith(f"{base_url}/v1/files/")
     assert file_object["size"] == len(PNG)
     assert file_object["name"] == "cat.png"
     assert len(uploads) == 2
-    assert len(creates) == 1
+    assert len(creates) == 2
     assert again.id == uploaded.id
     assert again.size == len(PNG)
     assert uploaded.id in [f.id for f in listed]

@@ -41,17 +41,25 @@ from contextlib import AbstractAsyncContextManager
 from starlette.types import ASGIApp
 
 from ._app import Emulator, EmulatorStats, RequestRecord
-from ._simulation import Fault, Scenario
+from ._file_models import transcription_text, video_sha256
+from ._png import png_text
+from ._schemas import DEFAULT_VIDEO_BYTES
+from ._simulation import FILE_MODELS, Fault, Scenario
 from ._webhooks import WebhookDelivery
 
 __all__ = [
+    "DEFAULT_VIDEO_BYTES",
+    "FILE_MODELS",
     "Emulator",
     "EmulatorStats",
     "Fault",
     "RequestRecord",
     "Scenario",
     "WebhookDelivery",
+    "png_text",
     "serve_asgi",
+    "transcription_text",
+    "video_sha256",
 ]
 
 

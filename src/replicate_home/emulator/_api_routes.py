@@ -41,7 +41,10 @@ from ._api_rules import (
     quirky_json,
     version_object,
 )
+from ._file_models import FileDigest
+from ._input_files import check_uri, resolve_uri
 from ._responses import fault_response, json_bytes, problem
+from ._schemas import input_schema
 from ._simulation import (
     FileOutput,
     ModelInfo,
@@ -51,6 +54,7 @@ from ._simulation import (
     render,
     stream_events,
 )
+from ._validation import InvalidField, problem_fields, uri_values, validate_input
 
 if TYPE_CHECKING:
     from ._app import Emulator
@@ -77,8 +81,15 @@ _EVENT_STREAM_TYPES = frozenset({"text/event-stream", "text/*", "*/*"})
 _NEARLY_DONE = 0.9
 
 
-def _invalid(detail: str) -> Response:
-    return problem(422, "Input validation failed", detail)
+def _invalid(description: str, *, field: str = "", kind: str = "invalid") -> Response:
+    """The real API's 422 for one invalid field of a create's body."""
+    return _validation_failed([InvalidField(kind, field, description)])
+
+
+def _validation_failed(problems: list[InvalidField]) -> Response:
+    """The real API's 422: ``detail`` lists the problems, ``invalid_fields`` holds them."""
+    detail, fields = problem_fields(problems)
+    return problem(422, "Input validation failed", detail, invalid_fields=fields)
 
 
 def _not_found(what: str) -> Response:
@@ -105,35 +116,36 @@ def _accepts_event_stream(accept: str | None) -> bool:
     return bool(ranges & _EVENT_STREAM_TYPES)
 
 
-def _check_input(model_input: object) -> str | Response:
-    """The prompt of a create's ``input``, or the 422 answer."""
-    if model_input is None:
-        return _invalid("input is required: a JSON object with the model's inputs")
-    if not isinstance(model_input, dict):
-        return _invalid(f"input must be a JSON object, got {type(model_input).__name__}")
-    if "prompt" not in model_input:
-        return _invalid("input.prompt is required")
-    prompt = model_input["prompt"]
-    if not isinstance(prompt, str):
-        return _invalid(f"input.prompt must be a string, got {json.dumps(prompt)}")
-    return prompt
+def _refuse_constant(name: str) -> Any:
+    """``NaN`` and ``Infinity`` are not JSON, whatever Python's parser allows."""
+    raise ValueError(f"{name} is not JSON")
 
 
 def _check_options(payload: dict[str, Any]) -> Response | None:
     """The 422 answer for bad ``stream`` and webhook fields, if any."""
     stream = payload.get("stream")
     if stream is not None and not isinstance(stream, bool):
-        return _invalid(f"stream must be a boolean, got {json.dumps(stream)}")
+        return _invalid(
+            f"stream must be a boolean, got {json.dumps(stream)}",
+            field="stream",
+            kind="invalid_type",
+        )
     for name in ("webhook", "webhook_completed"):
         value = payload.get(name)
         if value is not None and not isinstance(value, str):
-            return _invalid(f"{name} must be a URL string, got {json.dumps(value)}")
+            return _invalid(
+                f"{name} must be a URL string, got {json.dumps(value)}",
+                field=name,
+                kind="invalid_type",
+            )
     events = payload.get("webhook_events_filter")
     if events is not None and (
         not isinstance(events, list) or not all(event in _WEBHOOK_EVENTS for event in events)
     ):
         allowed = ", ".join(sorted(_WEBHOOK_EVENTS))
-        return _invalid(f"webhook_events_filter must be a list of: {allowed}")
+        return _invalid(
+            f"webhook_events_filter must be a list of: {allowed}", field="webhook_events_filter"
+        )
     return None
 
 
@@ -172,9 +184,7 @@ def api_object(
     obj = render(
         pred,
         now,
-        image_url=lambda prediction_id, index: (
-            f"{base}/_emulator/files/{prediction_id}/{index}.png"
-        ),
+        file_url=lambda prediction_id, name: f"{base}/_emulator/files/{prediction_id}/{name}",
         as_created=as_created,
         file_output=file_output,
     )
@@ -188,6 +198,7 @@ def api_object(
     if pred.stream_key and stream_url is not None:
         urls["stream"] = f"{stream_url}/v1/streams/{pred.stream_key}"
     urls["web"] = f"{base}/p/{pred.id}"
+    obj["source"] = pred.source  # on every prediction object, as the real API answers
     obj["data_removed"] = False
     obj["urls"] = urls
     return obj
@@ -206,6 +217,7 @@ class ApiRoutes:
             Route("/v1/predictions/{prediction_id}", self._get, methods=["GET"]),
             Route("/v1/predictions/{prediction_id}/cancel", self._cancel, methods=["POST"]),
             Route("/v1/account", self._account, methods=["GET"]),
+            Route("/v1/models", self._models, methods=["GET"]),
             Route("/v1/models/{owner}/{name}", self._model, methods=["GET"]),
             Route("/v1/webhooks/default/secret", self._webhook_secret, methods=["GET"]),
             Route("/v1/deployments", self._deployments, methods=["GET", "POST"]),
@@ -351,26 +363,31 @@ class ApiRoutes:
             return gated
         return await self._create(request, None)
 
-    def _resolve_version(self, version: object) -> tuple[str, ModelInfo] | Response:
-        """The model and version a create's ``version`` field names, or the 422 answer."""
+    def _resolve_version(self, version: object) -> tuple[str, ModelInfo, bool] | Response:
+        """The model and version a create's ``version`` field names and whether it named
+        a version (not just an official model's ``owner/name``), or the 422 answer."""
         if version is None:
-            return _invalid("version is required")
+            return _invalid("version is required", kind="required")
         if not isinstance(version, str):
-            return _invalid(f"version must be a string, got {json.dumps(version)}")
+            return _invalid(
+                f"version must be a string, got {json.dumps(version)}",
+                field="version",
+                kind="invalid_type",
+            )
         if ":" in version:
             reference, _, version_id = version.partition(":")
             owner, _, name = reference.partition("/")
             model = _model_name(owner, name)
             if model is None:
                 return _invalid(f"version {version!r} must look like owner/name:version_id")
-            info = model_info(model)
+            info = self._emu._model_info(model)
             if version_id != info.version:
                 return problem(
                     422,
                     "Invalid version or not permitted",
                     f"version {version_id!r} is not a version of model {model}",
                 )
-            return model, info
+            return model, info, True
         if "/" in version:
             # `owner/name` alone: the real API runs an official model by name here too.
             owner, _, name = version.partition("/")
@@ -385,7 +402,7 @@ class ApiRoutes:
                     f"{model} is not an official model: give one of its versions "
                     "(owner/name:version_id or the version id)",
                 )
-            return model, info
+            return model, info, False
         if not _VERSION_ID.fullmatch(version):
             return _invalid(
                 "version must be a 64-character version id, owner/name:version_id or, for "
@@ -398,7 +415,22 @@ class ApiRoutes:
                 "Invalid version or not permitted",
                 f"version {version} does not exist (or you are not permitted to use it)",
             )
-        return known, model_info(known)
+        return known, self._emu._model_info(known), True
+
+    def _input_files(
+        self, model_input: dict[str, Any], schema: dict[str, Any], base: str
+    ) -> tuple[dict[str, FileDigest], str | None]:
+        """The digests of a valid input's files by input path, and the error that fails
+        the prediction if one of them names nothing the emulator has."""
+        emu = self._emu
+        files: dict[str, FileDigest] = {}
+        for path, value in uri_values(model_input, schema):
+            try:
+                content = resolve_uri(value, base, emu.files, emu._output_file)
+            except LookupError as error:
+                return files, f"input.{path}: {error}"
+            files[path] = FileDigest.of(content)
+        return files, None
 
     async def _create(
         self, request: Request, model: str | None, *, deployment: str | None = None
@@ -408,7 +440,7 @@ class ApiRoutes:
         now = emu._now()
         emu._store.purge(now)
         try:
-            payload = json.loads(body)
+            payload = json.loads(body, parse_constant=_refuse_constant)
         except ValueError:
             return problem(400, "Invalid JSON", "The request body must be a JSON object")
         if not isinstance(payload, dict):
@@ -423,16 +455,24 @@ class ApiRoutes:
             return fault_response(fault)
 
         if model is not None:
-            info = model_info(model)
+            info = emu._model_info(model)
+            # The real API names no version for an official model run by name.
+            hidden = deployment is None
         elif isinstance(resolved, tuple):
-            model, info = resolved
+            model, info, named = resolved
+            hidden = not named
         else:
             assert resolved is not None
             return resolved
-        prompt = _check_input(model_input)
-        if isinstance(prompt, Response):
-            return prompt
+        base = str(request.base_url).rstrip("/")
+        schema = input_schema(info.kind)
+        problems = validate_input(model_input, schema, lambda value: check_uri(value, base))
+        if problems:
+            return _validation_failed(problems)
         assert isinstance(model_input, dict)
+        prompt = model_input.get("prompt")
+        prompt = prompt if isinstance(prompt, str) else ""
+        files, input_error = self._input_files(model_input, schema, base)
         bad_options = _check_options(payload)
         if bad_options is not None:
             return bad_options
@@ -457,6 +497,9 @@ class ApiRoutes:
             source="api",
             deadline=deadline,
             deployment=deployment,
+            files=files,
+            input_error=input_error,
+            version="hidden" if hidden else None,
         )
         emu._remember_version(model, info.version)
         emu._info(request).prediction_id = pred.id
@@ -560,7 +603,6 @@ class ApiRoutes:
         for pred in page:
             item = self._object(request, pred, now)
             del item["logs"]  # list items leave the logs out, as the real API does
-            item["source"] = pred.source
             results.append(item)
         body = {"next": following, "previous": previous, "results": results}
         return Response(json_bytes(body), media_type=_JSON)
@@ -673,6 +715,20 @@ class ApiRoutes:
         self._emu._remember_version(model, model_info(model).version)
         return model
 
+    async def _models(self, request: Request) -> Response:
+        """``GET /v1/models``: the emulator's catalogue (one page): the homepage models, the
+        image and file models, the community models and the emulator's own ``models``."""
+        gated = self._gate(request, create=False)
+        if gated is not None:
+            return gated
+        emu = self._emu
+        results = [
+            model_object(model, emu._model_info(model), emu._run_counts[model])
+            for model in emu._catalogue()
+        ]
+        body = {"next": None, "previous": None, "results": results}
+        return Response(json_bytes(body), media_type=_JSON)
+
     async def _model(self, request: Request) -> Response:
         model = self._named_model(request)
         if isinstance(model, Response):
@@ -684,14 +740,18 @@ class ApiRoutes:
         model = self._named_model(request)
         if isinstance(model, Response):
             return model
-        body = {"next": None, "previous": None, "results": [version_object(model_info(model))]}
+        body = {
+            "next": None,
+            "previous": None,
+            "results": [version_object(self._emu._model_info(model))],
+        }
         return Response(json_bytes(body), media_type=_JSON)
 
     async def _version(self, request: Request) -> Response:
         model = self._named_model(request)
         if isinstance(model, Response):
             return model
-        info = model_info(model)
+        info = self._emu._model_info(model)
         if request.path_params["version_id"] != info.version:
             return _not_found("Version")
         return Response(json_bytes(version_object(info)), media_type=_JSON)

@@ -13,6 +13,7 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+from ._schemas import input_schema, output_schema
 from ._simulation import ModelInfo, StreamEvent
 
 __all__ = [
@@ -177,63 +178,6 @@ _VERSION_CREATED_AT = "2024-01-01T00:00:00.000000Z"
 _COG_VERSION = "0.9.0"
 
 
-def _input_schema(kind: str) -> dict[str, Any]:
-    properties: dict[str, Any] = {
-        "prompt": {
-            "type": "string",
-            "title": "Prompt",
-            "x-order": 0,
-            "description": "Prompt to send to the model.",
-        },
-        "seed": {
-            "type": "integer",
-            "title": "Seed",
-            "x-order": 1,
-            "description": "Random seed. Leave blank to randomize the seed",
-        },
-    }
-    if kind == "text":
-        properties["max_new_tokens"] = {
-            "type": "integer",
-            "title": "Max New Tokens",
-            "default": 512,
-            "minimum": 1,
-            "x-order": 2,
-            "description": "Maximum number of tokens to generate.",
-        }
-        properties["temperature"] = {
-            "type": "number",
-            "title": "Temperature",
-            "default": 0.7,
-            "minimum": 0,
-            "maximum": 5,
-            "x-order": 3,
-            "description": "Randomness of the output.",
-        }
-    else:
-        for order, (name, default) in enumerate((("width", 1024), ("height", 1024)), start=2):
-            properties[name] = {
-                "type": "integer",
-                "title": name.capitalize(),
-                "default": default,
-                "x-order": order,
-                "description": f"{name.capitalize()} of the output image",
-            }
-    return {"type": "object", "title": "Input", "required": ["prompt"], "properties": properties}
-
-
-def _output_schema(kind: str) -> dict[str, Any]:
-    if kind == "text":
-        return {
-            "type": "array",
-            "items": {"type": "string"},
-            "title": "Output",
-            "x-cog-array-type": "iterator",
-            "x-cog-array-display": "concatenate",
-        }
-    return {"type": "array", "items": {"type": "string", "format": "uri"}, "title": "Output"}
-
-
 def _openapi_schema(kind: str) -> dict[str, Any]:
     return {
         "openapi": "3.0.2",
@@ -265,8 +209,8 @@ def _openapi_schema(kind: str) -> dict[str, Any]:
         },
         "components": {
             "schemas": {
-                "Input": _input_schema(kind),
-                "Output": _output_schema(kind),
+                "Input": input_schema(kind),
+                "Output": output_schema(kind),
                 "Status": {
                     "enum": ["starting", "processing", "succeeded", "canceled", "failed"],
                     "type": "string",
@@ -309,10 +253,20 @@ def version_object(info: ModelInfo) -> dict[str, Any]:
     }
 
 
+_KIND_DESCRIPTIONS = {
+    "text": "text-generation",
+    "image": "text-to-image",
+    "upscale": "image upscaling",
+    "image-to-image": "image-to-image",
+    "speech-to-text": "speech-to-text",
+    "video": "text-to-video",
+}
+
+
 def model_object(model: str, info: ModelInfo, run_count: int) -> dict[str, Any]:
     """The model object of ``owner/name`` (``GET /v1/models/{owner}/{name}``)."""
     owner, name = model.split("/", 1)
-    what = "text-generation" if info.kind == "text" else "text-to-image"
+    what = _KIND_DESCRIPTIONS[info.kind]
     return {
         "url": f"https://replicate.com/{model}",
         "owner": owner,
@@ -370,7 +324,7 @@ def quirky_json(obj: dict[str, Any], kind: str) -> bytes:
             )
             metrics["output_token_count"] = produced
             metrics["time_to_first_token"] = 0.01
-        else:
+        elif kind == "image":
             metrics["image_count"] = len(output) if isinstance(output, list) else 1
     quirky["metrics"] = metrics
     quirky["source"] = "api"

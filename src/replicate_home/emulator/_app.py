@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import base64
 import collections
+import dataclasses
 import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -28,18 +29,21 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._api_routes import ApiRoutes
 from ._api_rules import TokenBucket
+from ._file_models import FileDigest
 from ._files_routes import FilesRoutes, FileStore
 from ._home_routes import HomeRoutes
-from ._png import gradient_png
 from ._responses import detail_response, problem
+from ._schemas import MODEL_KINDS, ModelKind
 from ._simulation import (
+    COMMUNITY_MODELS,
     EXTRA_IMAGE_MODELS,
+    FILE_MODELS,
     MODELS,
     Fault,
     FileOutput,
@@ -48,6 +52,7 @@ from ._simulation import (
     PredictionStore,
     Scenario,
     Source,
+    file_content,
     generate_text,
     make_prediction_id,
     model_info,
@@ -163,6 +168,8 @@ class EmulatorStats:
     """Webhook delivery attempts (retries included)."""
     webhooks_failed: int = 0
     """Webhook delivery attempts the receiver did not answer with 2xx."""
+    uploads: int = 0
+    """Files created through ``POST /v1/files`` (``201`` answers)."""
 
 
 class _RequestInfo:
@@ -240,7 +247,10 @@ class Emulator:
     default, means no limits); ``page_size`` is the number of predictions per page of
     ``GET /v1/predictions``. ``community_models`` names models (``owner/name``) to treat
     as community models besides the built-in ones: the model route answers 404 for them,
-    as the real API does, and they run by version. ``file_output`` is how ``/v1`` image
+    as the real API does, and they run by version. ``models`` maps more model names
+    (``owner/name``) to the kind of model they are (``"text"``, ``"image"``, ``"upscale"``,
+    ``"image-to-image"``, ``"speech-to-text"`` or ``"video"``), for tests that need
+    several models of one kind. ``file_output`` is how ``/v1`` image
     outputs are given where a scenario does not say: ``"data"`` (the default),
     ``data:image/png;base64,...`` URIs, which the official clients wrap as file objects
     as they wrap the real service's ``https`` URLs; ``"url"``, ``http`` URLs of files the
@@ -266,6 +276,7 @@ class Emulator:
         page_size: int = 100,
         file_output: FileOutput = "data",
         community_models: Iterable[str] = (),
+        models: Mapping[str, ModelKind] | None = None,
         deployments: Mapping[str, str] | None = None,
         webhook_secret: str | None = None,
         webhook_retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
@@ -308,6 +319,15 @@ class Emulator:
         if isinstance(community_models, str):
             raise ValueError("community_models must be a collection of 'owner/name' strings")
         self._community = frozenset(community_models)
+        self._models: dict[str, ModelKind] = {}
+        for name, kind in (models or {}).items():
+            if not isinstance(name, str) or not _OWNER_NAME.fullmatch(name):
+                raise ValueError(f"models keys must be 'owner/name', got {name!r}")
+            if kind not in MODEL_KINDS:
+                raise ValueError(
+                    f"models[{name!r}] must be one of {', '.join(MODEL_KINDS)}, got {kind!r}"
+                )
+            self._models[name] = kind
         if webhook_secret is not None and (
             not isinstance(webhook_secret, str) or not webhook_secret.startswith("whsec_")
         ):
@@ -325,7 +345,8 @@ class Emulator:
         for name, model in (deployments or {}).items():
             self.deploy(name, model)
         self._known_versions: dict[str, str] = {
-            model_info(model).version: model for model in (*MODELS, *sorted(EXTRA_IMAGE_MODELS))
+            model_info(model).version: model
+            for model in (*MODELS, *sorted(EXTRA_IMAGE_MODELS), *FILE_MODELS, *self._models)
         }
         self._run_counts: collections.Counter[str] = collections.Counter()
         self._creates = 0
@@ -350,7 +371,7 @@ class Emulator:
                 *HomeRoutes(self).routes,
                 *api_routes.routes,
                 *FilesRoutes(api_routes, self.files).routes,
-                Route("/_emulator/files/{prediction_id}/{index:int}.png", self._file),
+                Route("/_emulator/files/{prediction_id}/{name}", self._file, methods=["GET"]),
                 Route("/_emulator/stats", self._stats, methods=["GET"]),
             ],
             middleware=[Middleware(_Recorder, emulator=self)],
@@ -442,7 +463,16 @@ class Emulator:
             stream_requests=self._stream_requests,
             webhooks_sent=self._webhooks_sent,
             webhooks_failed=self._webhooks_failed,
+            uploads=self.files.uploads,
         )
+
+    def download_url(self, file_id: str, expires_in: float = 3600) -> str:
+        """A signed download URL of an uploaded file (``GET /v1/files/{id}/download?owner=
+        &expiry=&signature=``), valid for ``expires_in`` seconds: the file's bytes for
+        whoever has it, no token wanted; a model input may name it too."""
+        if file_id not in self.files.files:
+            raise KeyError(f"no uploaded file {file_id!r}")
+        return self.files.download_url(self.base_url, file_id, expires_in)
 
     @property
     def webhook_secret(self) -> str:
@@ -591,17 +621,25 @@ class Emulator:
         source: Source,
         deadline: float | None = None,
         deployment: str | None = None,
+        files: Mapping[str, FileDigest] | None = None,
+        input_error: str | None = None,
+        version: str | None = None,
     ) -> Prediction:
-        """Create, store and count a new prediction at ``now``."""
+        """Create, store and count a new prediction at ``now``: ``files`` are the digests
+        of its input files, ``input_error`` fails it (an input file it could not get),
+        ``version`` is the version it reports if not ``info.version``."""
         assert self._wall_offset is not None  # set by the _now() that gave `now`
+        scenario = self._scenario_for(prompt, model)
+        if input_error is not None:
+            scenario = dataclasses.replace(scenario, outcome="failed", error=input_error)
         pred = Prediction(
             id=self._new_id(),
             model=model,
-            version=info.version,
+            version=info.version if version is None else version,
             kind=info.kind,
             input=model_input,
             prompt=prompt,
-            scenario=self._scenario_for(prompt, model),
+            scenario=scenario,
             created=now,
             wall_created=self._wall_offset + now,
             chunks=generate_text(model, prompt) if info.kind == "text" else (),
@@ -609,6 +647,7 @@ class Emulator:
             deadline=deadline,
             stream_key=_stream_key() if info.kind == "text" else "",
             deployment=deployment,
+            files=dict(files or {}),
         )
         self._store.add(pred, now)
         self._creates += 1
@@ -624,9 +663,24 @@ class Emulator:
                 return prediction_id
 
     def _model_info(self, model: str) -> ModelInfo:
-        """What the emulator makes of ``owner/name``, with its own community models."""
+        """What the emulator makes of ``owner/name``, with its own models and community
+        models."""
         info = model_info(model)
+        kind = self._models.get(model)
+        if kind is not None:
+            info = info._replace(kind=kind)
         return info._replace(official=False) if model in self._community else info
+
+    def _catalogue(self) -> list[str]:
+        """The models ``GET /v1/models`` lists, each once, in a stable order."""
+        names = (
+            *MODELS,
+            *sorted(EXTRA_IMAGE_MODELS),
+            *FILE_MODELS,
+            *sorted(COMMUNITY_MODELS | self._community),
+            *self._models,
+        )
+        return list(dict.fromkeys(names))
 
     def _remember_version(self, model: str, version: str) -> None:
         if version in self._known_versions or len(self._known_versions) < _MAX_KNOWN_VERSIONS:
@@ -676,25 +730,34 @@ class Emulator:
         return info if isinstance(info, _RequestInfo) else _RequestInfo()
 
     @staticmethod
-    def _image_url_builder(request: Request) -> Callable[[str, int], str]:
+    def _file_url_builder(request: Request) -> Callable[[str, str], str]:
         base = str(request.base_url).rstrip("/")
-        return lambda prediction_id, index: f"{base}/_emulator/files/{prediction_id}/{index}.png"
+        return lambda prediction_id, name: f"{base}/_emulator/files/{prediction_id}/{name}"
 
-    async def _file(self, request: Request) -> Response:
+    def _output_file(
+        self, prediction_id: str, name: str
+    ) -> tuple[Iterator[bytes], int, str] | None:
+        """Output file ``name`` of a succeeded prediction: pieces, length, media type."""
         now = self._now()
         self._store.purge(now)
-        prediction_id: str = request.path_params["prediction_id"]
-        index: int = request.path_params["index"]
-        self._info(request).prediction_id = prediction_id
         pred = self._store.get(prediction_id, now)
-        if (
-            pred is None
-            or pred.kind != "image"
-            or pred.status(now) != "succeeded"
-            or not 0 <= index < pred.scenario.images
-        ):
+        if pred is None or pred.status(now) != "succeeded":
+            return None
+        return file_content(pred, name)
+
+    async def _file(self, request: Request) -> Response:
+        """An output file, streamed a piece at a time with its ``Content-Length``."""
+        prediction_id: str = request.path_params["prediction_id"]
+        self._info(request).prediction_id = prediction_id
+        found = self._output_file(prediction_id, request.path_params["name"])
+        if found is None:
             return detail_response(404, "File not found")
-        return Response(gradient_png(pred.prompt, index), media_type="image/png")
+        pieces, length, content_type = found
+        return StreamingResponse(
+            pieces,  # a plain iterator: Starlette reads it in a worker thread
+            media_type=content_type,
+            headers={"content-length": str(length)},
+        )
 
     async def _stats(self, request: Request) -> Response:
         self._store.purge(self._now())

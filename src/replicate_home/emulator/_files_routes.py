@@ -17,11 +17,13 @@ body is read with the standard library's ``email`` parser (no extra dependency).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 import secrets
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.message import Message
@@ -79,15 +81,33 @@ class FileStore:
             del self.files[next(iter(self.files))]
 
     def sign(self, file_id: str, expiry: int) -> str:
-        message = f"{file_id}:{_OWNER}:{expiry}".encode()
-        return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        """The signature of a download URL: as the real API describes it, the base64
+        HMAC-SHA256 of ``"{owner} {id} {expiry}"`` under a secret of the service's."""
+        message = f"{_OWNER} {file_id} {expiry}".encode()
+        return base64.b64encode(hmac.new(self._key, message, hashlib.sha256).digest()).decode()
 
-    def by_url(self, base_url: str, url: str) -> StoredFile | None:
-        """The file a ``urls.get`` URL of this emulator names, if it is one."""
-        prefix = f"{base_url}/v1/files/"
-        if not url.startswith(prefix):
-            return None
-        return self.files.get(url[len(prefix) :].split("/", 1)[0])
+    def download_url(self, base_url: str, file_id: str, expires_in: float = 3600) -> str:
+        """A signed ``/v1/files/{id}/download`` URL under ``base_url``, valid for
+        ``expires_in`` seconds: the bytes, for whoever has it (no token)."""
+        expiry = int(time.time() + expires_in)
+        query = urlencode(
+            {"expiry": expiry, "owner": _OWNER, "signature": self.sign(file_id, expiry)}
+        )
+        return f"{base_url}/v1/files/{file_id}/download?{query}"
+
+    def valid_download(self, file_id: str, query: Mapping[str, str]) -> bool:
+        """Whether a download's query (``owner``, ``expiry``, ``signature``) is a valid,
+        unexpired signature for a stored file."""
+        try:
+            expiry = int(query.get("expiry", ""))
+        except ValueError:
+            return False
+        return (
+            file_id in self.files
+            and query.get("owner") == _OWNER
+            and expiry > time.time()
+            and hmac.compare_digest(query.get("signature", ""), self.sign(file_id, expiry))
+        )
 
 
 class FilesRoutes:
@@ -211,19 +231,7 @@ class FilesRoutes:
     async def _download(self, request: Request) -> Response:
         file_id: str = request.path_params["file_id"]
         stored = self._store.files.get(file_id)
-        query = request.query_params
-        try:
-            expiry = int(query.get("expiry", ""))
-        except ValueError:
-            expiry = 0
-        signature = query.get("signature", "")
-        valid = (
-            stored is not None
-            and query.get("owner") == _OWNER
-            and expiry > time.time()
-            and hmac.compare_digest(signature, self._store.sign(file_id, expiry))
-        )
-        if not valid or stored is None:
+        if stored is None or not self._store.valid_download(file_id, request.query_params):
             return problem(404, "Not found", "File not found")
         return Response(stored.content, media_type=stored.content_type)
 

@@ -72,7 +72,7 @@ class HomeRoutes:
 
         pred = emu._start_prediction(model, info, model_input, prompt, now, source="web")
         emu._info(request).prediction_id = pred.id
-        obj = render(pred, now, image_url=emu._image_url_builder(request), as_created=True)
+        obj = render(pred, now, file_url=emu._file_url_builder(request), as_created=True)
         return Response(json_bytes(obj), status_code=201, media_type="application/json")
 
     async def _poll(self, request: Request) -> Response:
@@ -92,7 +92,7 @@ class HomeRoutes:
         fault = pred.scenario.poll_fault(poll_number)
         if fault is not None:
             return fault_response(fault)
-        obj = render(pred, now, image_url=emu._image_url_builder(request))
+        obj = render(pred, now, file_url=emu._file_url_builder(request))
         headers = (
             {}
             if pred.scenario.content_type is None

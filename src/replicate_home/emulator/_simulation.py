@@ -19,11 +19,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Literal, NamedTuple
 
+from ._file_models import (
+    FileDigest,
+    image_to_image_png,
+    transcription_output,
+    upscale_png,
+    video_chunks,
+)
 from ._png import gradient_png
+from ._schemas import DEFAULT_VIDEO_BYTES, ModelKind
 
 __all__ = [
     "COMMUNITY_MODELS",
     "EXTRA_IMAGE_MODELS",
+    "FILE_MODELS",
     "MODELS",
     "TERMINAL",
     "Fault",
@@ -32,6 +41,7 @@ __all__ = [
     "PredictionStore",
     "Scenario",
     "StreamEvent",
+    "file_content",
     "generate_text",
     "make_prediction_id",
     "model_info",
@@ -41,7 +51,6 @@ __all__ = [
     "version_for",
 ]
 
-ModelKind = Literal["text", "image"]
 Outcome = Literal["succeeded", "failed", "canceled"]
 Status = Literal["starting", "processing", "succeeded", "failed", "canceled", "aborted"]
 FileOutput = Literal["url", "data"]
@@ -82,6 +91,14 @@ EXTRA_IMAGE_MODELS: frozenset[str] = frozenset(
     {"stability-ai/sdxl", "black-forest-labs/flux-schnell", "nvidia/sana", "fofr/sdxl-emoji"}
 )
 
+#: Models that take or give files, name -> kind (see :mod:`._schemas` for their inputs).
+FILE_MODELS: Mapping[str, ModelKind] = {
+    "replicate/upscaler": "upscale",
+    "replicate/img2img": "image-to-image",
+    "openai/whisper": "speech-to-text",
+    "minimax/video-01": "video",
+}
+
 #: Community models: the real API runs them by version only (its model route answers 404
 #: for them). Every other model name is official (runs by name), so that any name works
 #: on the model route as it always has.
@@ -109,7 +126,7 @@ def model_info(model: str) -> ModelInfo:
     known = MODELS.get(model)
     if known is not None:
         return known._replace(official=official)
-    kind: ModelKind = "image" if model in EXTRA_IMAGE_MODELS else "text"
+    kind: ModelKind = FILE_MODELS.get(model) or ("image" if model in EXTRA_IMAGE_MODELS else "text")
     return ModelInfo(version_for(model), kind, official)
 
 
@@ -383,6 +400,9 @@ class Prediction:
     stream_key: str = ""
     """The unguessable last part of its output stream's URL (a capability: whoever has
     the URL may read the stream, with no token); empty for no stream."""
+    files: Mapping[str, FileDigest] = field(default_factory=dict)
+    """The digests of its input files by input path (``"image"``, ``"reference_images.0"``),
+    resolved when it was created."""
 
     @property
     def start_time(self) -> float:
@@ -494,23 +514,98 @@ def _text_output(pred: Prediction, now: float) -> str | list[str]:
     return list(pieces[:count])
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def _data_uri(content: bytes, content_type: str = "image/png") -> str:
+    return f"data:{content_type};base64," + base64.b64encode(content).decode("ascii")
 
 
-def _image_output(
-    pred: Prediction, image_url: Callable[[str, int], str], file_output: FileOutput
-) -> str | list[str] | None:
+FileUrl = Callable[[str, str], str]
+"""``file_url(prediction_id, name)``: the URL of an output file (``name``: ``"0.png"``)."""
+
+
+def _output_files(pred: Prediction) -> list[tuple[str, str]]:
+    """The names and media types of the files a succeeded ``pred`` produces."""
+    kind = pred.kind
+    if kind == "image":
+        return [(f"{index}.png", "image/png") for index in range(pred.scenario.images)]
+    if kind == "upscale":
+        return [("0.png", "image/png")]
+    if kind == "image-to-image":
+        count = int(pred.input.get("num_outputs", 1))
+        return [(f"{index}.png", "image/png") for index in range(count)]
+    if kind == "video":
+        return [("0.mp4", "video/mp4")]
+    return []
+
+
+def _video_size(pred: Prediction) -> int:
+    return int(pred.input.get("output_bytes", DEFAULT_VIDEO_BYTES))
+
+
+def file_content(pred: Prediction, name: str) -> tuple[Iterator[bytes], int, str] | None:
+    """Output file ``name`` of ``pred`` (as its output names it): its bytes in pieces, its
+    length and its media type; ``None`` if ``pred`` has no such file (the caller checks
+    that it succeeded)."""
+    if pred.scenario.output is not None:
+        return None  # a scripted output names files of its own
+    content_type = dict(_output_files(pred)).get(name)
+    if content_type is None:
+        return None
+    if pred.kind == "video":
+        size = _video_size(pred)
+        return (
+            video_chunks(pred.prompt, size, pred.files.get("first_frame_image")),
+            size,
+            content_type,
+        )
+    index = int(name.split(".", 1)[0])
+    content = _file_bytes(pred, index)
+    return iter((content,)), len(content), content_type
+
+
+def _file_bytes(pred: Prediction, index: int) -> bytes:
+    if pred.kind == "upscale":
+        return upscale_png(pred.files["image"], int(pred.input.get("scale", 2)))
+    if pred.kind == "image-to-image":
+        references = [
+            pred.files[path]
+            for path in sorted(pred.files, key=_path_order)
+            if path.startswith("reference_images.")
+        ]
+        return image_to_image_png(
+            pred.files["image"],
+            pred.prompt,
+            float(pred.input.get("strength", 0.8)),
+            index,
+            references,
+        )
+    return gradient_png(pred.prompt, index)
+
+
+def _path_order(path: str) -> tuple[str, int]:
+    name, _, index = path.partition(".")
+    return name, int(index) if index.isdigit() else -1
+
+
+def _file_output(pred: Prediction, file_url: FileUrl, file_output: FileOutput) -> Any:
+    """The output of a succeeded prediction of a model that is not a text model."""
     override = pred.scenario.output
     if isinstance(override, str):
         return override
     if override is not None:
         return list(override)
-    if (pred.scenario.file_output or file_output) == "data":
-        return [
-            _data_uri(gradient_png(pred.prompt, index)) for index in range(pred.scenario.images)
-        ]
-    return [image_url(pred.id, index) for index in range(pred.scenario.images)]
+    if pred.kind == "speech-to-text":
+        return transcription_output(pred.files["audio"], bool(pred.input.get("translate")))
+    as_data = (pred.scenario.file_output or file_output) == "data"
+    files: list[str] = []
+    for name, content_type in _output_files(pred):
+        if as_data:
+            found = file_content(pred, name)
+            assert found is not None
+            files.append(_data_uri(b"".join(found[0]), content_type))
+        else:
+            files.append(file_url(pred.id, name))
+    # Models with one output file give it alone (a string), as such models do on Replicate.
+    return files[0] if pred.kind in ("upscale", "video") else files
 
 
 #: Denoising steps an image model reports in its logs (tqdm-style lines).
@@ -535,20 +630,20 @@ def render(
     pred: Prediction,
     now: float,
     *,
-    image_url: Callable[[str, int], str],
+    file_url: FileUrl,
     as_created: bool = False,
     file_output: FileOutput = "url",
 ) -> dict[str, Any]:
     """The public prediction object of ``pred`` at emulator-clock time ``now``.
 
-    ``image_url(prediction_id, index)`` builds the URL of an image output;
-    ``file_output`` is how image outputs are given when the scenario does not say.
+    ``file_url(prediction_id, name)`` builds the URL of an output file;
+    ``file_output`` is how output files are given when the scenario does not say.
     ``as_created`` renders the object as answered to the create request: ``starting``
     with nothing produced yet, whatever the scenario's timing.
     """
     scenario = pred.scenario
     status: Status = "starting" if as_created else pred.status(now)
-    output: str | list[str] | None = None
+    output: Any = None
     error: str | None = None
     logs = ""
     started_at: str | None = None
@@ -568,8 +663,8 @@ def render(
             predict_time = pred.end_time - pred.start_time
             metrics = {"predict_time": round(predict_time, 6)}
         if status == "succeeded":
-            if pred.kind == "image":
-                output = _image_output(pred, image_url, file_output)
+            if pred.kind != "text":
+                output = _file_output(pred, file_url, file_output)
             logs += "Prediction succeeded\n"
         elif status == "failed":
             error = scenario.error
