@@ -86,6 +86,13 @@ class FileStore:
         message = f"{_OWNER} {file_id} {expiry}".encode()
         return base64.b64encode(hmac.new(self._key, message, hashlib.sha256).digest()).decode()
 
+    def by_url(self, base_url: str, url: str) -> StoredFile | None:
+        """The file a ``urls.get`` URL of this emulator names, if it is one."""
+        prefix = f"{base_url}/v1/files/"
+        if not url.startswith(prefix):
+            return None
+        return self.files.get(url[len(prefix) :].split("/", 1)[0])
+
     def download_url(self, base_url: str, file_id: str, expires_in: float = 3600) -> str:
         """A signed ``/v1/files/{id}/download`` URL under ``base_url``, valid for
         ``expires_in`` seconds: the bytes, for whoever has it (no token)."""
