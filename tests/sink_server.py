@@ -29,7 +29,17 @@ class Seen:
     sha256: str
 
 
-#: ``answer(request) -> (status, JSON body)``.
+@dataclass(frozen=True)
+class Body:
+    """An answer of ``size`` bytes of one repeated piece (``content-length`` set), sent
+    piece by piece as the client takes them: the server holds one piece only."""
+
+    size: int
+    piece: bytes = b"\x07" * 65536
+    content_type: str = "application/octet-stream"
+
+
+#: ``answer(request) -> (status, JSON body or a Body)``.
 Answer = Callable[[Seen], tuple[int, object]]
 
 
@@ -70,6 +80,17 @@ class SinkServer:
                 seen = Seen(method, path, headers, size, digest.hexdigest())
                 self.requests.append(seen)
                 status, value = self.answer(seen)
+                if isinstance(value, Body):
+                    await stream.send(
+                        f"HTTP/1.1 {status} X\r\ncontent-type: {value.content_type}\r\n"
+                        f"content-length: {value.size}\r\n\r\n".encode()
+                    )
+                    left = value.size
+                    while left > 0:
+                        piece = value.piece if left >= len(value.piece) else value.piece[:left]
+                        await stream.send(piece)
+                        left -= len(piece)
+                    continue
                 body = json.dumps(value).encode()
                 await stream.send(
                     f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"

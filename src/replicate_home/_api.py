@@ -27,7 +27,7 @@ from ._exceptions import (
     UploadFailed,
     excerpt,
 )
-from ._files import UploadedFile, check_input, is_file_input, read_uploaded_file
+from ._files import UploadedFile, check_input, is_file_input, origin_of, read_uploaded_file
 from ._home import resolve_base_url
 from ._models import Deployment, Prediction
 from ._prompt import Messages, format_prompt
@@ -226,6 +226,14 @@ class ApiService:
     @property
     def secrets(self) -> tuple[str, ...]:
         return (self._token,)
+
+    def file_auth(self) -> tuple[str, dict[str, str]]:
+        """The origin whose files need the token (the API's own: the Files API serves
+        uploads there), and the header that carries it. Output files elsewhere
+        (``replicate.delivery``) are downloaded with no credentials."""
+        return origin_of(httpx.URL(self.base_url)), {
+            "authorization": self._headers["authorization"]
+        }
 
     def prepare(
         self,

@@ -30,6 +30,7 @@ from ._fanout import (
     first_success,
     open_fan_out,
 )
+from ._files import Downloads
 from ._models import Deployment, Prediction
 from ._prompt import Messages
 from ._run import Output, run_to_end, stream_chunks
@@ -94,6 +95,15 @@ class BaseClient:
         self._engine: Engine | None = None
         self._owned_http: httpx.AsyncClient | None = None
         self._group: TaskGroup | None = None
+        file_auth = getattr(service, "file_auth", None)
+        origin, headers = file_auth() if file_auth is not None else (None, None)
+        #: How output files download: this client's pool while it is open.
+        self._downloads = Downloads(
+            timeout=self._timeout,
+            max_bytes=self._max_response_bytes,
+            auth_origin=origin,
+            headers=headers,
+        )
 
     # -- lifetime -------------------------------------------------------------------
 
@@ -118,6 +128,7 @@ class BaseClient:
         tb: TracebackType | None,
     ) -> None:
         self._engine = None
+        self._downloads.http = self._downloads.gate = None  # files fetch on their own now
         group, self._group = self._group, None
         owned, self._owned_http = self._owned_http, None
         try:
@@ -142,6 +153,8 @@ class BaseClient:
         # Only a client of our own has a pool we know the size of; a given one is used as
         # it is configured.
         owned = http is not self._given_http
+        gate = RequestGate(HTTP_LIMITS.max_connections or 100) if owned else None
+        self._downloads.http, self._downloads.gate = http, gate
         return Engine(
             http,
             self._service,
@@ -151,7 +164,8 @@ class BaseClient:
             background=self._group,
             budget=self._budget,
             max_response_bytes=self._max_response_bytes,
-            gate=RequestGate(HTTP_LIMITS.max_connections or 100) if owned else None,
+            gate=gate,
+            downloads=self._downloads,
         )
 
     def _open_engine(self) -> Engine:

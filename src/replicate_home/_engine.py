@@ -45,6 +45,7 @@ from ._exceptions import (
     ResponseTooLarge,
     UnexpectedResponseFormat,
 )
+from ._files import Downloads
 from ._models import Prediction, StreamedChunks
 from ._schedule import PollSchedule, RetryPolicy, parse_retry_after
 from ._scrub import Scrubber
@@ -123,8 +124,11 @@ class Engine:
         budget: RateBudget | None = None,
         gate: RequestGate | None = None,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+        downloads: Downloads | None = None,
     ) -> None:
         self._http = http
+        #: How the output files of the predictions it reads download (the client's).
+        self.downloads = downloads
         self._limit = max_response_bytes
         self._scrub = Scrubber(getattr(service, "secrets", ()))
         self._gate = gate
@@ -175,6 +179,7 @@ class Engine:
                 first_read = False
         deadline = started + timeout
         tracker = _Tracker(started, on_status, self._service.name, deadline, timeout)
+        tracker.downloads = self.downloads
         states = self._follow(call, prediction, first_read, deadline, timeout, tracker, stream)
         async with aclosing(states):
             async for state in states:
@@ -275,7 +280,7 @@ class Engine:
         is the caller's."""
         timeout = self._timeout if timeout is None else timeout
         prediction, _ = await self._resolve_and_create(call, timeout, wait)
-        return prediction
+        return replace(prediction, _downloads=self.downloads)
 
     async def send(
         self, spec: RequestSpec, *, timeout: float | None = None
@@ -760,6 +765,8 @@ class _Tracker:
         self.stream_error: str | None = None
         #: A terminal state was seen (the stream's ``done``): nothing is left to cancel.
         self.ended = False
+        #: How the predictions' output files download.
+        self.downloads: Downloads | None = None
 
     async def observe(self, prediction: Prediction) -> Prediction:
         """Stamp ``prediction`` with polls and elapsed time; report a status change.
@@ -768,7 +775,10 @@ class _Tracker:
         call's deadline; whatever the callback raises fails the call.
         """
         prediction = replace(
-            prediction, polls=self.polls, elapsed=anyio.current_time() - self.started
+            prediction,
+            polls=self.polls,
+            elapsed=anyio.current_time() - self.started,
+            _downloads=self.downloads,
         )
         if prediction.status != self.status:
             self.status = prediction.status

@@ -27,17 +27,18 @@ import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 from urllib.parse import unquote_to_bytes, urlsplit
 
 import anyio
 import httpx
 
-from ._bounded import close_and_finish
+from ._bounded import BodyReader
 from ._exceptions import DownloadFailed, UnexpectedResponseFormat
 
 __all__ = [
     "DEFAULT_READ_LIMIT",
+    "Downloads",
     "FileInput",
     "FileOutput",
     "UploadedFile",
@@ -45,6 +46,7 @@ __all__ = [
     "content_type_of",
     "data_uri",
     "file_urls",
+    "origin_of",
     "safe_file_name",
     "save_bytes",
     "suffix_for",
@@ -142,6 +144,49 @@ def _shown(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
+class Gate(Protocol):
+    """A client's limit on requests in flight (the engine's ``RequestGate``)."""
+
+    async def acquire(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+class Downloads:
+    """How the :class:`FileOutput` values a client hands out download: through the
+    client's own connection pool and request gate while it is open (a short-lived HTTP
+    client of their own once it is closed), with its token for its own origin only, its
+    ``timeout`` for a whole download and its ``max_response_bytes`` for ``read()``."""
+
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        max_bytes: int,
+        auth_origin: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.timeout = timeout
+        self.max_bytes = max_bytes
+        self.auth_origin = auth_origin
+        self.headers: dict[str, str] = dict(headers or {})
+        #: The client's HTTP client and gate while it is open (set by the client).
+        self.http: httpx.AsyncClient | None = None
+        self.gate: Gate | None = None
+
+    def __repr__(self) -> str:
+        return f"Downloads(auth_origin={self.auth_origin!r}, timeout={self.timeout!r})"
+
+
+def origin_of(url: httpx.URL) -> str:
+    """``scheme://host[:port]`` (the port only when not the scheme's default)."""
+    default = {"http": 80, "https": 443}.get(url.scheme)
+    port = url.port or default
+    host = url.host
+    suffix = "" if port == default else f":{port}"
+    return f"{url.scheme}://{host}{suffix}"
+
+
 class FileOutput:
     """One output file of a prediction: read it, stream it or save it.
 
@@ -149,13 +194,26 @@ class FileOutput:
     ``content_type`` is its media type where known before downloading (a ``data:`` URI
     says it; otherwise it is guessed from the URL's suffix), else ``None``.
 
-    Downloads use ``http_client`` when given (left open), else a short-lived client of
-    their own. ``headers`` (e.g. the API token) are sent only when the file is on
-    ``auth_origin`` (``scheme://host:port``); never to any other host, nor after a
-    redirect to one. ``timeout`` bounds a whole ``read()`` or ``save()`` (seconds).
+    A ``FileOutput`` from a client (``prediction.files``, ``ImageResponse.files``)
+    downloads through that client's connection pool while the client is open, bounds a
+    download by the client's ``timeout`` and ``read()`` by its ``max_response_bytes``.
+    Given ``http_client``, it uses that one (left open); otherwise a short-lived client
+    of its own. ``headers`` (e.g. the API token) are sent only when a request goes to
+    ``auth_origin`` (``scheme://host[:port]``): never to any other host, nor after a
+    redirect to one. ``timeout`` bounds a whole ``read()``, ``save()`` or
+    ``aiter_bytes()`` (seconds; each also takes a ``timeout=`` of its own, and any
+    caller can bound one with ``anyio.fail_after``).
     """
 
-    __slots__ = ("_auth_origin", "_headers", "_http", "_timeout", "content_type", "url")
+    __slots__ = (
+        "_auth_origin",
+        "_downloads",
+        "_headers",
+        "_http",
+        "_timeout",
+        "content_type",
+        "url",
+    )
 
     def __init__(
         self,
@@ -164,18 +222,24 @@ class FileOutput:
         http_client: httpx.AsyncClient | None = None,
         headers: Mapping[str, str] | None = None,
         auth_origin: str | None = None,
-        timeout: float = DEFAULT_DOWNLOAD_TIMEOUT,
+        timeout: float | None = None,
     ) -> None:
         if not _is_file_url(url):
             raise ValueError("url must be an https:, http: or data: URL")
-        if not (isinstance(timeout, (int, float)) and timeout > 0 and math.isfinite(timeout)):
-            raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
         self.url = url
         self._http = http_client
         self._headers = dict(headers or {})
         self._auth_origin = auth_origin
-        self._timeout = float(timeout)
+        self._timeout = None if timeout is None else _check_timeout(timeout)
+        self._downloads: Downloads | None = None
         self.content_type = self._guess_type()
+
+    @classmethod
+    def _via(cls, url: str, downloads: Downloads | None) -> FileOutput:
+        """A file that downloads as a client says (``downloads``)."""
+        file = cls(url)
+        file._downloads = downloads
+        return file
 
     def __repr__(self) -> str:
         return f"FileOutput({_shown(self.url)!r}, content_type={self.content_type!r})"
@@ -220,62 +284,72 @@ class FileOutput:
                 raise DownloadFailed(_shown(self.url), f"bad base64 data: {error}") from None
         return unquote_to_bytes(payload)
 
-    def _request_headers(self, url: str) -> dict[str, str]:
-        if self._auth_origin is None or not self._headers:
-            return {}
-        parts = urlsplit(url)
-        if f"{parts.scheme}://{parts.netloc}" != self._auth_origin:
-            return {}
-        return dict(self._headers)
+    # -- what applies: this file's own options, else its client's ----------------------
 
-    async def aiter_bytes(self, chunk_size: int = CHUNK_SIZE) -> AsyncGenerator[bytes, None]:
-        """Yield the file's bytes in pieces, in bounded memory. A transient failure
-        before the first piece is retried; after it, it raises :class:`DownloadFailed`
-        (the caller has the pieces already). Close the generator if you stop early."""
+    def _seconds(self, timeout: float | None) -> float:
+        if timeout is not None:
+            return _check_timeout(timeout)
+        if self._timeout is not None:
+            return self._timeout
+        if self._downloads is not None:
+            return self._downloads.timeout
+        return DEFAULT_DOWNLOAD_TIMEOUT
+
+    def _credentials(self) -> tuple[str | None, dict[str, str]]:
+        if self._auth_origin is not None or self._headers:
+            return self._auth_origin, self._headers
+        if self._downloads is not None:
+            return self._downloads.auth_origin, self._downloads.headers
+        return None, {}
+
+    # -- reading --------------------------------------------------------------------
+
+    async def aiter_bytes(
+        self, chunk_size: int = CHUNK_SIZE, *, timeout: float | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """Yield the file's bytes in pieces of at most ``chunk_size``, in bounded memory.
+        A transient failure (an error status worth retrying, a broken connection, a
+        short body) is retried, the download resuming after the bytes already yielded.
+        The whole download is bounded by ``timeout`` seconds (the file's by default).
+        Close the generator if you stop early."""
         if self.is_data:
             data = self._data()
             for start in range(0, len(data), chunk_size):
                 yield data[start : start + chunk_size]
             return
-        async with contextlib.AsyncExitStack() as stack:
-            http = (
-                self._http
-                if self._http is not None
-                else await stack.enter_async_context(_own_client())
-            )
-            attempt = 0
-            while True:
-                try:
-                    response = await stack.enter_async_context(self._stream(http))
-                    break
-                except _Retry as retry:
-                    attempt += 1
-                    if attempt > DOWNLOAD_RETRIES:
-                        raise retry.error from retry.error.__cause__
-                    await anyio.sleep(RETRY_DELAY * 2 ** (attempt - 1))
-            async with contextlib.aclosing(_counted(response, self.url, chunk_size)) as pieces:
-                async for piece in pieces:
-                    yield piece
+        deadline = anyio.current_time() + self._seconds(timeout)
+        async with contextlib.aclosing(self._pieces(deadline)) as pieces:
+            async for piece in pieces:
+                for start in range(0, len(piece), chunk_size):
+                    yield piece[start : start + chunk_size]
 
-    async def read(self, *, max_bytes: int = DEFAULT_READ_LIMIT) -> bytes:
+    async def read(self, *, max_bytes: int | None = None, timeout: float | None = None) -> bytes:
         """The whole file. Raises :class:`DownloadFailed` if it is larger than
-        ``max_bytes`` (stream or save a bigger file instead), or on a failed download."""
+        ``max_bytes`` (by default the client's ``max_response_bytes``, or 256 MiB for a
+        ``FileOutput`` of your own: stream or save a bigger file instead), on a failed
+        download, or after ``timeout`` seconds."""
+        limit = max_bytes
+        if limit is None:
+            limit = DEFAULT_READ_LIMIT if self._downloads is None else self._downloads.max_bytes
         if self.is_data:
             data = self._data()
-            if len(data) > max_bytes:
-                raise DownloadFailed(_shown(self.url), f"larger than {max_bytes} bytes")
+            if len(data) > limit:
+                raise DownloadFailed(_shown(self.url), f"larger than {limit} bytes")
             return data
-        buffer = _Buffer(max_bytes, self.url)
-        with anyio.move_on_after(self._timeout) as scope:
-            await self._download(buffer)
-        if scope.cancelled_caught:
-            self._timed_out()
-        return buffer.result()
+        deadline = anyio.current_time() + self._seconds(timeout)
+        parts: list[bytes] = []
+        async with contextlib.aclosing(self._pieces(deadline, limit)) as pieces:
+            async for piece in pieces:
+                parts.append(piece)
+        return b"".join(parts)
 
-    def _timed_out(self) -> NoReturn:
-        raise DownloadFailed(_shown(self.url), f"timed out after {self._timeout:g}s")
-
-    async def save(self, path_or_dir: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    async def save(
+        self,
+        path_or_dir: str | os.PathLike[str],
+        *,
+        overwrite: bool = False,
+        timeout: float | None = None,
+    ) -> Path:
         """Write the file to disk and return its path.
 
         An existing directory gets a file named by this library (``output`` and the
@@ -283,12 +357,12 @@ class FileOutput:
         any other path is the file itself. The bytes go to a temporary file in the same
         directory, renamed into place once complete: a failed or cancelled download
         leaves no partial file. An existing file is never replaced unless
-        ``overwrite`` (then ``FileExistsError``).
+        ``overwrite`` (then ``FileExistsError``). ``timeout`` as for :meth:`read`.
         """
         target = Path(os.fspath(path_or_dir))
         if await anyio.Path(target).is_dir():
-            return await self.save_as(target, "output" + self.suffix, rename=True)
-        return await self.save_as(target.parent, target.name, overwrite=overwrite)
+            return await self.save_as(target, "output" + self.suffix, rename=True, timeout=timeout)
+        return await self.save_as(target.parent, target.name, overwrite=overwrite, timeout=timeout)
 
     async def save_as(
         self,
@@ -297,82 +371,232 @@ class FileOutput:
         *,
         overwrite: bool = False,
         rename: bool = False,
+        timeout: float | None = None,
     ) -> Path:
         """Write the file as ``name`` in ``directory`` (created if needed) and return its
         path. ``name`` is a plain file name (no directory part, else ``ValueError``). A
         taken name is replaced with ``overwrite``, given ``-2``, ``-3`` … before its
         suffix with ``rename``, else refused (``FileExistsError``)."""
+        seconds = self._seconds(timeout)
 
         async def fill(file: anyio.AsyncFile[bytes]) -> None:
-            with anyio.move_on_after(self._timeout) as scope:
-                if self.is_data:
-                    await file.write(self._data())
-                else:
-                    await self._download(_Writer(file))
-            if scope.cancelled_caught:
-                self._timed_out()
+            if self.is_data:
+                await file.write(self._data())
+                return
+            deadline = anyio.current_time() + seconds
+            async with contextlib.aclosing(self._pieces(deadline)) as pieces:
+                async for piece in pieces:
+                    await file.write(piece)
 
         return await write_atomically(directory, name, fill, overwrite=overwrite, rename=rename)
 
-    async def _download(self, sink: _Sink) -> None:
-        """Stream the file into ``sink``, starting over after a transient failure."""
-        async with contextlib.AsyncExitStack() as stack:
-            http = (
-                self._http
-                if self._http is not None
-                else await stack.enter_async_context(_own_client())
-            )
-            attempt = 0
+    # -- the one download loop --------------------------------------------------------
+
+    async def _pieces(
+        self, deadline: float, limit: int | None = None
+    ) -> AsyncGenerator[bytes, None]:
+        """The file's decoded bytes, piece by piece: every network wait under
+        ``deadline`` (never a scope across a ``yield``), at most ``limit`` bytes in all.
+        A transient failure before or during the body is retried (up to
+        :data:`DOWNLOAD_RETRIES` times, backing off), resuming after the bytes already
+        delivered; the length a server promised is checked."""
+        delivered = 0
+        attempt = 0
+        async with self._connection() as http:
             while True:
-                await sink.reset()
                 try:
-                    async with (
-                        self._stream(http) as response,
-                        contextlib.aclosing(_counted(response, self.url, CHUNK_SIZE)) as pieces,
-                    ):
+                    pieces = self._attempt(http, deadline, skip=delivered)
+                    async with contextlib.aclosing(pieces):
                         async for piece in pieces:
-                            await sink.write(piece)
-                except _Retry as retry:
-                    error: DownloadFailed = retry.error
+                            delivered += len(piece)
+                            _check_size(delivered, limit, self.url)
+                            yield piece
                 except DownloadFailed as failure:
-                    if not failure.transient:
+                    if not failure.transient or attempt >= DOWNLOAD_RETRIES:
                         raise
-                    error = failure
                 else:
                     return
                 attempt += 1
-                if attempt > DOWNLOAD_RETRIES:
-                    raise error
-                await anyio.sleep(RETRY_DELAY * 2 ** (attempt - 1))
+                with anyio.CancelScope(deadline=deadline) as scope:
+                    await anyio.sleep(RETRY_DELAY * 2 ** (attempt - 1))
+                if scope.cancelled_caught:
+                    self._timed_out()
+
+    async def _attempt(
+        self, http: httpx.AsyncClient, deadline: float, *, skip: int
+    ) -> AsyncGenerator[bytes, None]:
+        """One request's body, after its first ``skip`` bytes (what an earlier attempt
+        delivered already)."""
+        async with self._response(http, deadline) as body:
+            while (piece := await self._next(body, deadline)) is not None:
+                if skip:
+                    if len(piece) <= skip:
+                        skip -= len(piece)
+                        continue
+                    piece, skip = piece[skip:], 0
+                yield piece
+            _check_length(body, self.url)
+
+    def _timed_out(self) -> NoReturn:
+        raise DownloadFailed(_shown(self.url), "timed out (the download's timeout passed)")
 
     @contextlib.asynccontextmanager
-    async def _stream(self, http: httpx.AsyncClient) -> AsyncIterator[httpx.Response]:
-        """The response, its status checked; failures worth retrying raise ``_Retry``."""
-        shown = _shown(self.url)
-        request = http.build_request("GET", self.url, headers=self._request_headers(self.url))
+    async def _connection(self) -> AsyncIterator[httpx.AsyncClient]:
+        """The HTTP client to download with: the one given, else the owning client's
+        while it is open, else a short-lived one of this download's own."""
+        if self._http is not None:
+            yield self._http
+            return
+        downloads = self._downloads
+        if downloads is not None and downloads.http is not None and not downloads.http.is_closed:
+            yield downloads.http
+            return
+        async with _own_client() as http:
+            yield http
+
+    async def _next(self, body: BodyReader, deadline: float) -> bytes | None:
+        piece: bytes | None = None
+        with anyio.CancelScope(deadline=deadline) as scope:
+            try:
+                piece = await body.next()
+            except _TRANSIENT_ERRORS as error:
+                raise _failure(self.url, error, transient=True) from error
+            except (httpx.HTTPError, UnexpectedResponseFormat) as error:
+                raise _failure(self.url, error) from error
+        if scope.cancelled_caught:
+            self._timed_out()
+        return piece
+
+    @contextlib.asynccontextmanager
+    async def _response(
+        self, http: httpx.AsyncClient, deadline: float
+    ) -> AsyncIterator[BodyReader]:
+        """The file's response body, its status checked, under the owning client's
+        request gate (held until the body is closed, as its connection is)."""
+        downloads = self._downloads
+        gate = downloads.gate if downloads is not None and http is downloads.http else None
+        if gate is not None:
+            with anyio.CancelScope(deadline=deadline) as scope:
+                await gate.acquire()
+            if scope.cancelled_caught:
+                self._timed_out()
         try:
-            response = await http.send(request, stream=True, follow_redirects=True)
-        except _TRANSIENT_ERRORS as error:
-            failure = DownloadFailed(shown, f"{type(error).__name__}: {error}", transient=True)
-            failure.__cause__ = error
-            raise _Retry(failure) from error
-        except httpx.HTTPError as error:
-            raise DownloadFailed(shown, f"{type(error).__name__}: {error}") from error
-        try:
-            if not response.is_success:
-                failure = DownloadFailed(shown, f"HTTP {response.status_code}")
-                if response.status_code in _TRANSIENT_STATUSES:
-                    raise _Retry(failure)
-                raise failure
-            yield response
+            response: httpx.Response | None = None
+            with anyio.CancelScope(deadline=deadline) as scope:
+                response = await self._follow(http)
+            if response is None:
+                self._timed_out()
+            body = BodyReader(response, _NO_LIMIT, "the file")
+            try:
+                _check_status(response, self.url)
+                yield body
+            finally:
+                await body.aclose()  # shielded inside, with a short deadline
         finally:
+            if gate is not None:
+                gate.release()
+
+    async def _follow(self, http: httpx.AsyncClient) -> httpx.Response:
+        """The response to the file's GET, redirects followed by hand (at most
+        :data:`MAX_REDIRECTS`): credentials only ever to their own origin, and never from
+        https down to http."""
+        auth_origin, headers = self._credentials()
+        url = self.url
+        for _ in range(MAX_REDIRECTS + 1):
+            response = await self._send(http, url, auth_origin, headers)
+            location = response.headers.get("location")
+            if not (response.is_redirect and location):
+                return response
             with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE):
                 await response.aclose()
+            url = _redirect_target(response.url, location, self.url)
+        raise DownloadFailed(_shown(self.url), f"more than {MAX_REDIRECTS} redirects")
+
+    async def _send(
+        self, http: httpx.AsyncClient, url: str, auth_origin: str | None, headers: dict[str, str]
+    ) -> httpx.Response:
+        """One GET, never redirected; the credentials only on ``auth_origin`` (and not
+        even a header or cookie the HTTP client adds by default anywhere else)."""
+        try:
+            request = http.build_request("GET", url)
+        except (httpx.InvalidURL, ValueError) as error:
+            raise DownloadFailed(_shown(self.url), f"a URL it can't send: {error}") from None
+        home = auth_origin is not None and origin_of(request.url) == auth_origin
+        if home:
+            request.headers.update(headers)
+        else:
+            for name in ("authorization", "cookie"):
+                request.headers.pop(name, None)
+        try:
+            return await http.send(
+                request,
+                stream=True,
+                follow_redirects=False,
+                auth=httpx.USE_CLIENT_DEFAULT if home else None,
+            )
+        except _TRANSIENT_ERRORS as error:
+            raise _failure(self.url, error, transient=True) from error
+        except httpx.HTTPError as error:
+            raise _failure(self.url, error) from error
 
 
-class _Retry(Exception):
-    def __init__(self, error: DownloadFailed) -> None:
-        self.error = error
+#: Redirects a download follows at most.
+MAX_REDIRECTS = 5
+#: ``BodyReader``'s limit where the caller applies its own (or none: a save).
+_NO_LIMIT = 1 << 62
+
+
+def _check_timeout(timeout: object) -> float:
+    if (
+        isinstance(timeout, bool)
+        or not isinstance(timeout, (int, float))
+        or not (timeout > 0 and math.isfinite(timeout))
+    ):
+        raise ValueError(f"timeout must be a positive number of seconds, not {timeout!r}")
+    return float(timeout)
+
+
+def _check_size(size: int, limit: int | None, url: str) -> None:
+    if limit is not None and size > limit:
+        raise DownloadFailed(_shown(url), f"larger than {limit} bytes")
+
+
+def _check_status(response: httpx.Response, url: str) -> None:
+    if not response.is_success:
+        failure = DownloadFailed(_shown(url), f"HTTP {response.status_code}")
+        failure.transient = response.status_code in _TRANSIENT_STATUSES
+        raise failure
+
+
+def _redirect_target(at: httpx.URL, location: str, url: str) -> str:
+    """Where a redirect points, if a download may follow it: http(s), and not from
+    https down to http."""
+    try:
+        target = at.join(location)
+    except (httpx.InvalidURL, ValueError):
+        raise DownloadFailed(_shown(url), "redirected to a URL it can't follow") from None
+    if target.scheme not in ("http", "https") or (at.scheme == "https" and target.scheme == "http"):
+        raise DownloadFailed(_shown(url), "redirected to a URL it won't follow")
+    return str(target)
+
+
+def _failure(url: str, error: Exception, *, transient: bool = False) -> DownloadFailed:
+    failure = DownloadFailed(_shown(url), f"{type(error).__name__}: {error}", transient=transient)
+    failure.__cause__ = error
+    return failure
+
+
+def _check_length(body: BodyReader, url: str) -> None:
+    """A body shorter or longer than its ``Content-Length`` is not the file (only for
+    an unencoded body: a compressed one's length is of what was sent)."""
+    headers = body.response.headers
+    if headers.get("content-encoding", "identity").strip().lower() != "identity":
+        return
+    raw = headers.get("content-length", "")
+    if raw.isdigit() and int(raw) != body.size:
+        raise DownloadFailed(
+            _shown(url), f"got {body.size} of {int(raw)} bytes promised", transient=True
+        )
 
 
 @contextlib.asynccontextmanager
@@ -383,76 +607,6 @@ async def _own_client() -> AsyncIterator[httpx.AsyncClient]:
     finally:
         with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE):
             await client.aclose()
-
-
-async def _counted(
-    response: httpx.Response, url: str, chunk_size: int
-) -> AsyncGenerator[bytes, None]:
-    """The body's pieces; the total checked against ``Content-Length`` at the end."""
-    promised: int | None = None
-    raw = response.headers.get("content-length")
-    if raw is not None and response.headers.get("content-encoding", "identity") == "identity":
-        with contextlib.suppress(ValueError):
-            promised = int(raw)
-    received = 0
-    chunks = response.aiter_raw(chunk_size)
-    try:
-        async for piece in chunks:
-            received += len(piece)
-            if promised is not None and received > promised:
-                raise DownloadFailed(_shown(url), f"more than the {promised} bytes promised")
-            yield piece
-    except _TRANSIENT_ERRORS as error:
-        failure = DownloadFailed(_shown(url), f"{type(error).__name__}: {error}", transient=True)
-        raise failure from error
-    finally:
-        # Stopped early (a limit, a cancel): no httpx iterator left to the collector.
-        await close_and_finish(response, chunks)
-    if promised is not None and received != promised:
-        raise DownloadFailed(
-            _shown(url), f"got {received} of {promised} bytes promised", transient=True
-        )
-
-
-class _Sink:
-    async def reset(self) -> None:
-        raise NotImplementedError
-
-    async def write(self, piece: bytes) -> None:
-        raise NotImplementedError
-
-
-class _Buffer(_Sink):
-    def __init__(self, limit: int, url: str) -> None:
-        self._parts: list[bytes] = []
-        self._size = 0
-        self._limit = limit
-        self._url = url
-
-    async def reset(self) -> None:
-        self._parts.clear()
-        self._size = 0
-
-    async def write(self, piece: bytes) -> None:
-        self._size += len(piece)
-        if self._size > self._limit:
-            raise DownloadFailed(_shown(self._url), f"larger than {self._limit} bytes")
-        self._parts.append(piece)
-
-    def result(self) -> bytes:
-        return b"".join(self._parts)
-
-
-class _Writer(_Sink):
-    def __init__(self, file: anyio.AsyncFile[bytes]) -> None:
-        self._file = file
-
-    async def reset(self) -> None:
-        await self._file.seek(0)
-        await self._file.truncate()
-
-    async def write(self, piece: bytes) -> None:
-        await self._file.write(piece)
 
 
 async def write_atomically(

@@ -9,7 +9,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, Literal, overload
 
-from ._files import FileOutput, file_urls
+from ._files import Downloads, FileOutput, file_urls
 
 __all__ = [
     "TERMINAL_STATUSES",
@@ -48,7 +48,7 @@ class ImageResponse:
     transcript the way the original provider's result was.
     """
 
-    __slots__ = ("alt", "images", "options")
+    __slots__ = ("_downloads", "alt", "images", "options")
 
     def __init__(
         self,
@@ -65,6 +65,8 @@ class ImageResponse:
         self.images: list[str] = list(images)
         self.alt = alt
         self.options: dict[str, Any] = dict(options or {})
+        #: How its files download (set by the client that made it).
+        self._downloads: Downloads | None = None
 
     def __str__(self) -> str:
         alt = _escape_alt(self.alt)
@@ -76,8 +78,9 @@ class ImageResponse:
 
     @property
     def files(self) -> list[FileOutput]:
-        """Each image as a :class:`FileOutput` (read, stream or save it), in order."""
-        return [FileOutput(url) for url in self.images]
+        """Each image as a :class:`FileOutput` (read, stream or save it), in order;
+        from a client, they download as its :attr:`Prediction.files` do."""
+        return [FileOutput._via(url, self._downloads) for url in self.images]
 
     def __repr__(self) -> str:
         return f"ImageResponse(images={self.images!r}, alt={self.alt!r})"
@@ -242,6 +245,8 @@ class Prediction:
     data_removed: bool = field(default=False, repr=False, compare=False)
     deadline: datetime | None = field(default=None, repr=False, compare=False)
     deployment: str | None = field(default=None, repr=False, compare=False)
+    #: How :attr:`files` download: through the client that read this state.
+    _downloads: Downloads | None = field(default=None, repr=False, compare=False)
 
     @property
     def done(self) -> bool:
@@ -267,9 +272,13 @@ class Prediction:
     def files(self) -> list[FileOutput]:
         """Every file in the output (``https:`` URLs and ``data:`` URIs, however deep in
         lists and objects), in order, as :class:`FileOutput` values to read, stream or
-        save. ``output`` itself stays the JSON the service returned. These send no
-        credentials: Replicate's delivery hosts serve outputs without a token."""
-        return [FileOutput(url) for url in file_urls(self.output)]
+        save. ``output`` itself stays the JSON the service returned.
+
+        From a client, they download through its connection pool (while it is open),
+        within its ``timeout``, ``read()`` within its ``max_response_bytes``. The API
+        token goes only to the API's own origin (where the Files API serves files);
+        Replicate's delivery hosts (``replicate.delivery``) get no credentials."""
+        return [FileOutput._via(url, self._downloads) for url in file_urls(self.output)]
 
     @property
     def text(self) -> str | None:

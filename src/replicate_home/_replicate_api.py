@@ -203,7 +203,8 @@ class ReplicateAPI(BaseClient):
         """The prediction's current state (``GET /v1/predictions/{id}``), one request."""
         prediction_id = check_prediction_id(prediction)
         answer = await self._open_engine().send(self._api.get_request(prediction_id))
-        return self._api.read_prediction(*answer, call=_ANY_CALL, known_id=prediction_id)
+        prediction = self._api.read_prediction(*answer, call=_ANY_CALL, known_id=prediction_id)
+        return replace(prediction, _downloads=self._downloads)
 
     async def cancel(self, prediction: str | Prediction) -> Prediction:
         """Cancel the prediction on the service and return its state as the cancel
@@ -211,7 +212,8 @@ class ReplicateAPI(BaseClient):
         prediction_id = check_prediction_id(prediction)
         engine = self._open_engine()
         answer = await engine.send(self._api.cancel_by_id_request(prediction_id))
-        return self._api.read_prediction(*answer, call=_ANY_CALL, known_id=prediction_id)
+        prediction = self._api.read_prediction(*answer, call=_ANY_CALL, known_id=prediction_id)
+        return replace(prediction, _downloads=self._downloads)
 
     async def wait(
         self,
@@ -362,7 +364,7 @@ class ReplicateAPI(BaseClient):
             spec = self._api.list_request(cursor, created_after, created_before)
             page, cursor = self._api.read_page(*await engine.send(spec))
             for prediction in page:
-                yield prediction
+                yield replace(prediction, _downloads=self._downloads)
             # A cursor seen before would loop forever: a page is never asked twice.
             if cursor is None or cursor in seen:
                 return

@@ -60,13 +60,11 @@ def _new_output(
     with the output before it while an event stream is read (see :class:`TextStream`)."""
     final = prediction.status == "succeeded"
     if call.kind == "image":
-        if final:
-            return [ImageResponse(image_urls(prediction.output), call.prompt or "")]
-        return []
+        return [_images(call, prediction)] if final else []
     if not text.has_delivered and images(prediction.output):
         # Image files from a model not known to make images: one ImageResponse at the
         # end, never their URLs as text.
-        return [ImageResponse(image_urls(prediction.output), call.prompt or "")] if final else []
+        return [_images(call, prediction)] if final else []
     if prediction.streamed:
         text.fold_line_endings()
     chunks = text_chunks(prediction.output)
@@ -76,6 +74,13 @@ def _new_output(
     if new is None:
         raise OutputRewritten(prediction.id)
     return list(new)
+
+
+def _images(call: PredictionCall, prediction: Prediction) -> ImageResponse:
+    """The prediction's images; their files download as its own do."""
+    response = ImageResponse(image_urls(prediction.output), call.prompt or "")
+    response._downloads = prediction._downloads
+    return response
 
 
 async def stream_chunks(
