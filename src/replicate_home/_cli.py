@@ -137,7 +137,13 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=formatter,
     )
-    generate.add_argument("prompt", metavar="PROMPT")
+    generate.add_argument(
+        "prompt",
+        metavar="PROMPT",
+        nargs="?",
+        default=None,
+        help="the prompt; a model that takes none (an upscaler) runs on its -i inputs alone",
+    )
     which = generate.add_mutually_exclusive_group()
     which.add_argument(
         "-m", "--model", default=None, help="model name or alias (default: gemma-2b)"
@@ -552,7 +558,7 @@ def _checked_model(
     client: BaseClient,
     target: Target,
     model: str | Deployment | None,
-    prompt: str,
+    prompt: str | None,
     inputs: dict[str, Any] | None,
 ) -> str | Deployment:
     """The model's resolved name (a deployment as it is); the call's arguments are
@@ -632,6 +638,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         if args.prompt is None and not args.prompts and args.prompts_file is None:
             parser.error("compare: give a PROMPT, -p/--prompt PROMPT or --prompts FILE")
+    if args.command == "generate" and args.prompt is None and not args.inputs:
+        # Optional only for a model that takes no prompt, run on its -i inputs alone.
+        parser.error("generate: the following arguments are required: PROMPT (or -i inputs)")
     verbose = bool(getattr(args, "verbose", False))
     try:
         if args.command == "models":
