@@ -11,13 +11,14 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import quote_from_bytes
 
 import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from replicate_home import ReplicateAPI
+from replicate_home import ReplicateAPI, ResponseTooLarge
 from replicate_home.emulator import (
     DEFAULT_VIDEO_BYTES,
     FILE_MODELS,
@@ -27,6 +28,8 @@ from replicate_home.emulator import (
     transcription_text,
     video_sha256,
 )
+from replicate_home.emulator._files_routes import FileStore
+from replicate_home.emulator._input_files import check_uri, resolve_uri
 from replicate_home.emulator._schemas import input_schema
 from replicate_home.emulator._validation import validate_input
 
@@ -458,3 +461,33 @@ async def test_our_client_runs_a_file_model_whose_version_is_hidden() -> None:
     assert isinstance(done.output, str)
     assert png_text(from_data_uri(done.output))["input-sha256"] == sha256(IMAGE)
     assert predicted.output["transcription"] == transcription_text(IMAGE)
+
+
+@pytest.mark.slow  # about 1 s: 11 MiB answers, encoded and decoded
+async def test_a_default_video_as_a_data_uri_fits_our_clients_answer_limit() -> None:
+    # 8 MiB as base64 in every answer about the prediction: about 11 MiB, under 32 MiB.
+    async with (
+        Emulator(Scenario(duration=0.05)).serve() as emu,
+        ReplicateAPI("t", base_url=emu.base_url) as api,
+    ):
+        done = await api.predict(VIDEO, input={"prompt": "waves"})
+    assert isinstance(done.output, str)
+    assert sha256(from_data_uri(done.output)) == video_sha256("waves", DEFAULT_VIDEO_BYTES)
+
+
+@pytest.mark.slow
+async def test_a_video_too_big_for_a_data_uri_is_refused_by_our_client() -> None:
+    # 30 MiB as base64 is 40 MiB: over the client's 32 MiB max_response_bytes, as documented.
+    async with (
+        Emulator(Scenario(duration=0.05)).serve() as emu,
+        ReplicateAPI("t", base_url=emu.base_url) as api,
+    ):
+        with pytest.raises(ResponseTooLarge):
+            await api.predict(VIDEO, input={"prompt": "waves", "output_bytes": 30 * 1024 * 1024})
+
+
+@given(st.binary(max_size=300), st.booleans())
+def test_a_data_uri_reaches_the_model_as_the_bytes_it_carries(content: bytes, b64: bool) -> None:
+    uri = data_uri(content) if b64 else "data:application/octet-stream," + quote_from_bytes(content)
+    assert check_uri(uri, "http://127.0.0.1:1") is None
+    assert resolve_uri(uri, "http://127.0.0.1:1", FileStore(), lambda _id, _name: None) == content
