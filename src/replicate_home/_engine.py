@@ -356,15 +356,7 @@ class Engine:
         remaining = deadline - anyio.current_time()
         spec = self._service.create_request(call, remaining=remaining, wait=wait)
         if self._background is None:
-            answer = await self._send(
-                spec,
-                deadline=deadline,
-                creating=True,
-                prediction_id=None,
-                timeout=timeout,
-                prepaid=prepaid,
-            )
-            return self._service.read_prediction(*answer, call=call, known_id=None)
+            return await self._send_create(spec, call, deadline, timeout, prepaid)
         # In the client's task group: if the caller stops waiting, the create still
         # answers (within ``wait`` plus a grace), and what it created is cancelled.
         job = _CreateJob(limit=(wait or 0.0) + CREATE_SLACK)
@@ -398,15 +390,7 @@ class Engine:
         with anyio.CancelScope(shield=True, deadline=deadline) as scope:
             job.scope = scope
             try:
-                answer = await self._send(
-                    spec,
-                    deadline=deadline,
-                    creating=True,
-                    prediction_id=None,
-                    timeout=timeout,
-                    prepaid=prepaid,
-                )
-                job.prediction = self._service.read_prediction(*answer, call=call, known_id=None)
+                job.prediction = await self._send_create(spec, call, deadline, timeout, prepaid)
             except Exception as error:
                 job.error = error
             finally:
@@ -415,6 +399,25 @@ class Engine:
             self._abandon(job.prediction)
         elif job.abandoned and job.prediction is None:
             logger.debug("%s: an abandoned create never answered", self._service.name)
+
+    async def _send_create(
+        self,
+        spec: RequestSpec,
+        call: PredictionCall,
+        deadline: float,
+        timeout: float,
+        prepaid: bool,
+    ) -> Prediction:
+        """Send a create and read the prediction it answers (no id known yet)."""
+        answer = await self._send(
+            spec,
+            deadline=deadline,
+            creating=True,
+            prediction_id=None,
+            timeout=timeout,
+            prepaid=prepaid,
+        )
+        return self._service.read_prediction(*answer, call=call, known_id=None)
 
     def _give_up(self, job: _CreateJob) -> None:
         """The caller stopped waiting for a create. If the create already answered, its
