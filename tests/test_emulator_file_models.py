@@ -30,6 +30,7 @@ from replicate_home.emulator import (
 )
 from replicate_home.emulator._files_routes import FileStore
 from replicate_home.emulator._input_files import check_uri, resolve_uri
+from replicate_home.emulator._png import digest_png
 from replicate_home.emulator._schemas import input_schema
 from replicate_home.emulator._validation import validate_input
 
@@ -491,3 +492,22 @@ def test_a_data_uri_reaches_the_model_as_the_bytes_it_carries(content: bytes, b6
     uri = data_uri(content) if b64 else "data:application/octet-stream," + quote_from_bytes(content)
     assert check_uri(uri, "http://127.0.0.1:1") is None
     assert resolve_uri(uri, "http://127.0.0.1:1", FileStore(), lambda _id, _name: None) == content
+
+
+_KEYWORDS = st.text(st.characters(min_codepoint=32, max_codepoint=255), min_size=1, max_size=79)
+_VALUES_LATIN1 = st.text(st.characters(min_codepoint=1, max_codepoint=255), max_size=40)
+
+
+@given(st.dictionaries(_KEYWORDS, _VALUES_LATIN1, max_size=4), st.data())
+def test_png_text_reads_back_what_was_written_and_refuses_a_broken_file(
+    text: dict[str, str], data: st.DataObject
+) -> None:
+    png = digest_png(hashlib.sha256(b"x").digest(), 4, text)
+    assert png_text(png) == text
+    cut = data.draw(st.integers(0, len(png) - 1), label="cut")
+    with pytest.raises(ValueError, match="not a PNG file"):
+        png_text(png[:cut])
+    flipped = bytearray(png)
+    flipped[data.draw(st.integers(8, len(png) - 1), label="flip")] ^= 0x40
+    with pytest.raises(ValueError, match="not a PNG file"):
+        png_text(bytes(flipped))
