@@ -39,7 +39,7 @@ class Body:
     content_type: str = "application/octet-stream"
 
 
-#: ``answer(request) -> (status, JSON body or a Body)``.
+#: ``answer(request) -> (status, JSON body or a Body)``; status 0: never answer.
 Answer = Callable[[Seen], tuple[int, object]]
 
 
@@ -80,6 +80,8 @@ class SinkServer:
                 seen = Seen(method, path, headers, size, digest.hexdigest())
                 self.requests.append(seen)
                 status, value = self.answer(seen)
+                if status == 0:  # never answer
+                    await anyio.sleep_forever()
                 if isinstance(value, Body):
                     await stream.send(
                         f"HTTP/1.1 {status} X\r\ncontent-type: {value.content_type}\r\n"

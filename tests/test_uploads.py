@@ -10,11 +10,13 @@ import io
 import os
 import threading
 import tracemalloc
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
+from anyio import wait_all_tasks_blocked
 from sink_server import Seen, sink_server
 
 from replicate_home import (
@@ -22,10 +24,11 @@ from replicate_home import (
     PredictionTimeout,
     ReplicateAPI,
     ReplicateHome,
+    UploadedFile,
     UploadFailed,
 )
 from replicate_home._fanout import Failed
-from replicate_home._uploads import MAX_DATA_BYTES
+from replicate_home._uploads import MAX_DATA_BYTES, UploadCache
 from replicate_home.emulator import Emulator, Scenario
 
 pytestmark = pytest.mark.anyio
@@ -115,6 +118,17 @@ async def test_a_refused_upload_fails_the_call_before_any_create() -> None:
     assert all(isinstance(failure.error, UploadFailed) for failure in failures)
     assert [seen.path for seen in server.requests] == ["/v1/files", "/v1/files"]
     assert "t" in server.requests[0].headers["authorization"]
+
+
+async def test_an_upload_follows_the_calls_deadline_and_cancellation() -> None:
+    async with sink_server(lambda seen: (0, None)) as server:  # never answers
+        async with ReplicateAPI("t", base_url=server.url, timeout=0.3) as api:
+            with pytest.raises(PredictionTimeout):
+                await api.predict(MODEL, input={"prompt": "x", "image": PNG})
+            with anyio.move_on_after(0.2) as scope:
+                await api.predict(MODEL, input={"prompt": "x", "image": PNG})
+            assert scope.cancelled_caught
+    assert [seen.path for seen in server.requests] == ["/v1/files", "/v1/files"]
 
 
 async def test_uploads_take_their_turn_in_the_budget_and_follow_the_deadline(
@@ -223,3 +237,111 @@ async def test_a_large_file_is_uploaded_in_bounded_memory(tmp_path: Path) -> Non
     # Peak traced memory while sending 64 MiB: a small fraction of the file.
     print(f"upload peak {peak / size:.4f} of the file's size")
     assert peak < size / 16
+
+
+def _uploaded(name: str) -> UploadedFile:
+    return UploadedFile(id=name, url=f"https://api.example/v1/files/{name}")
+
+
+async def test_a_cancelled_upload_is_taken_over_by_a_caller_waiting_for_it() -> None:
+    cache = UploadCache()
+    key = ("sha256", "same")
+    started = anyio.Event()
+    calls: list[str] = []
+
+    async def stuck() -> UploadedFile:
+        calls.append("stuck")
+        started.set()
+        await anyio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    async def quick() -> UploadedFile:
+        calls.append("quick")
+        return _uploaded("f2")
+
+    got: list[str] = []
+    async with anyio.create_task_group() as group:
+        first = anyio.CancelScope()
+        group.start_soon(_into, got, cache, key, stuck, first)
+        await started.wait()
+        waiter = anyio.Event()
+
+        async def second() -> None:
+            waiter.set()
+            got.append(await cache.url(key, quick))
+
+        group.start_soon(second)
+        await waiter.wait()
+        await wait_all_tasks_blocked()  # the second waits for the first's upload
+        assert calls == ["stuck"]
+        first.cancel()
+    assert calls == ["stuck", "quick"]
+    assert got == ["https://api.example/v1/files/f2"]
+    # Remembered: a later call needs no upload.
+    assert await cache.url(key, stuck) == got[0]
+    assert len(cache) == 1
+
+
+async def _into(
+    results: list[str], cache: UploadCache, key: Any, upload: Any, scope: anyio.CancelScope
+) -> None:
+    with scope:
+        results.append(await cache.url(key, upload))
+
+
+async def test_a_failed_upload_fails_every_caller_waiting_and_is_not_remembered() -> None:
+    cache = UploadCache()
+    key = ("sha256", "same")
+    release = anyio.Event()
+    calls = 0
+
+    async def failing() -> UploadedFile:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        raise UploadFailed("cat.png", PredictionTimeout())
+
+    errors: list[BaseException] = []
+
+    async def call() -> None:
+        try:
+            await cache.url(key, failing)
+        except UploadFailed as error:
+            errors.append(error)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(3):
+            group.start_soon(call)
+        await wait_all_tasks_blocked()
+        release.set()
+    assert calls == 1
+    assert len(errors) == 3
+    assert len(cache) == 0
+    assert await cache.url(key, lambda: _done(_uploaded("f3"))) == (
+        "https://api.example/v1/files/f3"
+    )
+
+
+async def _done(value: UploadedFile) -> UploadedFile:
+    return value
+
+
+async def test_uploads_are_reused_while_they_live_and_the_cache_is_bounded() -> None:
+    cache = UploadCache(size=2)
+    soon = (datetime.now(timezone.utc) + timedelta(seconds=30)).isoformat()
+    expiring = UploadedFile(id="e", url="https://api.example/v1/files/e", expires_at=soon)
+    assert await cache.url(("a",), lambda: _done(expiring)) == expiring.url
+    # Within the margin of its expiry: not reused.
+    assert await cache.url(("a",), lambda: _done(_uploaded("a2"))) == (
+        "https://api.example/v1/files/a2"
+    )
+    await cache.url(("b",), lambda: _done(_uploaded("b")))
+    await cache.url(("c",), lambda: _done(_uploaded("c")))
+    assert len(cache) == 2  # "a" was the least recently used
+    assert await cache.url(("a",), lambda: _done(_uploaded("a3"))) == (
+        "https://api.example/v1/files/a3"
+    )
+    cache.forget("a3")
+    assert await cache.url(("a",), lambda: _done(_uploaded("a4"))) == (
+        "https://api.example/v1/files/a4"
+    )
