@@ -16,7 +16,16 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 
-from . import api_vs_official, cancellation, detection, fanout, poll_overhead, scale, streaming
+from . import (
+    api_vs_official,
+    cancellation,
+    detection,
+    fanout,
+    poll_overhead,
+    scale,
+    streaming,
+    uploads,
+)
 from ._common import REPO_ROOT, Settings, Table, machine_lines
 
 DEFAULT_PLOT = REPO_ROOT / "docs" / "img" / "detection-latency.png"
@@ -30,6 +39,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Path | None], list[Table]]]
     "api": ("the official API vs the official client", lambda s, _: api_vs_official.run(s)),
     "stream": ("streaming cost per event", lambda s, _: streaming.run(s)),
     "scale": ("a prompt set at scale under the rate limits", lambda s, _: scale.run(s)),
+    "uploads": ("a fan-out over one file", lambda s, _: uploads.run(s)),
 }
 
 

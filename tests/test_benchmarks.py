@@ -35,6 +35,7 @@ TITLES = [
     "The official API: ours (ReplicateAPI.predict) vs the official client",
     "Streaming cost per event",
     "A prompt set at scale",
+    "A fan-out over one file",
 ]
 
 
