@@ -12,7 +12,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from replicate_home import PredictionNotSent, PredictionTimeout, ReplicateAPI
-from replicate_home._budget import DECREASE, INCREASE, MAX_CUT, TokenBucket
+from replicate_home._budget import (
+    CLIMB,
+    DECREASE,
+    HEADROOM,
+    LOWEST_LIMIT,
+    MAX_CUT,
+    MAX_STEP,
+    TokenBucket,
+)
 from replicate_home.emulator import Emulator, Scenario
 
 LLAMA = "meta/meta-llama-3-8b-instruct"
@@ -50,8 +58,37 @@ def test_a_429_lowers_the_rate_once_per_episode() -> None:
 
 def test_a_long_retry_after_finds_a_low_limit_in_one_step() -> None:
     bucket = TokenBucket(600, clock=Clock())
-    bucket.throttled(10.0)  # "Expected available in 10 second(s)": < 1 token in 9 s
-    assert bucket.allowed_per_minute == pytest.approx(60 / 9)
+    bucket.throttled(8.0)  # "resets in ~8s": < 1 token in 7 s
+    assert bucket.allowed_per_minute == pytest.approx(60 / 7)
+
+
+def test_a_retry_after_longer_than_the_lowest_limit_pauses_but_does_not_pin_the_rate() -> None:
+    clock = Clock()
+    bucket = TokenBucket(600, clock=clock)
+    bucket.throttled(60.0)  # an outage or a window, not one token a minute
+    assert bucket.allowed_per_minute == pytest.approx(LOWEST_LIMIT)
+    clock.now = 59.9  # honoured: nothing leaves before it
+    assert bucket.delay() > 0
+    clock.now = 60.001
+    assert bucket.delay() == 0.0
+    # Further 429s still lower it (down to the floor) by the multiplicative rule.
+    clock.now = 61.0
+    bucket.throttled(60.0, sent_at=61.0)
+    assert bucket.allowed_per_minute == pytest.approx(LOWEST_LIMIT * DECREASE)
+
+
+def test_the_bucket_starts_with_one_token_and_keeps_headroom() -> None:
+    clock = Clock()
+    bucket = TokenBucket(600, clock=clock)
+    assert bucket.delay() == 0.0
+    assert bucket.delay() > 0  # no burst assumed at start
+    clock.now = 10.0  # idle: the burst is earned, less the headroom
+    assert bucket.capacity == pytest.approx(10 - max(1.0, 10 * HEADROOM))
+    sent = 0
+    while bucket.delay() == 0:
+        sent += 1
+    assert sent == int(bucket.capacity)
+    assert TokenBucket(3000, clock=clock).capacity == pytest.approx(50 * (1 - HEADROOM))
 
 
 def test_the_rate_measured_lately_bounds_the_cut_but_never_below_half() -> None:
@@ -74,11 +111,27 @@ def test_successes_climb_back_to_the_ceiling_and_no_further() -> None:
     bucket = TokenBucket(600, clock=Clock())
     bucket.throttled(10.0)
     low = bucket.allowed_per_minute
-    bucket.succeeded()
-    assert bucket.allowed_per_minute == pytest.approx(low * (1 + INCREASE))
-    for _ in range(2000):
+    bucket.succeeded()  # a low rate: at most MAX_STEP of itself
+    assert bucket.allowed_per_minute == pytest.approx(low * (1 + MAX_STEP))
+    for _ in range(20000):
         bucket.succeeded()
     assert bucket.allowed_per_minute == 600
+
+
+def test_the_climb_is_additive_so_shares_of_one_limit_converge() -> None:
+    # Near the ceiling each success adds the same absolute step a second to every
+    # process: the climb does not favour the larger share (multiplicative would).
+    clock = Clock()
+    small, large = TokenBucket(600, clock=clock), TokenBucket(600, clock=clock)
+    small._allowed, large._allowed = 4.0, 6.0  # requests a second
+    for _ in range(4):
+        small.succeeded()
+    for _ in range(6):
+        large.succeeded()
+    gained_small = small.allowed_per_minute / 60 - 4.0
+    gained_large = large.allowed_per_minute / 60 - 6.0
+    assert gained_small == pytest.approx(gained_large, rel=0.01)
+    assert gained_small == pytest.approx(CLIMB * 10, rel=0.01)
 
 
 @given(

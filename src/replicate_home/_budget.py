@@ -2,19 +2,46 @@
 rate adapts to what the service actually allows.
 
 Replicate publishes its limits per minute (600 creates, 3000 other requests) and enforces
-them with buckets that hold one second's worth. Ours refill at the same rate but hold one
-request less: a bucket identical to the service's would be exact only without network
-jitter (a request that arrives a few milliseconds early finds the service's bucket a
-fraction short). With one request of headroom, the service's bucket always holds at least
-one more token than this client has spent, so a fan-out of a thousand predictions spreads
-itself out instead of drawing 429s. A 429 pauses the whole bucket (every call on the
-client), not just the call that drew it.
+them with token buckets; its 429 says so ("… 6 requests per minute with a burst of 1 …
+resets in ~5s", with ``Retry-After`` and a ``retry_after`` field: the seconds until one
+token is back, rounded up). Ours refill at the same rate, and the rules below follow from
+that model of the service:
 
-The published limits are a ceiling, not a promise: accounts with little credit are limited
-far lower, and several processes on one token share one limit. So the rate adapts
-(additive-increase/multiplicative-decrease in spirit): a 429 lowers it at once, and every
-request that succeeds raises it a little, back up to the ceiling. The service's answers
-are the only signal, so processes sharing a token converge without talking to each other.
+- **Headroom as time.** Our bucket holds one second's worth less :data:`HEADROOM`
+  seconds' worth (at least one request less). Requests leave our bucket evenly but reach
+  the service's with network and scheduling jitter; a request that arrives early finds
+  the service's bucket short. With ``HEADROOM`` seconds of tokens to spare, jitter up to
+  that much is absorbed at every rate (one request of headroom was 100 ms at 600 a minute
+  but 20 ms at 3000 a minute, which a loaded machine exceeds).
+- **Start with one token.** A process can't know what others on its token spent lately;
+  a burst is earned by staying below the rate while we watch, not assumed at start
+  (four processes each sending a full burst at once drew dozens of 429s).
+- **Multiplicative decrease.** A 429 multiplies the rate by :data:`DECREASE` (once per
+  episode: the 429s of requests already sent when the rate was lowered say nothing about
+  the new rate), or lowers it to what got through over the last :data:`WINDOW` seconds
+  if that is lower (never below :data:`MAX_CUT` of it: a client that was idle sent less
+  than it could have).
+- **Additive increase.** While requests succeed the rate climbs by :data:`CLIMB` of the
+  ceiling per second (spread over the successes), but by at most :data:`MAX_STEP` of
+  itself per success. Additive increase with multiplicative decrease is the rule under
+  which processes that share one limit and see only their own answers converge to equal
+  shares (Chiu and Jain, 1989): the climb is the same for all, the cut is larger for the
+  larger share. Equal shares matter for throughput: an unequal share leaves one process
+  finishing its cells alone, long after the others, at a rate it climbs back slowly.
+  (The first rule, +0.5 % per success, was multiplicative: a larger share climbed
+  faster, so shares drifted apart; four processes used 79 % of the limit.) At low rates,
+  where the additive step would be a large fraction of the rate, ``MAX_STEP`` keeps the
+  climb at about one 429 per 8 or 9 successes.
+- **Retry-After.** A 429 pauses the whole bucket (every call on the client) for
+  ``Retry-After`` (1 s when none; at most :data:`MAX_PAUSE`). Under the token-bucket
+  model a ``Retry-After`` of n ≥ 2 also bounds the service's rate: less than one token
+  in n - 1 seconds; so the rate drops to that at once, and a limit a hundred times lower
+  than the published one is found in one step, not twenty. The inference stops at
+  :data:`LOWEST_LIMIT` (the lowest limit Replicate documents): a longer ``Retry-After``
+  (an outage, a window) pauses the bucket but does not pin it to one request a minute.
+
+The service's answers are the only signal, so processes sharing a token converge without
+talking to each other.
 """
 
 from __future__ import annotations
@@ -25,19 +52,32 @@ from collections.abc import Callable
 
 import anyio
 
-__all__ = ["DECREASE", "INCREASE", "MAX_PAUSE", "RateBudget", "TokenBucket"]
+__all__ = ["CLIMB", "DECREASE", "HEADROOM", "MAX_PAUSE", "MAX_STEP", "RateBudget", "TokenBucket"]
 
 #: The longest pause after a 429, in seconds: no answer can stop a client for good.
 MAX_PAUSE = 60.0
 
 #: A 429 multiplies the allowed rate by this (once per episode: the 429s of requests
 #: already sent when the rate was lowered say nothing about the new rate).
-DECREASE = 0.8
+DECREASE = 0.85
 
-#: Every request that succeeds multiplies the allowed rate by ``1 + INCREASE``, up to the
-#: ceiling: about 45 successes climb back from one decrease, so a client that keeps
-#: probing its limit draws roughly one 429 in 45 requests of that bucket, at any rate.
-INCREASE = 0.005
+#: While requests succeed, the allowed rate climbs by this fraction of the ceiling a
+#: second (0.05 more requests a second, each second, at 600 a minute): the same for every
+#: process, so shares of one limit converge.
+CLIMB = 0.005
+
+#: A success raises the allowed rate by this fraction of itself at most: at low rates
+#: about 8 successes climb back from one decrease (one 429 in 8 or 9 requests, probing).
+MAX_STEP = 0.02
+
+#: Seconds of jitter the bucket absorbs: it holds this many seconds' worth less than the
+#: service's (at least one request less).
+HEADROOM = 0.2
+
+#: The lowest limit Replicate documents (6 creates a minute, burst 1, for accounts with
+#: less than $5 of credit), in requests a minute: ``Retry-After`` lowers the rate to no
+#: less than this by itself.
+LOWEST_LIMIT = 6.0
 
 #: One 429 lowers the rate by half at most, even when the rate measured lately is lower:
 #: a client that was idle sent less than it could have.
@@ -59,8 +99,9 @@ def _check_rate(rate_per_minute: object) -> float:
 
 
 class TokenBucket:
-    """At most ``rate_per_minute`` requests a minute, at most one second's worth (less one)
-    at once; the rate it allows adapts between a floor and that ceiling.
+    """At most ``rate_per_minute`` requests a minute, at most one second's worth (less
+    :data:`HEADROOM` seconds' worth) at once; the rate it allows adapts between a floor and
+    that ceiling.
 
     Below two requests a second there is no whole request to spare, so it paces at 90% of
     the rate instead.
@@ -71,7 +112,7 @@ class TokenBucket:
         self._allowed = self.ceiling
         self._floor = min(self.ceiling, FLOOR_PER_MINUTE / 60.0)
         self._clock = clock or anyio.current_time
-        self._tokens: float | None = None  # full, from the first use (needs a running loop)
+        self._tokens: float | None = None  # one, from the first use (needs a running loop)
         self._updated = 0.0
         self._paused_until = 0.0
         self._lowered_at = -math.inf
@@ -87,8 +128,9 @@ class TokenBucket:
 
     @property
     def capacity(self) -> float:
-        """The most tokens the bucket holds (one second's worth, less one; at least one)."""
-        return max(1.0, self._allowed - 1.0)
+        """The most tokens the bucket holds (one second's worth, less :data:`HEADROOM`
+        seconds' worth and at least one less; at least one)."""
+        return max(1.0, self._allowed - max(1.0, self._allowed * HEADROOM))
 
     @property
     def rate(self) -> float:
@@ -97,7 +139,7 @@ class TokenBucket:
 
     def _refill(self, now: float) -> float:
         if self._tokens is None:
-            self._tokens, self._updated = self.capacity, now
+            self._tokens, self._updated = 1.0, now
         elapsed = max(0.0, now - self._updated)
         self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
         self._updated = now
@@ -131,8 +173,7 @@ class TokenBucket:
         over the last :data:`WINDOW` seconds if that is lower (but never less than
         :data:`MAX_CUT` of the old one). A ``Retry-After`` of n ≥ 2 seconds also says the
         service's bucket gains less than one token in n - 1 seconds, so the rate drops to
-        at most that at once: a limit a hundred times lower than the published one is
-        found in one step, not twenty.
+        at most that at once (but not below :data:`LOWEST_LIMIT` for that reason alone).
         """
         self.throttles += 1
         if sent_at is None or sent_at > self._lowered_at:
@@ -144,7 +185,8 @@ class TokenBucket:
             if measured is not None:
                 lowered = max(self._allowed * MAX_CUT, min(lowered, measured))
             if retry_after is not None and retry_after >= 2.0:
-                lowered = min(lowered, 1.0 / (retry_after - 1.0))
+                inferred = max(1.0 / (retry_after - 1.0), LOWEST_LIMIT / 60.0)
+                lowered = min(lowered, inferred)
             self._allowed = max(self._floor, lowered)
             if self._tokens is not None:
                 self._tokens = min(self._tokens, self.capacity)
@@ -164,7 +206,9 @@ class TokenBucket:
         return len(successes) / max(1.0, now - successes[0])
 
     def succeeded(self) -> None:
-        """A request from this bucket was answered without a 429: climb a little."""
+        """A request from this bucket was answered without a 429: climb a little
+        (:data:`CLIMB` of the ceiling a second, over the successes of that second; at most
+        :data:`MAX_STEP` of the rate)."""
         now = self._clock()
         successes = self._successes
         successes.append(now)
@@ -173,7 +217,8 @@ class TokenBucket:
         if self._allowed < self.ceiling:
             if self._tokens is not None:  # count the refill so far at the old rate
                 self._refill(now)
-            self._allowed = min(self.ceiling, self._allowed * (1.0 + INCREASE))
+            step = min(CLIMB * self.ceiling / self._allowed, MAX_STEP * self._allowed)
+            self._allowed = min(self.ceiling, self._allowed + step)
 
     async def acquire(self) -> None:
         """Wait for a token. Waiters are served in turn (first come, first served)."""
