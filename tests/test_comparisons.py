@@ -9,16 +9,24 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import anyio
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from starlette.applications import Starlette
+from starlette.routing import Route
 
-from replicate_home import ReplicateAPI, ReplicateHome
+from replicate_home import Deployment, ReplicateAPI, ReplicateHome
 from replicate_home._cli import main
 from replicate_home.comparisons import (
+    IN_DOUBT,
+    SCHEMA,
+    SCHEMA_VERSION,
     PromptRow,
     ResultsStore,
     RunProgress,
@@ -26,8 +34,10 @@ from replicate_home.comparisons import (
     parse_prompts,
     resume_comparison,
     run_comparison,
+    write_report,
 )
-from replicate_home.emulator import Emulator, Scenario
+from replicate_home.emulator import Emulator, Scenario, serve_asgi
+from replicate_home.webhooks import WebhookReceiver
 
 LLAMA = "meta/meta-llama-3-8b-instruct"
 FLUX = "black-forest-labs/flux-schnell"
@@ -304,3 +314,233 @@ async def test_a_run_killed_with_sigkill_resumes_without_creating_anything_twice
     # Every prediction created before the kill was followed, not created again.
     assert emulator.stats().creates == cells
     assert sent_before >= 3
+
+
+# -- deployments and webhooks ----------------------------------------------------------------
+
+
+@asynccontextmanager
+async def _receiving(receiver: WebhookReceiver) -> AsyncIterator[str]:
+    """The receiver served on loopback; its webhook URL."""
+    app = Starlette(routes=[Route("/hooks/replicate", receiver, methods=["POST"])])
+    async with serve_asgi(app) as base_url:
+        yield f"{base_url}/hooks/replicate?token=secret"
+
+
+def _deployed(duration: float) -> Emulator:
+    return Emulator(
+        Scenario(duration=duration), deployments={"acme/chat": LLAMA, "acme/pictures": FLUX}
+    )
+
+
+@pytest.mark.anyio
+async def test_deployments_beside_models_with_a_webhook_run_resume_and_report(
+    tmp_path: Path,
+) -> None:
+    columns = [LLAMA, Deployment("acme/chat"), Deployment("acme/pictures")]
+    async with _deployed(0.2).serve() as emu, ResultsStore.open(tmp_path / "runs.db") as store:
+        receiver = WebhookReceiver(emu.webhook_secret)
+        async with (
+            _receiving(receiver) as url,
+            ReplicateAPI(TOKEN, base_url=emu.base_url) as client,
+        ):
+            # Left as soon as two cells run: those are cancelled, the rest never sent.
+            names: list[str] = []
+
+            def leave_once_two_run(progress: RunProgress) -> None:
+                names.append(progress.run_id)
+                if progress.running == 2:
+                    scope.cancel()
+
+            with anyio.CancelScope() as scope:
+                await run_comparison(
+                    client,
+                    store,
+                    ["a", "b"],
+                    columns,
+                    limit=2,
+                    webhook=url,
+                    webhook_events_filter=["completed"],
+                    on_progress=leave_once_two_run,
+                )
+            run = await resume_comparison(client, store, names[0])
+            with anyio.fail_after(10):
+                await emu.wait_for(lambda e: receiver.delivered >= 6)
+        cells = await store.cells(run.id)
+        page = await write_report(store, run.id, tmp_path / "report.html")
+    assert run.models == (LLAMA, "deployment:acme/chat", "deployment:acme/pictures")
+    assert run.settings["webhook"] == url
+    assert run.settings["webhook_events_filter"] == ["completed"]
+    assert [c.model for c in cells] == [str(column) for column in columns] * 2
+    assert [c.status for c in cells] == ["succeeded"] * 6
+    assert cells[1].output_text == cells[0].output_text  # the same model underneath
+    assert len(cells[2].images) == 1
+    posts = [r for r in emu.requests if r.method == "POST" and r.status_code == 201]
+    by_path = Counter(r.path for r in posts)
+    # Two creates cancelled when the run was left, sent again on resume; every create
+    # of the run and of its resume carried the webhook.
+    assert sum(by_path.values()) == 8
+    assert by_path["/v1/deployments/acme/chat/predictions"] >= 2
+    assert by_path["/v1/deployments/acme/pictures/predictions"] >= 2
+    delivered = {d.prediction_id for d in emu.webhook_deliveries if d.event == "completed"}
+    assert {c.prediction_id for c in cells} <= delivered
+    text = page.read_text(encoding="utf-8")
+    assert "deployment:acme/chat" in text
+    assert "hooks/replicate?…" in text
+    assert "token=secret" not in text  # a webhook's query may carry a secret
+
+
+@pytest.mark.anyio
+async def test_resume_attaches_a_deployments_unrecorded_create_not_a_models(
+    tmp_path: Path,
+) -> None:
+    # Same input on a model and on a deployment of that model: each cell was marked
+    # "sending"; only the deployment's create left before the process died.
+    async with _deployed(0.3).serve() as emu, ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateAPI(TOKEN, base_url=emu.base_url) as client:
+            run = await store.create_run(
+                service="api",
+                models=["deployment:acme/chat", LLAMA],
+                cells=[
+                    (0, 0, "deployment:acme/chat", "p", {"prompt": "p"}),
+                    (0, 1, LLAMA, "p", {"prompt": "p"}),
+                ],
+                settings={},
+            )
+            await store.record_sending(run.id, 0)
+            await store.record_sending(run.id, 1)
+            lost = await client.create(Deployment("acme/chat"), prompt="p")
+            await resume_comparison(client, store, run.id)
+        cells = await store.cells(run.id)
+    assert emu.stats().creates == 2  # the model's cell, sent now; the deployment's, once
+    assert cells[0].prediction_id == lost.id
+    assert cells[1].prediction_id != lost.id
+    assert [c.status for c in cells] == ["succeeded"] * 2
+
+
+@pytest.mark.anyio
+async def test_home_resume_leaves_a_cell_in_doubt_unless_asked_to_resend(
+    tmp_path: Path, emulator: Emulator
+) -> None:
+    async with ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateHome(emulator.base_url) as client:
+            run = await store.create_run(
+                service="home",
+                models=["gemma-2b"],
+                cells=[(i, 0, "gemma-2b", p, {"prompt": p}) for i, p in enumerate("ab")],
+                settings={},
+            )
+            # Cell 0's create left (and was paid for); the answer was never recorded.
+            await store.record_sending(run.id, 0)
+            await client.predict("gemma-2b", prompt="a")
+            await resume_comparison(client, store, run.id)
+            first = await store.cells(run.id)
+            assert emulator.stats().creates == 2  # cell 1 only: cell 0 not sent again
+            await resume_comparison(client, store, run.id)  # still in doubt: kept
+            assert emulator.stats().creates == 2
+            await resume_comparison(client, store, run.id, resend_in_doubt=True)
+        cells = await store.cells(run.id)
+    assert [c.status for c in first] == [IN_DOUBT, "succeeded"]
+    assert "resend_in_doubt" in (first[0].error or "")
+    assert emulator.stats().creates == 3
+    assert [c.status for c in cells] == ["succeeded"] * 2
+
+
+def test_a_database_from_a_newer_version_is_refused_clearly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "future.db"
+    with sqlite3.connect(path) as database:
+        database.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+
+    async def open_it() -> None:
+        async with ResultsStore.open(path):
+            pass
+
+    with pytest.raises(ValueError, match="newer replicate-home"):
+        anyio.run(open_it)
+    assert main(["report", "x", "--db", str(path)]) == 1
+    assert "newer replicate-home" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_a_database_from_before_the_schema_version_opens(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as database:  # version 0: the tables, no user_version
+        database.executescript(SCHEMA)
+        database.execute(
+            "INSERT INTO runs VALUES ('old', '2026-11-25T00:00:00+00:00', 'api', '[\"m/x\"]', '{}')"
+        )
+    async with ResultsStore.open(path) as store:
+        assert [run.id for run in await store.runs()] == ["old"]
+    with sqlite3.connect(path) as database:
+        assert database.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+
+
+# -- killed between a create's answer and its commit ----------------------------------------
+
+#: A child that runs the CLI and kills itself (SIGKILL) the moment the first create has
+#: answered, before the answer is recorded: the window a resume must survive without
+#: sending that cell twice.
+_KILLED_AFTER_CREATE = """
+import os, signal, sys
+from replicate_home.comparisons import _store
+from replicate_home._cli import main
+
+async def killed(self, run_id, cell, prediction_id):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+_store.ResultsStore.record_sent = killed
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("service", ["home", "api"])
+async def test_killed_between_a_creates_answer_and_its_commit_it_is_never_sent_twice(
+    tmp_path: Path, anyio_backend: str, service: str
+) -> None:
+    emulator = Emulator(Scenario(duration=0.3))
+    models = ["gemma-2b", "sd-3"] if service == "home" else [LLAMA, FLUX]
+    prompts = ["one", "two"]
+    cells = len(prompts) * len(models)
+    db = tmp_path / "runs.db"
+    env = {**os.environ, "REPLICATE_API_TOKEN": TOKEN, "PYTHONUNBUFFERED": "1"}
+    async with emulator.serve():
+        options = ["--service", service, "--base-url", emulator.base_url]
+        options += ["--backend", anyio_backend, "--db", str(db), "--json"]
+        argv = ["compare", *options, "--limit", "1"]
+        for prompt in prompts:
+            argv += ["-p", prompt]
+        for model in models:
+            argv += ["-m", model]
+        killed = await anyio.run_process(
+            [sys.executable, "-c", _KILLED_AFTER_CREATE, *argv], env=env, check=False
+        )
+        assert killed.returncode == -signal.SIGKILL
+        assert emulator.stats().creates == 1
+        with sqlite3.connect(db) as database:
+            (run_id,) = database.execute("SELECT id FROM runs").fetchone()
+            states = [row[0] for row in database.execute("SELECT state FROM cells ORDER BY cell")]
+        assert sorted(states) == ["pending"] * (cells - 1) + ["sending"]
+        resume = [sys.executable, "-m", "replicate_home", "compare", *options, "--resume", run_id]
+        done = await anyio.run_process(resume, env=env, check=False)
+        results = json.loads(done.stdout)
+        if service == "api":
+            # Found in the account's predictions and followed: created once.
+            assert done.returncode == 0
+            assert [r["status"] for r in results] == ["succeeded"] * cells
+            assert emulator.stats().creates == cells
+            return
+        # The homepage service can't list: that cell is in doubt, not sent again.
+        assert done.returncode == 1
+        statuses = [r["status"] for r in results]
+        assert sorted(statuses) == [IN_DOUBT] + ["succeeded"] * (cells - 1)
+        assert results[states.index("sending")]["status"] == IN_DOUBT
+        assert emulator.stats().creates == cells
+        again = await anyio.run_process([*resume, "--resend-in-doubt"], env=env, check=False)
+    assert again.returncode == 0
+    assert [r["status"] for r in json.loads(again.stdout)] == ["succeeded"] * cells
+    assert emulator.stats().creates == cells + 1  # only when asked

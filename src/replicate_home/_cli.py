@@ -222,6 +222,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", type=Path, metavar="FILE", help="write the run's HTML report to FILE"
     )
     compare.add_argument(
+        "--resend-in-doubt",
+        action="store_true",
+        help="with --resume: send again the cells whose create may have left before the "
+        "run stopped (homepage service; they end 'in doubt' otherwise)",
+    )
+    compare.add_argument(
         "--limit", type=positive_int, default=None, help="predictions in flight at most"
     )
     compare.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -513,10 +519,6 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
             raise UsageError("--save is for one prompt; a prompt set's outputs are in --db")
         from ._cli_runs import check_prompt_set
 
-        if any(isinstance(model, Deployment) for model in args.models or ()):
-            raise UsageError("prompt-set runs take models (-m), not deployments (-d)")
-        if args.webhook is not None:
-            raise UsageError("prompt-set runs send no webhooks: leave out --webhook")
         prompt = check_prompt_set(args)
     elif args.command == "compare":
         if prompt is None:
@@ -535,7 +537,13 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
 def _is_prompt_set(args: argparse.Namespace) -> bool:
     """``compare`` runs a recorded prompt set when any prompt-set option is given."""
     return bool(
-        args.prompts or args.prompts_file or args.resume or args.db or args.report or args.name
+        args.prompts
+        or args.prompts_file
+        or args.resume
+        or args.db
+        or args.report
+        or args.name
+        or args.resend_in_doubt
     )
 
 

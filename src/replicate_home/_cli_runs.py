@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -22,6 +24,7 @@ from ._cli import (
     Interrupt,
     Plan,
     UsageError,
+    _webhook,
     open_client,
 )
 from .comparisons import (
@@ -50,7 +53,11 @@ def check_prompt_set(args: argparse.Namespace) -> str:
     if args.resume:
         if args.models or args.prompts or args.prompts_file or args.prompt or args.name:
             raise UsageError("--resume takes the run's prompts and models from the database")
+        if args.webhook is not None or args.webhook_events is not None:
+            raise UsageError("--resume sends the webhook recorded with the run")
         return "x"
+    if args.resend_in_doubt:
+        raise UsageError("--resend-in-doubt goes with --resume RUN")
     rows = _rows(args)
     if not args.models:
         raise UsageError("compare needs at least one -m MODEL")
@@ -177,7 +184,7 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
     run: RunRecord | None = None
     cells: list[CellRecord] | None = None
     with interrupt.scope:
-        async with ResultsStore.open(database) as store:
+        async with _open_store(database) as store:
             async with open_client(plan) as client:
                 with _Display(database, live=not args.json) as display:
                     if args.resume:
@@ -188,6 +195,7 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
                                 args.resume,
                                 limit=args.limit,
                                 on_progress=display.update,
+                                resend_in_doubt=args.resend_in_doubt,
                             )
                         except KeyError:
                             raise CommandError(f"no run {args.resume!r} in {database}") from None
@@ -196,11 +204,12 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
                             client,
                             store,
                             rows,
-                            [str(model) for model in plan.models],  # no deployments here
+                            plan.models,
                             input=plan.inputs,
                             limit=args.limit,
                             run_id=args.name,
                             on_progress=display.update,
+                            **_webhook(plan),
                         )
                 if args.report is not None:
                     # While the client (and an emulator of this process) serves the images.
@@ -225,10 +234,22 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
     return EXIT_FAILED
 
 
+@asynccontextmanager
+async def _open_store(path: Path) -> AsyncIterator[ResultsStore]:
+    """The results database, or a :class:`CommandError` saying why it can't be used (a
+    newer schema, not a database)."""
+    async with AsyncExitStack() as stack:
+        try:
+            store = await stack.enter_async_context(ResultsStore.open(path))
+        except (ValueError, sqlite3.DatabaseError) as error:
+            raise CommandError(f"{path}: {error}") from None
+        yield store
+
+
 async def report_command(args: argparse.Namespace) -> None:
     if not args.db.exists():
         raise CommandError(f"no results database at {args.db}")
-    async with ResultsStore.open(args.db) as store:
+    async with _open_store(args.db) as store:
         try:
             page = await write_report(store, args.run, args.output)
         except ImportError:

@@ -320,7 +320,9 @@ class BaseClient:
 
     # -- for comparisons (replicate_home.comparisons) --------------------------------
 
-    def _prepare_call(self, model: str, prompt: str | None, input: Input | None) -> PredictionCall:
+    def _prepare_call(
+        self, model: str | Deployment, prompt: str | None, input: Input | None
+    ) -> PredictionCall:
         """One cell's call, validated (a ``ValueError`` before any request)."""
         return self._service.prepare(model, None, prompt, input)
 

@@ -323,6 +323,8 @@ class Engine:
         if scope.cancelled_caught:
             raise PredictionTimeout(None, timeout)
         await self._take_create_token(deadline, timeout)
+        if call.before_create is not None:
+            await call.before_create()
         sent = anyio.current_time()
         deadline = sent + timeout
         try:

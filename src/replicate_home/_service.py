@@ -72,6 +72,10 @@ class PredictionCall:
     #: The file inputs this call shares with the other calls of its fan-out (each is
     #: sent once); ``None``: its own.
     files: FileGroup | None = field(default=None, compare=False, repr=False)
+    #: Awaited right before the create is sent (after the rate budget let it out): a
+    #: caller that must know a create may have left records that first (a results
+    #: store's "sending" mark). If it raises, nothing is sent.
+    before_create: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
 
 
 #: Sends one request through the engine (the call's deadline, the rate budget, the

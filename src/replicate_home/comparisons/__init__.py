@@ -10,10 +10,12 @@ self-contained page with the outputs side by side and the images saved beside it
 from ._prompts import PromptRow, load_prompts, parse_prompts
 from ._report import write_report
 from ._runner import RunProgress, resume_comparison, run_comparison
-from ._store import SCHEMA, CellRecord, ResultsStore, RunRecord
+from ._store import IN_DOUBT, SCHEMA, SCHEMA_VERSION, CellRecord, ResultsStore, RunRecord
 
 __all__ = [
+    "IN_DOUBT",
     "SCHEMA",
+    "SCHEMA_VERSION",
     "CellRecord",
     "PromptRow",
     "ResultsStore",

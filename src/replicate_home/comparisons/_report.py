@@ -117,7 +117,25 @@ def _context(run: RunRecord, views: Sequence[_CellView]) -> dict[str, Any]:
         "rows": [(prompts[index], rows[index]) for index in sorted(rows)],
         "counts": sorted(counts.items()),
         "total": len(views),
+        "webhook": _webhook(run),
     }
+
+
+def _webhook(run: RunRecord) -> str | None:
+    """The run's webhook as the report shows it: scheme, host and path (a query may
+    carry a secret, and a report is shared), with its events filter."""
+    url = run.settings.get("webhook")
+    if not isinstance(url, str):
+        return None
+    parts = urlsplit(url)
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
+    shown = f"{parts.scheme}://{host}{parts.path}"
+    if parts.query:
+        shown += "?…"
+    events = run.settings.get("webhook_events_filter")
+    if isinstance(events, list) and events:
+        shown += f" (events: {', '.join(str(event) for event in events)})"
+    return shown
 
 
 async def _save_images(

@@ -2,10 +2,19 @@
 
 A run is prompts x models cells driven through the fan-out (events as they happen,
 ``limit``, one cell's failure stays that cell's, leaving early cancels what the run owns).
-Each cell's prediction id is committed to the store as soon as its create answers and
-its result when it ends, so a run interrupted at any point (Ctrl-C, a crash, ``kill -9``)
-is resumed without paying twice: finished cells are kept, predictions still running on
-the service are followed by id, and cells never sent are sent.
+A cell is marked ``sending`` in the store right before its create leaves, its
+prediction id is committed as soon as the create answers, and its result when it ends,
+so a run interrupted at any point (Ctrl-C, a crash, ``kill -9``) is resumed without
+paying twice: finished cells are kept, predictions still running on the service are
+followed by id, and cells never sent are sent. A cell caught between its create and the
+commit of the answer (marked ``sending``, no id) is looked for in the account's
+predictions on the official API (re-attached when found: the listing holds every
+prediction the service created); the homepage service has no listing, so such a cell
+ends "in doubt" rather than being sent a second time, unless the caller asks for it
+(``resend_in_doubt``).
+
+Columns are models or deployments (:class:`~replicate_home.Deployment`, stored as
+``deployment:owner/name``); a run's webhook goes with every create, resumed ones too.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 from typing import Any
 
 import anyio
@@ -22,11 +32,11 @@ import anyio
 from .._client import BaseClient
 from .._exceptions import PredictionCanceled, PredictionFailed, PredictionNotSent, PredictionTimeout
 from .._fanout import Chunk, Failed, Finished, Image, Progress
-from .._models import Prediction
+from .._models import Deployment, Prediction
 from .._replicate_api import ReplicateAPI
 from .._service import PredictionCall
 from ._prompts import PromptRow, prompt_rows
-from ._store import CellRecord, ResultsStore, RunRecord
+from ._store import IN_DOUBT, CellRecord, ResultsStore, RunRecord
 
 __all__ = ["RunProgress", "resume_comparison", "run_comparison"]
 
@@ -36,6 +46,23 @@ CLOCK_SLACK = timedelta(minutes=5)
 
 #: How long recording an interruption may take while the run is being cancelled.
 RECORD_GRACE = 5.0
+
+#: How a deployment column is named in the store (``deployment:owner/name``, as events
+#: and results name it): no model name has a colon before its slash.
+_DEPLOYMENT = "deployment:"
+
+_IN_DOUBT_ERROR = (
+    "its create may have been sent before the run stopped, and the homepage service "
+    "can't list predictions to check: not sent again (resume with resend_in_doubt=True, "
+    "or --resend-in-doubt, to send it)"
+)
+
+
+def _column(model: str) -> str | Deployment:
+    """A stored column name as the client takes it."""
+    if model.startswith(_DEPLOYMENT):
+        return Deployment(model[len(_DEPLOYMENT) :])
+    return model
 
 
 @dataclass(frozen=True)
@@ -74,26 +101,32 @@ async def run_comparison(
     client: BaseClient,
     store: ResultsStore,
     prompts: Sequence[str | PromptRow | Mapping[str, Any]],
-    models: Sequence[str],
+    models: Sequence[str | Deployment],
     *,
     input: Mapping[str, Any] | None = None,
     limit: int | None = None,
     timeout: float | None = None,
     run_id: str | None = None,
     on_progress: Callable[[RunProgress], object] | None = None,
+    webhook: str | None = None,
+    webhook_events_filter: Sequence[str] | None = None,
 ) -> RunRecord:
     """Run every prompt on every model, recording each cell in ``store``; return the run.
 
     ``prompts`` are strings, :class:`PromptRow` or mappings (``{"prompt": ..., other
-    inputs}``); ``input`` is merged under every row's own inputs. Every call is
-    validated before the run is recorded or anything is sent. A cell's failure is its
-    result, never an exception; ``on_progress`` sees a :class:`RunProgress` after every
-    change. Cancelled (Ctrl-C), the run cancels its predictions still running and marks
-    them ``interrupted``: :func:`resume_comparison` sends those again.
+    inputs}``); ``input`` is merged under every row's own inputs. ``models`` are model
+    names or :class:`~replicate_home.Deployment` values (official API), mixed.
+    ``webhook`` and ``webhook_events_filter`` (official API) go with every create and
+    are recorded with the run, so a resumed run sends them too. Every call is validated
+    before the run is recorded or anything is sent. A cell's failure is its result,
+    never an exception; ``on_progress`` sees a :class:`RunProgress` after every change.
+    Cancelled (Ctrl-C), the run cancels its predictions still running and marks them
+    ``interrupted``: :func:`resume_comparison` sends those again.
     """
     rows = prompt_rows(prompts)
-    if isinstance(models, str) or not models:
-        raise ValueError("models must be a non-empty list of model names")
+    if isinstance(models, (str, Deployment)) or not models:
+        raise ValueError("models must be a non-empty list of model names or deployments")
+    hook, events = client._webhook_options(webhook, webhook_events_filter)
     base = dict(input or {})
     specs: list[tuple[int, int, str, str | None, Mapping[str, Any]]] = []
     calls: list[PredictionCall] = []
@@ -101,13 +134,19 @@ async def run_comparison(
         for m, model in enumerate(models):
             values = {**base, **row.input}
             call = client._prepare_call(model, row.prompt, values or None)
+            if hook is not None:
+                call = replace(call, webhook=hook, webhook_events_filter=events)
             calls.append(call)
-            specs.append((p, m, model, row.prompt, call.input))
+            specs.append((p, m, str(model), row.prompt, call.input))
+    settings: dict[str, Any] = {"timeout": timeout, "limit": limit}
+    if hook is not None:
+        settings["webhook"] = hook
+        settings["webhook_events_filter"] = None if events is None else list(events)
     run = await store.create_run(
         service=client._service.name,
-        models=list(models),
+        models=[str(model) for model in models],
         cells=specs,
-        settings={"timeout": timeout, "limit": limit},
+        settings=settings,
         run_id=run_id,
     )
     cells = await store.cells(run.id)
@@ -125,25 +164,42 @@ async def resume_comparison(
     limit: int | None = None,
     timeout: float | None = None,
     on_progress: Callable[[RunProgress], object] | None = None,
+    resend_in_doubt: bool = False,
 ) -> RunRecord:
     """Finish the run ``run_id``: cells done are kept; a cell whose create answered is
     followed by its prediction id (never created again); a cell never sent (or
-    ``interrupted``) is sent. On :class:`ReplicateAPI`, a cell with no recorded id is
-    first looked for in the account's predictions created since the run began (same
-    model, same input), in case the process died between its create's answer and the
-    commit. ``KeyError`` if there is no such run."""
+    ``interrupted``) is sent.
+
+    A cell marked ``sending`` with no id (the process stopped between its create and
+    the commit of the answer) may have been created. On :class:`ReplicateAPI` it is
+    looked for in the account's predictions created since the run began (same model or
+    deployment, same input): re-attached when found, sent when not (the listing holds
+    every prediction the service created). On the homepage service, which can't list,
+    it ends with the status ``"in doubt"`` (:data:`IN_DOUBT`) and is not sent again,
+    unless ``resend_in_doubt``: then it, and cells that ended "in doubt" before, are
+    sent. ``KeyError`` if there is no such run."""
     run = await store.run(run_id)
     cells = await store.cells(run_id)
-    open_cells = [cell for cell in cells if cell.state != "done"]
+    hook = run.settings.get("webhook")
+    events = run.settings.get("webhook_events_filter")
+    webhook = client._webhook_options(hook, events) if hook is not None else (None, None)
+    lookup = isinstance(client, ReplicateAPI)
+
+    def reopened(cell: CellRecord) -> bool:
+        return cell.state != "done" or (resend_in_doubt and cell.status == IN_DOUBT)
+
+    open_cells = [cell for cell in cells if reopened(cell)]
     unsent = [cell for cell in open_cells if cell.prediction_id is None]
-    found = await _find_unrecorded(client, run, cells, unsent) if unsent else {}
+    found = await _find_unrecorded(client, run, cells, unsent) if unsent and lookup else {}
     work: list[tuple[CellRecord, PredictionCall]] = []
     for cell in open_cells:
         text = cell.input.get("prompt")
         rest = {key: value for key, value in cell.input.items() if key != "prompt"}
         call = client._prepare_call(
-            cell.model, text if isinstance(text, str) else None, rest or None
+            _column(cell.model), text if isinstance(text, str) else None, rest or None
         )
+        if webhook[0] is not None:
+            call = replace(call, webhook=webhook[0], webhook_events_filter=webhook[1])
         if cell.state == "running" and cell.prediction_id is not None:
             call = replace(call, existing=cell.prediction_id)
         elif cell.cell in found:
@@ -151,8 +207,13 @@ async def resume_comparison(
             await store.record_sent(run_id, cell.cell, prediction.id)
             cell = replace(cell, prediction_id=prediction.id, state="running")
             call = replace(call, existing=prediction.id)
+        elif cell.state == "sending" and not lookup and not resend_in_doubt:
+            await store.record_end(
+                run_id, cell.cell, status=IN_DOUBT, error=_IN_DOUBT_ERROR, error_type=None
+            )
+            continue
         work.append((cell, call))
-    done = len(cells) - len(open_cells)
+    done = len(cells) - len(work)
     if work:
         await _drive(client, store, run, work, limit, timeout, on_progress, done)
     return run
@@ -177,13 +238,16 @@ async def _find_unrecorded(
         if cell.state == "interrupted":
             continue  # its prediction was cancelled when the run was left
         wanted = _canonical(cell.input)
-        model = cell.model.split(":", 1)[0]
+        column = _column(cell.model)
         for prediction in candidates:
-            if (
-                prediction.id not in claimed
-                and prediction.model.split(":", 1)[0] == model
-                and _canonical(prediction.input) == wanted
-            ):
+            if isinstance(column, Deployment):
+                same = prediction.deployment == column.name
+            else:  # a model's own prediction, not a deployment's of the same model
+                same = (
+                    prediction.deployment is None
+                    and prediction.model.split(":", 1)[0] == column.split(":", 1)[0]
+                )
+            if prediction.id not in claimed and same and _canonical(prediction.input) == wanted:
                 claimed.add(prediction.id)
                 found[cell.cell] = prediction
                 break
@@ -254,7 +318,12 @@ async def _drive(
             on_progress(tally.snapshot())
 
     report()
-    calls = [call for _, call in work]
+    # Marked "sending" right before each create leaves: a cell caught between its create
+    # and the commit of the answer is then known to be in doubt, never silently re-sent.
+    calls = [
+        replace(call, before_create=partial(store.record_sending, run.id, cell.cell))
+        for cell, call in work
+    ]
     try:
         async with client._fan_out_calls(calls, limit=limit, timeout=timeout) as events:
             async for event in events:

@@ -3,8 +3,15 @@
 Standard-library ``sqlite3`` in WAL mode, one connection used from a worker thread at a
 time (``anyio.to_thread.run_sync`` behind a one-slot limiter), so the event loop never
 waits on the disk and the database sees one writer. Every write is its own committed
-transaction: a process killed at any point loses nothing already written. A cell's
-prediction id is written as soon as its create answers, its result when it ends.
+transaction: a process killed at any point loses nothing already written. A cell is
+marked ``sending`` right before its create leaves, its prediction id is written as soon
+as the create answers, and its result when it ends.
+
+The database carries a schema version (``PRAGMA user_version``, :data:`SCHEMA_VERSION`).
+Version 1 added no column, only values: the state ``sending`` and the status ``in
+doubt``; a database from before (version 0) opens as it is and is marked version 1. A
+database written by a newer version of this library fails to open with a clear
+:class:`ValueError` rather than being misread.
 """
 
 from __future__ import annotations
@@ -22,11 +29,21 @@ from typing import Any
 
 import anyio
 
-__all__ = ["SCHEMA", "CellRecord", "ResultsStore", "RunRecord"]
+__all__ = ["IN_DOUBT", "SCHEMA", "SCHEMA_VERSION", "CellRecord", "ResultsStore", "RunRecord"]
 
-#: The database's tables. ``cells.state`` is ``pending`` (never sent), ``running`` (its
-#: create answered: ``prediction_id`` is known), ``interrupted`` (the run was left and
-#: its prediction cancelled: sent again on resume) or ``done`` (``status`` is its end).
+#: The version of :data:`SCHEMA` this library writes (``PRAGMA user_version``).
+SCHEMA_VERSION = 1
+
+#: The status of a cell whose create may have been sent but whose answer was never
+#: recorded, on a service with no listing to check (the homepage service).
+IN_DOUBT = "in doubt"
+
+#: The database's tables. ``cells.state`` is ``pending`` (never sent), ``sending`` (its
+#: create may have left; no answer recorded), ``running`` (its create answered:
+#: ``prediction_id`` is known), ``interrupted`` (the run was left and its prediction
+#: cancelled: sent again on resume) or ``done`` (``status`` is its end). A model column
+#: that is a deployment is named ``deployment:owner/name``; the run's ``settings`` hold
+#: its webhook (``webhook``, ``webhook_events_filter``) when it has one.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id          TEXT PRIMARY KEY,   -- the run's name, e.g. 20261125-231500-3f9a
@@ -43,10 +60,10 @@ CREATE TABLE IF NOT EXISTS cells (
     model         TEXT NOT NULL,
     prompt        TEXT,             -- the row's prompt text, if it has one
     input         TEXT NOT NULL,    -- JSON: the input sent (prompt included)
-    state         TEXT NOT NULL,    -- pending | running | interrupted | done
+    state         TEXT NOT NULL,    -- pending | sending | running | interrupted | done
     prediction_id TEXT,
     status        TEXT,             -- succeeded, failed, canceled, aborted, timeout,
-                                    -- not sent, error (when state = 'done')
+                                    -- not sent, in doubt, error (when state = 'done')
     output_text   TEXT,             -- a text model's output
     images        TEXT,             -- JSON list of image URLs
     error         TEXT,
@@ -136,7 +153,16 @@ class _Database:
             # may lose the last commits.
             self._connection.execute("PRAGMA synchronous=NORMAL")
             self._connection.execute("PRAGMA busy_timeout=5000")
+            (version,) = self._connection.execute("PRAGMA user_version").fetchone()
+            if version > SCHEMA_VERSION:
+                self._connection.close()
+                raise ValueError(
+                    f"{path} is a results database of schema version {version}, written by "
+                    f"a newer replicate-home (this one reads up to {SCHEMA_VERSION}): upgrade"
+                )
             self._connection.executescript(SCHEMA)
+            if version < SCHEMA_VERSION:  # 0 -> 1: new values only, nothing to convert
+                self._connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
         with self._lock:
@@ -251,6 +277,16 @@ class ResultsStore:
         return [_cell(row) for row in rows]
 
     # -- cells --------------------------------------------------------------------
+
+    async def record_sending(self, run_id: str, cell: int) -> None:
+        """The cell's create is about to leave (a cell marked so and never answered is
+        "in doubt" when resumed: it may have been created)."""
+        await self._run(
+            "UPDATE cells SET state = 'sending', status = NULL, error = NULL,"
+            " error_type = NULL, ended_at = NULL WHERE run_id = ? AND cell = ?"
+            " AND (state != 'done' OR status = ?)",
+            (run_id, cell, IN_DOUBT),
+        )
 
     async def record_sent(self, run_id: str, cell: int, prediction_id: str) -> None:
         """The cell's create answered with ``prediction_id``."""
