@@ -42,6 +42,8 @@ __all__ = [
     "ResultCollector",
     "StatusChanged",
     "compare_results",
+    "failure_prediction",
+    "failure_status",
     "first_success",
     "open_fan_out",
 ]
@@ -341,7 +343,9 @@ class ComparisonResult:
         return self.status == "succeeded"
 
 
-def _failure_status(error: Exception) -> str:
+def failure_status(error: Exception) -> str:
+    """The status a failed call is reported with (in a :class:`ComparisonResult`, a
+    results database): the service's own, or ``timeout``, ``not sent``, ``error``."""
     if isinstance(error, PredictionFailed):
         return "failed"
     if isinstance(error, PredictionCanceled):
@@ -353,7 +357,8 @@ def _failure_status(error: Exception) -> str:
     return "error"
 
 
-def _failure_prediction(error: Exception) -> Prediction | None:
+def failure_prediction(error: Exception) -> Prediction | None:
+    """The last state of the prediction a failure carries, if it carries one."""
     prediction = getattr(error, "prediction", None)
     return prediction if isinstance(prediction, Prediction) else None
 
@@ -396,11 +401,11 @@ class ResultCollector:
                 prediction=prediction,
             )
         elif isinstance(event, Failed):
-            known = _failure_prediction(event.error) or self._latest[index]
+            known = failure_prediction(event.error) or self._latest[index]
             self._results[index] = ComparisonResult(
                 index=index,
                 model=event.model,
-                status=_failure_status(event.error),
+                status=failure_status(event.error),
                 text="".join(self._texts[index]) or None,
                 error=event.error,
                 latency=event.elapsed,

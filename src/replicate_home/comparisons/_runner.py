@@ -30,8 +30,7 @@ from typing import Any
 import anyio
 
 from .._client import BaseClient
-from .._exceptions import PredictionCanceled, PredictionFailed, PredictionNotSent, PredictionTimeout
-from .._fanout import Chunk, Failed, Finished, Image, Progress
+from .._fanout import Chunk, Failed, Finished, Image, Progress, failure_prediction, failure_status
 from .._models import Deployment, Prediction
 from .._replicate_api import ReplicateAPI
 from .._service import PredictionCall
@@ -79,18 +78,6 @@ class RunProgress:
     waiting: int
     failed: int
     remaining: float | None
-
-
-def _failure_status(error: Exception) -> str:
-    if isinstance(error, PredictionFailed):
-        return "failed"
-    if isinstance(error, PredictionCanceled):
-        return error.status
-    if isinstance(error, PredictionTimeout):
-        return "timeout"
-    if isinstance(error, PredictionNotSent):
-        return "not sent"
-    return "error"
 
 
 def _canonical(values: Mapping[str, Any]) -> str:
@@ -361,18 +348,18 @@ async def _drive(
                     report()
                 elif isinstance(event, Failed):
                     error = event.error
-                    last = getattr(error, "prediction", None)
+                    last = failure_prediction(error)
                     prediction_id = getattr(error, "prediction_id", None)
                     await store.record_end(
                         run.id,
                         cell.cell,
-                        status=_failure_status(error),
+                        status=failure_status(error),
                         prediction_id=prediction_id if isinstance(prediction_id, str) else None,
                         output_text="".join(texts[index]) or None,
                         error=str(error),
                         error_type=type(error).__name__,
                         latency=event.elapsed,
-                        predict_time=last.predict_time if isinstance(last, Prediction) else None,
+                        predict_time=None if last is None else last.predict_time,
                     )
                     ended[index] = True
                     tally.running -= created[index]
