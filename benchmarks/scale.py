@@ -74,6 +74,7 @@ async def _work(url: str, prompts: list[str], database: str, bulk: bool) -> dict
         "failed": sum(1 for cell in cells if cell.status != "succeeded"),
         "ended": {cell.prediction_id: cell.ended_at for cell in cells if cell.prediction_id},
         "throttles_seen": throttles,
+        "sent": sorted(cell.sent_at for cell in cells if cell.sent_at),
         "allowed_per_minute": allowed,
     }
 
@@ -155,7 +156,15 @@ def _scenario(
         "cpu": sum(result["cpu"] for result in results),
         "rss_mib": max(result["rss_peak_kib"] for result in results) / 1024,
         "allowed": [round(result["allowed_per_minute"]) for result in results],
+        # Each process's first and last create answered, seconds after the first of all.
+        "spans": _spans([result["sent"] for result in results]),
     }
+
+
+def _spans(sent: list[list[str]]) -> list[tuple[float, float]]:
+    times = [[datetime.fromisoformat(moment).timestamp() for moment in each] for each in sent]
+    start = min((each[0] for each in times if each), default=0.0)
+    return [(round(each[0] - start, 1), round(each[-1] - start, 1)) for each in times if each]
 
 
 def run(settings: Settings) -> list[Table]:

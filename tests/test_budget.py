@@ -45,10 +45,9 @@ def test_a_429_lowers_the_rate_once_per_episode() -> None:
     bucket.throttled(1.0, sent_at=0.0)
     assert bucket.allowed_per_minute == pytest.approx(600 * DECREASE)
     assert (bucket.throttles, bucket.decreases) == (2, 1)
-    # Paused: the next request leaves when the service said one may (Retry-After).
-    assert bucket.delay() > 0.5
-    clock.now = 0.99
-    assert bucket.delay() == pytest.approx(0.01)
+    # "Retry-After: 1" is less than a second, rounded up: no pause beyond restarting
+    # empty, so the next request leaves one token later at the lowered rate.
+    assert bucket.delay() == pytest.approx(1 / bucket.rate)
     clock.now = 1.0
     assert bucket.delay() == 0.0
     clock.now = 2.0
@@ -67,13 +66,15 @@ def test_a_retry_after_longer_than_the_lowest_limit_pauses_but_does_not_pin_the_
     bucket = TokenBucket(600, clock=clock)
     bucket.throttled(60.0)  # an outage or a window, not one token a minute
     assert bucket.allowed_per_minute == pytest.approx(LOWEST_LIMIT)
-    clock.now = 59.9  # honoured: nothing leaves before it
+    first = 59.0 + 1 / bucket.rate  # the pause (n - 1 s), then one token
+    assert first >= 60.0  # honoured: nothing leaves before it
+    clock.now = first - 0.01
     assert bucket.delay() > 0
-    clock.now = 60.001
+    clock.now = first + 0.001
     assert bucket.delay() == 0.0
     # Further 429s still lower it (down to the floor) by the multiplicative rule.
-    clock.now = 61.0
-    bucket.throttled(60.0, sent_at=61.0)
+    clock.now = 80.0
+    bucket.throttled(60.0, sent_at=80.0)
     assert bucket.allowed_per_minute == pytest.approx(LOWEST_LIMIT * DECREASE)
 
 
@@ -132,6 +133,23 @@ def test_the_climb_is_additive_so_shares_of_one_limit_converge() -> None:
     gained_large = large.allowed_per_minute / 60 - 6.0
     assert gained_small == pytest.approx(gained_large, rel=0.01)
     assert gained_small == pytest.approx(CLIMB * 10, rel=0.01)
+
+
+def test_past_the_rate_of_its_last_429_the_climb_probes_multiplicatively() -> None:
+    bucket = TokenBucket(600, clock=Clock())
+    bucket._allowed = 4.0
+    bucket.throttled(1.0)  # at 4 a second: lowered to 3.4
+    below = bucket.allowed_per_minute / 60
+    bucket.succeeded()
+    additive = bucket.allowed_per_minute / 60 - below
+    assert additive == pytest.approx(min(CLIMB * 10 / below, MAX_STEP * below))
+    for _ in range(200):
+        bucket.succeeded()
+        if bucket.allowed_per_minute / 60 >= 4.0:
+            break
+    rate = bucket.allowed_per_minute / 60
+    bucket.succeeded()  # past 4 a second with no 429: the limit has moved
+    assert bucket.allowed_per_minute / 60 == pytest.approx(rate * (1 + MAX_STEP))
 
 
 @given(

@@ -10,8 +10,8 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, asynccontextmanager
 from pathlib import Path
 
 import anyio
@@ -544,3 +544,34 @@ async def test_killed_between_a_creates_answer_and_its_commit_it_is_never_sent_t
     assert again.returncode == 0
     assert [r["status"] for r in json.loads(again.stdout)] == ["succeeded"] * cells
     assert emulator.stats().creates == cells + 1  # only when asked
+
+
+@pytest.mark.slow
+def test_cli_prompt_set_with_deployments_and_a_webhook(
+    emulator_in_subprocess: Callable[..., AbstractContextManager[str]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with emulator_in_subprocess("--duration", "0.2", "--deploy", f"acme/chat={LLAMA}") as url:
+        monkeypatch.setenv("REPLICATE_API_TOKEN", TOKEN)
+        monkeypatch.setenv("REPLICATE_BASE_URL", url)
+        db = ["--db", str(tmp_path / "runs.db")]
+        hook = ["--webhook", "http://127.0.0.1:9/hook", "--webhook-events", "completed"]
+        argv = ["compare", "--json", *db, *hook, "--name", "mixed", "-p", "a", "-p", "b"]
+        assert main([*argv, "-m", LLAMA, "-d", "acme/chat"]) == 0
+        cells = json.loads(capsys.readouterr().out)
+        assert [(c["prompt"], c["model"], c["status"]) for c in cells] == [
+            ("a", LLAMA, "succeeded"),
+            ("a", "deployment:acme/chat", "succeeded"),
+            ("b", LLAMA, "succeeded"),
+            ("b", "deployment:acme/chat", "succeeded"),
+        ]
+        assert main(["compare", *db, "--resume", "mixed", *hook]) == 2
+        assert "webhook recorded with the run" in capsys.readouterr().err
+        assert main(["compare", *db, "--resend-in-doubt", "-p", "a", "-m", LLAMA]) == 2
+        assert "--resend-in-doubt goes with --resume" in capsys.readouterr().err
+        assert main(["compare", "--json", *db, "--resume", "mixed"]) == 0  # nothing left
+    with sqlite3.connect(tmp_path / "runs.db") as database:
+        (settings,) = database.execute("SELECT settings FROM runs").fetchone()
+    assert json.loads(settings)["webhook_events_filter"] == ["completed"]

@@ -32,6 +32,10 @@ that model of the service:
   faster, so shares drifted apart; four processes used 79 % of the limit.) At low rates,
   where the additive step would be a large fraction of the rate, ``MAX_STEP`` keeps the
   climb at about one 429 per 8 or 9 successes.
+- **Probing past the last limit.** Once the rate is back above the rate its last 429
+  came at, and still no 429, the limit has moved (another process on the token stopped,
+  the account's credit was topped up): the rate then climbs by ``MAX_STEP`` of itself
+  per success, so a process left alone takes the freed share in seconds, not minutes.
 - **Retry-After.** A 429 pauses the whole bucket (every call on the client) for
   ``Retry-After`` (1 s when none; at most :data:`MAX_PAUSE`). Under the token-bucket
   model a ``Retry-After`` of n ≥ 2 also bounds the service's rate: less than one token
@@ -118,6 +122,7 @@ class TokenBucket:
         self._lowered_at = -math.inf
         self._successes: deque[float] = deque()  # when, over the last WINDOW seconds
         self._lock: anyio.Lock | None = None
+        self._limit_seen = self.ceiling  # the rate the last decrease was made from
         self.throttles = 0  # 429s seen
         self.decreases = 0  # of which lowered the rate
 
@@ -180,6 +185,7 @@ class TokenBucket:
             now = self._clock()
             self._lowered_at = now
             self.decreases += 1
+            self._limit_seen = self._allowed
             lowered = self._allowed * DECREASE
             measured = self._measured(now)
             if measured is not None:
@@ -190,10 +196,15 @@ class TokenBucket:
             self._allowed = max(self._floor, lowered)
             if self._tokens is not None:
                 self._tokens = min(self._tokens, self.capacity)
-        # Empty when the pause ends, so the pause ends one token early: the first request
-        # leaves when the service said it may, not a refill later.
+        # Retry-After is whole seconds, rounded up: the service's wait lies in (n - 1, n].
+        # The bucket pauses for the part certainly needed, n - 1, and restarts empty, so
+        # its first request leaves one token (at the lowered rate) later. For n >= 2 the
+        # rate is at most one a second by then, so that is n seconds or more; for n = 1
+        # ("less than a second": a tenth of one at 600 a minute), a full second's pause
+        # cost every process that drew a 429 a second of its share. The request that drew
+        # the 429 waits the whole Retry-After before it is sent again (the engine's retry).
         wait = 1.0 if retry_after is None else retry_after
-        self.pause(max(0.0, wait - 1.0 / self.rate))
+        self.pause(max(0.0, math.ceil(wait) - 1.0))
 
     def _measured(self, now: float) -> float | None:
         """Successes a second over the last :data:`WINDOW` seconds (over at least one
@@ -217,7 +228,10 @@ class TokenBucket:
         if self._allowed < self.ceiling:
             if self._tokens is not None:  # count the refill so far at the old rate
                 self._refill(now)
-            step = min(CLIMB * self.ceiling / self._allowed, MAX_STEP * self._allowed)
+            if self._allowed >= self._limit_seen:  # past the last 429's rate: probe
+                step = MAX_STEP * self._allowed
+            else:
+                step = min(CLIMB * self.ceiling / self._allowed, MAX_STEP * self._allowed)
             self._allowed = min(self.ceiling, self._allowed + step)
 
     async def acquire(self) -> None:
