@@ -415,10 +415,13 @@ def test_wait_is_validated(wait: object) -> None:
         ReplicateAPI(TOKEN, wait=wait)  # type: ignore[arg-type]
 
 
-def test_token_bucket_holds_one_second_less_one_and_refills_continuously() -> None:
+def test_token_bucket_holds_one_second_less_its_headroom_and_refills_continuously() -> None:
     now = [0.0]
-    bucket = TokenBucket(600, clock=lambda: now[0])  # 10 a second: a burst of 9
-    assert [bucket.delay() for _ in range(9)] == [0.0] * 9
+    bucket = TokenBucket(600, clock=lambda: now[0])  # 10 a second, less 0.2 s: 8 at once
+    assert bucket.delay() == 0.0  # one token to start with, not a burst
+    assert bucket.delay() == pytest.approx(0.1)
+    now[0] += 5.0  # idle: full
+    assert [bucket.delay() for _ in range(8)] == [0.0] * 8
     assert bucket.delay() == pytest.approx(0.1)
     now[0] += 0.25
     assert bucket.delay() == 0.0  # 2.5 tokens came back
