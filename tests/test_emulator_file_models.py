@@ -162,6 +162,13 @@ async def test_speech_to_text_states_the_audio_length_and_hash() -> None:
         assert output["segments"][0]["text"] == output["transcription"]
         assert output["translation"] == output["transcription"]
         assert output["detected_language"] == "english"
+        srt = (await run(client, WHISPER, audio=url, transcription="srt"))["output"]
+        assert srt["transcription"] == (
+            f"1\n00:00:00,000 --> 00:00:00,625\n{transcription_text(audio)}\n"
+        )
+        vtt = (await run(client, WHISPER, audio=url, transcription="vtt"))["output"]
+        assert vtt["transcription"].startswith("WEBVTT\n\n00:00:00.000 --> 00:00:00.625\n")
+        assert transcription_text(audio) in vtt["transcription"]
 
 
 async def test_the_video_downloads_streamed_with_its_length_and_hash() -> None:

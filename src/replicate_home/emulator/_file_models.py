@@ -112,10 +112,28 @@ def transcription_text(audio: bytes | FileDigest) -> str:
     return f"The audio is {digest.length} bytes long and its SHA-256 is {digest.sha256}."
 
 
-def transcription_output(audio: FileDigest, translate: bool = False) -> dict[str, Any]:
-    """The speech-to-text model's output, shaped like a Whisper model's on Replicate."""
+def _timestamp(seconds: float, separator: str) -> str:
+    millis = round(seconds * 1000)
+    hours, rest = divmod(millis, 3_600_000)
+    minutes, rest = divmod(rest, 60_000)
+    return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}{separator}{rest % 1000:03d}"
+
+
+def transcription_output(
+    audio: FileDigest, transcription: str = "plain text", translate: bool = False
+) -> dict[str, Any]:
+    """The speech-to-text model's output, shaped like a Whisper model's on Replicate:
+    ``transcription`` in the format asked (``"plain text"``, ``"srt"`` or ``"vtt"``; the
+    sentence of :func:`transcription_text` in each), ``segments``, ``translation`` (with
+    ``translate``) and ``detected_language``."""
     text = transcription_text(audio)
     seconds = round(audio.length / 16000, 3)  # as if 16 kHz, 8-bit mono
+    if transcription == "srt":
+        formatted = f"1\n{_timestamp(0, ',')} --> {_timestamp(seconds, ',')}\n{text}\n"
+    elif transcription == "vtt":
+        formatted = f"WEBVTT\n\n{_timestamp(0, '.')} --> {_timestamp(seconds, '.')}\n{text}\n"
+    else:
+        formatted = text
     return {
         "segments": [
             {
@@ -131,7 +149,7 @@ def transcription_output(audio: FileDigest, translate: bool = False) -> dict[str
                 "no_speech_prob": 0.0,
             }
         ],
-        "transcription": text,
+        "transcription": formatted,
         "translation": text if translate else None,
         "txt_file": None,
         "srt_file": None,

@@ -594,7 +594,11 @@ def _file_output(pred: Prediction, file_url: FileUrl, file_output: FileOutput) -
     if override is not None:
         return list(override)
     if pred.kind == "speech-to-text":
-        return transcription_output(pred.files["audio"], bool(pred.input.get("translate")))
+        return transcription_output(
+            pred.files["audio"],
+            str(pred.input.get("transcription", "plain text")),
+            bool(pred.input.get("translate")),
+        )
     as_data = (pred.scenario.file_output or file_output) == "data"
     files: list[str] = []
     for name, content_type in _output_files(pred):
