@@ -233,6 +233,11 @@ def run(settings: Settings) -> list[Table]:
         "completed_at (same machine clock).",
         "429s and requests: the emulator's counts (creates, polls, streams, the listing "
         "the benchmark reads once).",
+        "four processes: each one's last create answered at "
+        + ", ".join(f"{end:g}" for _, end in four["spans"])
+        + " s after the first create; their budgets ended at "
+        + ", ".join(str(allowed) for allowed in four["allowed"])
+        + " creates a minute (equal shares finish together).",
     ]
     return [table]
 
