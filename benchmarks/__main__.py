@@ -38,7 +38,10 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Path | None], list[Table]]]
     "cancel": ("cancellation latency", lambda s, _: cancellation.run(s)),
     "api": ("the official API vs the official client", lambda s, _: api_vs_official.run(s)),
     "stream": ("streaming cost per event", lambda s, _: streaming.run(s)),
-    "scale": ("a prompt set at scale under the rate limits", lambda s, _: scale.run(s)),
+    "scale": (
+        "a prompt set at scale under the rate limits",
+        lambda s, plot: scale.run(s, None if plot is None else scale.PLOT),
+    ),
     "uploads": ("a fan-out over one file", lambda s, _: uploads.run(s)),
 }
 

@@ -158,6 +158,7 @@ def _scenario(
         "allowed": [round(result["allowed_per_minute"]) for result in results],
         # Each process's first and last create answered, seconds after the first of all.
         "spans": _spans([result["sent"] for result in results]),
+        "sent": [result["sent"] for result in results],
     }
 
 
@@ -167,13 +168,52 @@ def _spans(sent: list[list[str]]) -> list[tuple[float, float]]:
     return [(round(each[0] - start, 1), round(each[-1] - start, 1)) for each in times if each]
 
 
-def run(settings: Settings) -> list[Table]:
+#: Where a full run draws the four processes' creates over time.
+PLOT = REPO_ROOT / "docs" / "img" / "scale-creates.png"
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """Each process's creates over time, their sum, and the create limit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    times = [
+        sorted(datetime.fromisoformat(moment).timestamp() for moment in sent)
+        for sent in result["sent"]
+    ]
+    start = min(each[0] for each in times if each)
+    figure, axes = plt.subplots(figsize=(8, 4.4))
+    for number, each in enumerate(times, 1):
+        axes.step(
+            [t - start for t in each],
+            range(1, len(each) + 1),
+            where="post",
+            label=f"process {number}",
+        )
+    total = sorted(t - start for each in times for t in each)
+    axes.step(total, range(1, len(total) + 1), where="post", color="black", label="all four")
+    axes.plot([0, len(total) / CREATES_PER_SECOND], [0, len(total)], "k--", linewidth=1)
+    axes.annotate("the create limit (10 a second)", (len(total) / CREATES_PER_SECOND / 2, 600))
+    axes.set_xlabel("seconds after the first create")
+    axes.set_ylabel("creates answered")
+    axes.set_title(f"Four processes on one token, no shared store: {len(total)} creates")
+    axes.legend(fontsize=8, loc="upper left")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def run(settings: Settings, plot_path: Path | None = None) -> list[Table]:
     cells = settings.pick(1000, 40)
     durations = settings.pick([2.0, 4.0, 6.0, 8.0, 10.0], [0.5, 1.0])
     with tempfile.TemporaryDirectory() as directory:
         each = _scenario(1, cells, durations, Path(directory), bulk=False)
         one = _scenario(1, cells, durations, Path(directory))
         four = _scenario(4, cells, durations, Path(directory))
+    if plot_path is not None:
+        plot(four, plot_path)
     table = Table(
         f"A prompt set at scale: N = {cells} cells (text that streams, images that poll; "
         f"{min(durations):g}-{max(durations):g} s) under 600 creates / 3000 requests a minute",

@@ -95,17 +95,30 @@ def test_the_bucket_starts_with_one_token_and_keeps_headroom() -> None:
 def test_the_rate_measured_lately_bounds_the_cut_but_never_below_half() -> None:
     clock = Clock()
     bucket = TokenBucket(600, clock=clock)
+    high = TokenBucket(600, clock=clock)
+    assert bucket.delay() == high.delay() == 0.0  # both in use from 0 s
     for step in range(20):  # 2 a second got through over 10 s
-        clock.now = step * 0.5
+        clock.now = 0.5 + step * 0.5
         bucket.succeeded()
     bucket.throttled(1.0)
     assert bucket.allowed_per_minute == pytest.approx(600 * MAX_CUT)
-    high = TokenBucket(600, clock=clock)
     for step in range(60):  # 6 a second: between the cut and the decrease
         clock.now = 20 + step / 6
         high.succeeded()
     high.throttled(1.0)
     assert high.allowed_per_minute == pytest.approx(60 * 60 / (59 / 6))
+
+
+def test_a_bucket_younger_than_the_window_is_not_cut_to_its_measured_rate() -> None:
+    # A process that has just started has not shown its rate: only the decrease applies.
+    clock = Clock()
+    bucket = TokenBucket(600, clock=clock)
+    assert bucket.delay() == 0.0
+    for step in range(5):
+        clock.now = 0.2 * step
+        bucket.succeeded()
+    bucket.throttled(1.0)
+    assert bucket.allowed_per_minute == pytest.approx(600 * DECREASE)
 
 
 def test_successes_climb_back_to_the_ceiling_and_no_further() -> None:

@@ -20,7 +20,7 @@ that model of the service:
   episode: the 429s of requests already sent when the rate was lowered say nothing about
   the new rate), or lowers it to what got through over the last :data:`WINDOW` seconds
   if that is lower (never below :data:`MAX_CUT` of it: a client that was idle sent less
-  than it could have).
+  than it could have; and only once the bucket has been in use for a whole window).
 - **Additive increase.** While requests succeed the rate climbs by :data:`CLIMB` of the
   ceiling per second (spread over the successes), but by at most :data:`MAX_STEP` of
   itself per success. Additive increase with multiplicative decrease is the rule under
@@ -118,6 +118,7 @@ class TokenBucket:
         self._clock = clock or anyio.current_time
         self._tokens: float | None = None  # one, from the first use (needs a running loop)
         self._updated = 0.0
+        self._started = math.inf  # the first use
         self._paused_until = 0.0
         self._lowered_at = -math.inf
         self._successes: deque[float] = deque()  # when, over the last WINDOW seconds
@@ -144,7 +145,7 @@ class TokenBucket:
 
     def _refill(self, now: float) -> float:
         if self._tokens is None:
-            self._tokens, self._updated = 1.0, now
+            self._tokens, self._updated, self._started = 1.0, now, now
         elapsed = max(0.0, now - self._updated)
         self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
         self._updated = now
@@ -208,7 +209,12 @@ class TokenBucket:
 
     def _measured(self, now: float) -> float | None:
         """Successes a second over the last :data:`WINDOW` seconds (over at least one
-        second), or ``None`` without any."""
+        second), or ``None`` without any, or before the bucket has been in use for a whole
+        window: a process that has just started has not shown its rate yet, and cutting
+        it to what it got through so far starved it (one of four processes sharing a
+        limit ran at a tenth of it, and finished alone a minute after the others)."""
+        if now - self._started < WINDOW:
+            return None
         successes = self._successes
         while successes and successes[0] < now - WINDOW:
             successes.popleft()
