@@ -40,7 +40,8 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Path | None], list[Table]]]
     "stream": ("streaming cost per event", lambda s, _: streaming.run(s)),
     "scale": (
         "a prompt set at scale under the rate limits",
-        lambda s, plot: scale.run(s, None if plot is None else scale.PLOT),
+        # Beside the detection plot, wherever that goes (docs/img/ on a full run).
+        lambda s, plot: scale.run(s, None if plot is None else plot.with_name(scale.PLOT.name)),
     ),
     "uploads": ("a fan-out over one file", lambda s, _: uploads.run(s)),
 }

@@ -67,6 +67,8 @@ def test_the_quick_run_prints_every_table(tmp_path: Path) -> None:
         assert len(rows) >= 2, table  # a header and at least one result
         assert "CPython" in table or "PyPy" in table  # the machine line
     assert plot.read_bytes().startswith(b"\x89PNG")
+    # The scale plot goes beside it, never into docs/img/ on a quick run.
+    assert (tmp_path / "scale-creates.png").read_bytes().startswith(b"\x89PNG")
     assert output.read_text().count("### ") == len(TITLES)
 
 
