@@ -6,7 +6,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -27,7 +27,7 @@ from ._exceptions import (
     UploadFailed,
     excerpt,
 )
-from ._files import UploadedFile, check_input, is_file_input, origin_of, read_uploaded_file
+from ._files import UploadedFile, check_input, origin_of, read_uploaded_file
 from ._home import resolve_base_url
 from ._models import Deployment, Prediction
 from ._prompt import Messages, format_prompt
@@ -40,6 +40,7 @@ from ._uploads import (
     check_data_size,
     check_file_encoding,
     encode_inputs,
+    file_inputs,
     open_source,
 )
 from ._version import __version__
@@ -310,7 +311,7 @@ class ApiService:
     async def resolve(self, call: PredictionCall, send: Send) -> PredictionCall:
         """File inputs are uploaded (or become ``data:`` URIs); a community model already
         looked up runs at its latest version."""
-        if any(map(is_file_input, _values(call.input))):
+        if next(file_inputs(call.input), None) is not None:
             mode = call.file_encoding or self.file_encoding
 
             async def upload(value: Any) -> tuple[str, int]:
@@ -585,18 +586,6 @@ def _url(url: str) -> httpx.URL | None:
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     """Scheme, host and port, with the scheme's default port made explicit."""
     return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
-
-
-def _values(value: Any) -> Iterator[Any]:
-    """Every value in ``value``, however deep in lists and dicts."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        yield item
-        if isinstance(item, Mapping):
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
 
 
 def _same_origin(url: str, base_url: str) -> bool:

@@ -713,7 +713,7 @@ _MAGIC = (
 
 
 def is_file_input(value: object) -> bool:
-    """Whether ``value`` is something :func:`encode_file_inputs` sends as a file."""
+    """Whether ``value`` is sent as a file (a path, a binary file object or bytes)."""
     return isinstance(value, (os.PathLike, anyio.Path, io.IOBase, bytes, bytearray, memoryview))
 
 

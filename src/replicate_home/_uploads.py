@@ -57,6 +57,7 @@ __all__ = [
     "check_data_size",
     "check_file_encoding",
     "encode_inputs",
+    "file_inputs",
     "open_source",
 ]
 
@@ -98,7 +99,7 @@ def check_file_encoding(value: object) -> FileEncoding | None:
     raise ValueError(f"file_encoding must be 'upload' or 'data', not {value!r}")
 
 
-def _file_inputs(value: Any) -> Iterator[Any]:
+def file_inputs(value: Any) -> Iterator[Any]:
     """Every file input in ``value``, however deep, each object once."""
     seen: set[int] = set()
     stack = [value]
@@ -141,7 +142,7 @@ def check_data_size(value: Any, limit: int = MAX_DATA_BYTES) -> None:
     whose size is known without reading them add up to more than ``limit`` bytes: too
     large to send as ``data:`` URIs. Others are checked as they are read."""
     total = 0
-    for item in _file_inputs(value):
+    for item in file_inputs(value):
         total += _known_size(item) or 0
         if total > limit:
             raise FileTooLarge(total, limit)
