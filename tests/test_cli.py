@@ -18,7 +18,10 @@ import pytest
 
 import replicate_home.emulator
 from replicate_home import ReplicateHome
-from replicate_home._cli import UsageError, build_parser, choose_target, main
+from replicate_home.cli import main
+from replicate_home.cli._common import UsageError
+from replicate_home.cli._parser import build_parser
+from replicate_home.cli._plan import choose_target
 from replicate_home.emulator import Emulator, Scenario
 
 Spawn = Callable[..., AbstractContextManager[str]]
@@ -181,7 +184,7 @@ def test_a_defect_is_one_line_too_and_the_traceback_is_for_v(
     async def broken(*args: Any) -> int:
         raise RuntimeError("a bug\nover two lines")
 
-    monkeypatch.setattr("replicate_home._cli.generate_command", broken)
+    monkeypatch.setattr("replicate_home.cli._main.generate_command", broken)
     assert main(["generate", "--emulator", *(["-v"] if verbose else []), "hi"]) == 1
     out, err = capsys.readouterr()
     assert out == ""
@@ -286,7 +289,7 @@ def test_compare_off_a_terminal_prints_markdown_with_every_whole_output(
 def test_compare_on_a_terminal_prints_a_table(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("replicate_home._cli.is_terminal", lambda stream: True)
+    monkeypatch.setattr("replicate_home.cli._compare.is_terminal", lambda stream: True)
     monkeypatch.setenv("COLUMNS", "200")  # wide enough that no URL is folded
     assert main(["compare", "--emulator", "-m", "gemma-2b", "-m", "sdxl", "a cat"]) == 0
     out = capsys.readouterr().out
@@ -467,7 +470,7 @@ RUNNER = textwrap.dedent(
     """
     import json, sys
     import replicate_home.emulator as emulator_module
-    from replicate_home._cli import main
+    from replicate_home.cli import main
     from replicate_home.emulator import Emulator, Scenario
 
     scripts = json.loads(sys.argv[1])
@@ -601,7 +604,7 @@ def test_compare_runs_without_rich(tmp_path: Path) -> None:
     goes on without its live line."""
     code = (
         "import sys; sys.modules['rich'] = None\n"
-        "from replicate_home._cli import main\n"
+        "from replicate_home.cli import main\n"
         "assert main(['compare', '--emulator', '-m', 'gemma-2b', 'a hat']) == 0\n"
         "sys.exit(main(['compare', '--emulator', '-m', 'gemma-2b', '-p', 'a', '-p', 'b',"
         f" '--db', {str(tmp_path / 'runs.db')!r}]))"
@@ -617,7 +620,7 @@ def test_compare_runs_without_rich(tmp_path: Path) -> None:
 def test_without_the_emulator_installed_it_says_so_and_exits_2() -> None:
     code = (
         "import sys; sys.modules['hypercorn'] = sys.modules['starlette'] = None\n"
-        "from replicate_home._cli import main; sys.exit(main(sys.argv[1:]))"
+        "from replicate_home.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     done = subprocess.run(
         [sys.executable, "-c", code, "generate", "--emulator", "hi"],

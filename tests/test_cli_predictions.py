@@ -10,7 +10,7 @@ from contextlib import AbstractContextManager
 import httpx
 import pytest
 
-from replicate_home._cli import main
+from replicate_home.cli import main
 
 Spawn = Callable[..., AbstractContextManager[str]]
 SECRET = "r8_cli_predictions_secret"
@@ -110,7 +110,7 @@ def test_deployments_on_the_command_line(
 def test_generate_draws_an_image_models_progress_on_a_terminal(
     api_emulator: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("replicate_home._cli.is_terminal", lambda stream: True)
+    monkeypatch.setattr("replicate_home.cli._generate.is_terminal", lambda stream: True)
     assert (
         main(
             ["generate", "-m", "black-forest-labs/flux-schnell", "--poll-interval", "0.05", "a fox"]

@@ -10,7 +10,7 @@ import pytest
 
 import replicate_home.emulator
 from replicate_home import _files
-from replicate_home._cli import main
+from replicate_home.cli import main
 from replicate_home.emulator import Emulator, Scenario
 
 

@@ -22,7 +22,7 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from replicate_home import Deployment, ReplicateAPI, ReplicateHome
-from replicate_home._cli import main
+from replicate_home.cli import main
 from replicate_home.comparisons import (
     IN_DOUBT,
     SCHEMA,
@@ -485,7 +485,7 @@ async def test_a_database_from_before_the_schema_version_opens(tmp_path: Path) -
 _KILLED_AFTER_CREATE = """
 import os, signal, sys
 from replicate_home.comparisons import _store
-from replicate_home._cli import main
+from replicate_home.cli import main
 
 async def killed(self, run_id, cell, prediction_id):
     os.kill(os.getpid(), signal.SIGKILL)

@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from replicate_home import ReplicateAPI
-from replicate_home._cli import main
 from replicate_home._uploads import FileEncoding
+from replicate_home.cli import main
 from replicate_home.emulator import (
     Emulator,
     Scenario,

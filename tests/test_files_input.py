@@ -14,9 +14,10 @@ import anyio
 import pytest
 
 from replicate_home import ReplicateAPI
-from replicate_home._cli import main, parse_inputs
 from replicate_home._files import check_input, content_type_of
 from replicate_home._uploads import FileEncoding
+from replicate_home.cli import main
+from replicate_home.cli._plan import parse_inputs
 from replicate_home.emulator import Emulator, Scenario
 
 pytestmark = pytest.mark.anyio

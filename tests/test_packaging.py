@@ -21,9 +21,9 @@ MODULE_OF = {"httpx-sse": "httpx_sse"}
 
 #: Modules that only the given extra may import (the command line's modules, the emulator).
 EXTRA_OF = {
-    "_cli.py": "cli",
-    "_cli_runs.py": "cli",
-    "_compare_view.py": "cli",
+    "cli/_compare.py": "cli",
+    "cli/_runs.py": "cli",
+    "cli/_terminal_view.py": "cli",
     "emulator": "emulator",
     "comparisons/_report.py": "report",
 }

@@ -10,7 +10,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ._fanout import ComparisonResult, Event, Failed, Finished, Progress, StatusChanged
+from .._fanout import ComparisonResult, Event, Failed, Finished, Progress, StatusChanged
 
 __all__ = ["LiveView", "results_table"]
 

@@ -9,13 +9,18 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from ._api import API_IMAGE_MODELS
-from ._cli_args import positive_float, positive_int
-from ._models import Prediction
-from ._replicate_api import ReplicateAPI
-from ._run import Output
+from .._api import API_IMAGE_MODELS
+from .._models import Prediction
+from .._replicate_api import ReplicateAPI
+from .._run import Output
+from ._common import EXIT_OK, Interrupt, Plan, open_client, positive_float, positive_int
 
-__all__ = ["add_predictions_parser", "prediction_json", "run_predictions"]
+__all__ = [
+    "add_predictions_parser",
+    "prediction_json",
+    "predictions_command",
+    "run_predictions",
+]
 
 #: ``predictions list`` shows this many by default (the account may have thousands).
 DEFAULT_LIMIT = 20
@@ -67,6 +72,16 @@ def add_predictions_parser(
         )
         action.add_argument("-v", "--verbose", action="store_true", help="log requests")
         action.set_defaults(service="api", poll_interval=None, inputs=[])
+
+
+async def predictions_command(plan: Plan, interrupt: Interrupt) -> int:
+    """The ``predictions`` command on the plan's client (the api service)."""
+    code = EXIT_OK
+    with interrupt.scope:
+        async with open_client(plan) as client:
+            assert isinstance(client, ReplicateAPI)  # the plan is always the api service
+            code = await run_predictions(client, plan.args, plan.out)
+    return code
 
 
 async def run_predictions(client: ReplicateAPI, args: argparse.Namespace, out: Writer) -> int:

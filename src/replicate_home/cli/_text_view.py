@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from ._fanout import ComparisonResult
+from .._fanout import ComparisonResult
 
 __all__ = ["markdown_report", "result_json"]
 

@@ -16,18 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from ._cli import (
-    EXIT_FAILED,
-    EXIT_INTERRUPTED,
-    EXIT_OK,
-    CommandError,
-    Interrupt,
-    Plan,
-    UsageError,
-    _webhook,
-    open_client,
-)
-from .comparisons import (
+from ..comparisons import (
     CellRecord,
     PromptRow,
     ResultsStore,
@@ -37,6 +26,17 @@ from .comparisons import (
     resume_comparison,
     run_comparison,
     write_report,
+)
+from ._common import (
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    CommandError,
+    Interrupt,
+    Plan,
+    UsageError,
+    open_client,
+    webhook_options,
 )
 
 __all__ = ["DEFAULT_DB", "check_prompt_set", "comparison_command", "report_command"]
@@ -209,7 +209,7 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
                             limit=args.limit,
                             run_id=args.name,
                             on_progress=display.update,
-                            **_webhook(plan),
+                            **webhook_options(plan),
                         )
                 if args.report is not None:
                     # While the client (and an emulator of this process) serves the images.

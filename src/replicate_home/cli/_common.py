@@ -1,0 +1,197 @@
+"""What several commands of the command line share: the exit statuses and the errors
+that set them, the checked plan a command runs, Ctrl-C as a cancellation, the client of
+the plan's service, and argument types. No command imports another through here: each
+imports this module, and the entry point (``_main``) imports the commands."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+import anyio
+import httpx
+
+from .._client import BaseClient
+from .._models import Deployment
+from .._provider import ReplicateHome
+from .._replicate_api import ReplicateAPI
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "Command",
+    "CommandError",
+    "Interrupt",
+    "LineTracker",
+    "Plan",
+    "Target",
+    "UsageError",
+    "is_terminal",
+    "make_client",
+    "one_line",
+    "open_client",
+    "positive_float",
+    "positive_int",
+    "webhook_options",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CommandError(Exception):
+    """An error to print as one line before exiting with status 1."""
+
+
+class UsageError(CommandError):
+    """Bad arguments, missing configuration or a missing extra: exit 2."""
+
+
+# -- argument types: a bad value is argparse's usage error (exit 2) before anything starts
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (value > 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds > 0, not {text}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text}")
+    return value
+
+
+# -- the plan ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """The service a command runs on; ``base_url`` ``None`` is an emulator started in
+    this process. ``notice`` is said on stderr before anything runs."""
+
+    service: str
+    base_url: str | None
+    token: str | None = field(default=None, repr=False)
+    notice: str | None = None
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A command, checked and resolved: what ``_main.run`` needs and nothing to validate."""
+
+    args: argparse.Namespace
+    target: Target
+    models: list[str | Deployment]
+    inputs: dict[str, Any] | None
+    #: ``compare`` with a prompt set (recorded, resumable): see ``_runs``.
+    prompt_set: bool = False
+    #: stdout, written through a tracker of its line ends.
+    out: LineTracker = field(default_factory=lambda: LineTracker(sys.stdout))
+
+
+def make_client(target: Target, args: argparse.Namespace, base_url: str) -> BaseClient:
+    """The client of ``target``'s service at ``base_url``, set up from the options."""
+    options: dict[str, Any] = {"timeout": args.timeout, "poll_interval": args.poll_interval}
+    if target.service == "home":
+        return ReplicateHome(base_url, **options)
+    if getattr(args, "file_encoding", None) is not None:
+        options["file_encoding"] = args.file_encoding
+    return ReplicateAPI(target.token, base_url=base_url, **options)
+
+
+def webhook_options(plan: Plan) -> dict[str, Any]:
+    """``--webhook`` and ``--webhook-events`` as keyword arguments (none when unset)."""
+    args = plan.args
+    if getattr(args, "webhook", None) is None:
+        return {}
+    return {"webhook": args.webhook, "webhook_events_filter": args.webhook_events}
+
+
+def one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    if isinstance(error, httpx.HTTPError) or not text:
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    return text
+
+
+class LineTracker:
+    """Writes to a text stream and remembers whether the last line was ended, so that
+    partial output can end its line before an error, and a log line on the same
+    terminal or file can start on a line of its own."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self.at_line_start = True
+
+    def write(self, text: str) -> None:
+        if text:
+            self._out.write(text)
+            self._out.flush()
+            self.at_line_start = text.endswith("\n")
+
+    def end_line(self) -> None:
+        if not self.at_line_start:
+            self.write("\n")
+
+
+def is_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` is a terminal (a person reads it, at its width)."""
+    return stream.isatty()
+
+
+# -- running ----------------------------------------------------------------------------
+
+
+@dataclass
+class Interrupt:
+    """Ctrl-C while a command runs cancels :attr:`scope` instead of raising, so the
+    command can still print what it has; a second Ctrl-C interrupts as usual."""
+
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    happened: bool = False
+
+    async def watch(self, *, task_status: anyio.abc.TaskStatus[None]) -> None:
+        with anyio.open_signal_receiver(signal.SIGINT) as signals:
+            task_status.started()
+            async for _ in signals:
+                self.happened = True
+                self.scope.cancel()
+                return
+
+
+Command = Callable[[Plan, Interrupt], Awaitable[int]]
+
+
+@asynccontextmanager
+async def open_client(plan: Plan) -> AsyncIterator[BaseClient]:
+    """The client of the plan's target, on an emulator started here where it says so."""
+    target, args = plan.target, plan.args
+    if target.base_url is not None:
+        async with make_client(target, args, target.base_url) as client:
+            yield client
+        return
+    from ..emulator import Emulator
+
+    async with (
+        Emulator().serve() as emulator,
+        make_client(target, args, emulator.base_url) as client,
+    ):
+        yield client
