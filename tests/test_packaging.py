@@ -26,6 +26,7 @@ EXTRA_OF = {
     "cli/_terminal_view.py": "cli",
     "emulator": "emulator",
     "comparisons/_report.py": "report",
+    "comparisons/_assertions.py": "scoring",
 }
 
 

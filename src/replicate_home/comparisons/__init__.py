@@ -5,25 +5,50 @@ results database (SQLite), resumable without a duplicate prediction, with an HTM
 ``resume_comparison(client, store, run_id)`` finishes an interrupted run;
 ``write_report(store, run_id, path)`` (the ``report`` extra: Jinja2) writes a
 self-contained page with the outputs side by side and the images saved beside it.
+
+Scoring: :class:`Assertion` checks on each output, :class:`Judge` models that score
+outputs by a rubric (:func:`parse_score` reads their answers), :func:`summarize` for
+per-model numbers, and :func:`leaderboard` for Bradley-Terry ratings from pairwise
+:class:`Vote` values.
 """
 
+from ._assertions import Assertion, AssertionResult, CellChecks
+from ._judging import Judge, Verdict, judge_prompt, parse_score
 from ._prompts import PromptRow, load_prompts, parse_prompts
+from ._ranking import Leaderboard, PairRecord, Rating, Vote, leaderboard
 from ._report import write_report
 from ._runner import RunProgress, resume_comparison, run_comparison
 from ._store import IN_DOUBT, SCHEMA, SCHEMA_VERSION, CellRecord, ResultsStore, RunRecord
+from ._summary import ErrorGroup, ModelSummary, summarize, threshold_failures
 
 __all__ = [
     "IN_DOUBT",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "Assertion",
+    "AssertionResult",
+    "CellChecks",
     "CellRecord",
+    "ErrorGroup",
+    "Judge",
+    "Leaderboard",
+    "ModelSummary",
+    "PairRecord",
     "PromptRow",
+    "Rating",
     "ResultsStore",
     "RunProgress",
     "RunRecord",
+    "Verdict",
+    "Vote",
+    "judge_prompt",
+    "leaderboard",
     "load_prompts",
     "parse_prompts",
+    "parse_score",
     "resume_comparison",
     "run_comparison",
+    "summarize",
+    "threshold_failures",
     "write_report",
 ]
