@@ -18,9 +18,10 @@ import httpx
 import pytest
 
 from replicate_home.emulator import Emulator, EmulatorStats, Fault, RequestRecord, Scenario
+from replicate_home.emulator._catalogue import MODELS
 from replicate_home.emulator._png import encode_png, gradient_png
 from replicate_home.emulator._server import serve_forever
-from replicate_home.emulator._simulation import MODELS, generate_text, make_prediction_id
+from replicate_home.emulator._simulation import generate_text, make_prediction_id
 
 pytestmark = pytest.mark.anyio
 

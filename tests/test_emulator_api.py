@@ -30,8 +30,9 @@ from replicate_home.emulator._api_rules import (
     parse_cancel_after,
     parse_prefer_wait,
 )
+from replicate_home.emulator._catalogue import MODELS
 from replicate_home.emulator._png import gradient_png
-from replicate_home.emulator._simulation import MODELS, StreamEvent, generate_text
+from replicate_home.emulator._simulation import StreamEvent, generate_text
 
 pytestmark = pytest.mark.anyio
 

@@ -28,7 +28,7 @@ from replicate_home.emulator import (
     transcription_text,
     video_sha256,
 )
-from replicate_home.emulator._files_routes import FileStore
+from replicate_home.emulator._file_store import FileStore
 from replicate_home.emulator._input_files import check_uri, resolve_uri
 from replicate_home.emulator._png import digest_png
 from replicate_home.emulator._schemas import input_schema

@@ -40,11 +40,13 @@ from contextlib import AbstractAsyncContextManager
 
 from starlette.types import ASGIApp
 
-from ._app import Emulator, EmulatorStats, RequestRecord
+from ._app import Emulator
+from ._catalogue import FILE_MODELS
 from ._file_models import transcription_text, video_sha256
 from ._png import png_text
+from ._recording import EmulatorStats, RequestRecord
+from ._scenarios import Fault, Scenario
 from ._schemas import DEFAULT_VIDEO_BYTES
-from ._simulation import FILE_MODELS, Fault, Scenario
 from ._webhooks import WebhookDelivery
 
 __all__ = [

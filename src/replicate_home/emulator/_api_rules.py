@@ -1,6 +1,8 @@
-"""Pure rules of the emulated ``/v1`` API: header grammars, rate limits, cursors, wire formats.
+"""Pure rules of the emulated ``/v1`` API: header grammars, rate limits, cursors, wire
+formats and the API's objects (predictions, models, versions, deployments).
 
-No I/O and no HTTP framework here: the route layer (:mod:`._api_routes`) calls these.
+No I/O and no HTTP framework here: the ``/v1`` route modules and the webhook sender call
+these.
 """
 
 from __future__ import annotations
@@ -13,12 +15,15 @@ import re
 from datetime import datetime, timezone
 from typing import Any
 
+from ._catalogue import ModelInfo
+from ._scenarios import FileOutput
 from ._schemas import input_schema, output_schema
-from ._simulation import ModelInfo, StreamEvent
+from ._simulation import Prediction, StreamEvent, render
 
 __all__ = [
     "MIN_CANCEL_AFTER",
     "TokenBucket",
+    "api_object",
     "decode_cursor",
     "deployment_object",
     "encode_cursor",
@@ -334,3 +339,38 @@ def quirky_json(obj: dict[str, Any], kind: str) -> bytes:
     text = json.dumps(quirky, ensure_ascii=False, separators=(",", ":"))
     duplicate = json.dumps(quirky["id"])
     return ('{"id":' + duplicate + "," + text[1:]).encode()
+
+
+def api_object(
+    base: str,
+    pred: Prediction,
+    now: float,
+    *,
+    as_created: bool = False,
+    stream_url: str | None = None,
+    file_output: FileOutput = "data",
+) -> dict[str, Any]:
+    """The ``/v1`` prediction object of ``pred`` at ``now``: its URLs under ``base``, its
+    output stream under ``stream_url`` (the stream origin) if it has one, image outputs
+    as ``file_output`` says where the scenario does not."""
+    obj = render(
+        pred,
+        now,
+        file_url=lambda prediction_id, name: f"{base}/_emulator/files/{prediction_id}/{name}",
+        as_created=as_created,
+        file_output=file_output,
+    )
+    if pred.is_terminal(now) and not as_created:
+        # Documented beside predict_time: from creation to the terminal status.
+        obj["metrics"]["total_time"] = round(pred.end_time - pred.created, 6)
+    urls = {
+        "cancel": f"{base}/v1/predictions/{pred.id}/cancel",
+        "get": f"{base}/v1/predictions/{pred.id}",
+    }
+    if pred.stream_key and stream_url is not None:
+        urls["stream"] = f"{stream_url}/v1/streams/{pred.stream_key}"
+    urls["web"] = f"{base}/p/{pred.id}"
+    obj["source"] = pred.source  # on every prediction object, as the real API answers
+    obj["data_removed"] = False
+    obj["urls"] = urls
+    return obj

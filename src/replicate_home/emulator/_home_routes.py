@@ -7,26 +7,34 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from ._catalogue import MODELS
+from ._recording import request_info
 from ._responses import detail_response, fault_response, json_bytes
-from ._simulation import MODELS, render
+from ._simulation import FileUrl, render
+from ._state import EmulatorState
 
-if TYPE_CHECKING:
-    from ._app import Emulator
-
-__all__ = ["HomeRoutes"]
+__all__ = ["home_routes"]
 
 
-class HomeRoutes:
-    """The homepage routes of one :class:`Emulator`."""
+def home_routes(state: EmulatorState) -> list[BaseRoute]:
+    """The homepage routes over the predictions of ``state``."""
+    return _HomeRoutes(state).routes
 
-    def __init__(self, emulator: Emulator) -> None:
-        self._emu = emulator
+
+def _file_urls(request: Request) -> FileUrl:
+    """Output file URLs on the request's origin (``/_emulator/files/...``)."""
+    base = str(request.base_url).rstrip("/")
+    return lambda prediction_id, name: f"{base}/_emulator/files/{prediction_id}/{name}"
+
+
+class _HomeRoutes:
+    def __init__(self, state: EmulatorState) -> None:
+        self._state = state
 
     @property
     def routes(self) -> list[BaseRoute]:
@@ -36,10 +44,10 @@ class HomeRoutes:
         ]
 
     async def _create(self, request: Request) -> Response:
-        emu = self._emu
+        emu = self._state
         body = await request.body()
-        now = emu._now()
-        emu._store.purge(now)
+        now = emu.now()
+        emu.store.purge(now)
         try:
             payload = json.loads(body)
         except ValueError:
@@ -49,7 +57,7 @@ class HomeRoutes:
 
         model_input = payload.get("input")
         prompt = model_input.get("prompt") if isinstance(model_input, dict) else None
-        fault = emu._take_submit_fault(prompt, payload.get("model"))
+        fault = emu.take_submit_fault(prompt, payload.get("model"))
         if fault is not None:
             return fault_response(fault)
 
@@ -70,21 +78,21 @@ class HomeRoutes:
         if not isinstance(prompt, str) or not prompt:
             return detail_response(422, "Field 'input.prompt' must be a non-empty string")
 
-        pred = emu._start_prediction(model, info, model_input, prompt, now, source="web")
-        emu._info(request).prediction_id = pred.id
-        obj = render(pred, now, file_url=emu._file_url_builder(request), as_created=True)
+        pred = emu.start_prediction(model, info, model_input, prompt, now, source="web")
+        request_info(request).prediction_id = pred.id
+        obj = render(pred, now, file_url=_file_urls(request), as_created=True)
         return Response(json_bytes(obj), status_code=201, media_type="application/json")
 
     async def _poll(self, request: Request) -> Response:
-        emu = self._emu
-        now = emu._now()
-        emu._store.purge(now)
-        emu._polls += 1
+        emu = self._state
+        now = emu.now()
+        emu.store.purge(now)
+        emu.polls += 1
         prediction_id = request.query_params.get("id")
         if not prediction_id:
             return detail_response(400, "Query parameter 'id' is required")
-        emu._info(request).prediction_id = prediction_id
-        pred = emu._store.get(prediction_id, now)
+        request_info(request).prediction_id = prediction_id
+        pred = emu.store.get(prediction_id, now)
         if pred is None:
             return detail_response(404, "Prediction not found")
         poll_number = pred.polls
@@ -92,7 +100,7 @@ class HomeRoutes:
         fault = pred.scenario.poll_fault(poll_number)
         if fault is not None:
             return fault_response(fault)
-        obj = render(pred, now, file_url=emu._file_url_builder(request))
+        obj = render(pred, now, file_url=_file_urls(request))
         headers = (
             {}
             if pred.scenario.content_type is None

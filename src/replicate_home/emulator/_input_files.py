@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
 from ._file_models import decode_data_uri
-from ._files_routes import FileStore
+from ._file_store import FileStore
 
 __all__ = ["NOT_A_URI", "check_uri", "resolve_uri"]
 

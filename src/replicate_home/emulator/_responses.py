@@ -6,11 +6,13 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from starlette.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
-from ._simulation import Fault
+from ._scenarios import Fault
 
-__all__ = ["detail_response", "fault_response", "json_bytes", "problem"]
+__all__ = ["detail_response", "fault_response", "json_bytes", "problem", "routing_error"]
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -43,3 +45,18 @@ def problem(
     return Response(
         json_bytes(body), status_code=status_code, headers=headers, media_type=PROBLEM_JSON
     )
+
+
+async def routing_error(request: Request, exc: Exception) -> Response:
+    """Routing errors (404, 405): problem details under ``/v1``, plain text elsewhere."""
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if request.url.path == "/v1" or request.url.path.startswith("/v1/"):
+        title = "Not found" if exc.status_code == 404 else "Method not allowed"
+        detail = (
+            f"No such API route: {request.url.path}"
+            if exc.status_code == 404
+            else f"{request.method} is not allowed on {request.url.path}"
+        )
+        return problem(exc.status_code, title, detail, headers=headers)
+    return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=headers)

@@ -13,18 +13,15 @@ import logging
 import os
 import socket
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, cast
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Protocol, cast
 
 import anyio
 from hypercorn.config import Config, Sockets
 from hypercorn.typing import Framework
 from starlette.types import ASGIApp
 
-if TYPE_CHECKING:
-    from ._app import Emulator
-
-__all__ = ["serve_forever", "serving"]
+__all__ = ["Servable", "serve_forever", "serving"]
 
 #: Seconds hypercorn gives open connections to finish once shutdown starts.
 GRACEFUL_TIMEOUT = 0.5
@@ -169,8 +166,28 @@ async def serving(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Async
         raise body_error
 
 
+class Served(Protocol):
+    """Something served: it knows its URL."""
+
+    @property
+    def base_url(self) -> str:
+        """``http://HOST:PORT`` it is served at."""
+        ...
+
+
+class Servable(Protocol):
+    """Something that serves itself for the length of an ``async with`` (an
+    :class:`Emulator`)."""
+
+    def serve(
+        self, host: str, port: int, *, stream_port: int
+    ) -> AbstractAsyncContextManager[Served]:
+        """Serve on ``host:port`` (and ``host:stream_port``) until the block exits."""
+        ...
+
+
 async def serve_forever(
-    emulator: Emulator,
+    emulator: Servable,
     host: str,
     port: int,
     on_ready: Callable[[str], None] | None = None,

@@ -25,20 +25,19 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 import httpx
 
+from ._api_rules import api_object
 from ._responses import json_bytes
 from ._simulation import Prediction, stream_events
-
-if TYPE_CHECKING:
-    from ._app import Emulator
 
 __all__ = [
     "DEFAULT_RETRY_DELAYS",
     "WEBHOOK_EVENTS",
+    "DeliveryHost",
     "WebhookDelivery",
     "WebhookSender",
     "new_secret",
@@ -116,17 +115,46 @@ class WebhookDelivery:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
+class DeliveryHost(Protocol):
+    """What the sender needs of the emulator it sends for (its state)."""
+
+    @property
+    def stopping(self) -> bool:
+        """Whether the emulator is stopping: pending deliveries are dropped."""
+        ...
+
+    @property
+    def stream_url(self) -> str | None:
+        """The stream origin's URL, for ``urls.stream`` of the objects delivered."""
+        ...
+
+    def now(self) -> float:
+        """The emulator's time."""
+        ...
+
+    async def pause(self, delay: float) -> None:
+        """Sleep ``delay`` seconds at most, less if the emulator changes meanwhile."""
+        ...
+
+    def record_delivery(self, delivery: WebhookDelivery) -> None:
+        """Note one delivery attempt."""
+        ...
+
+
 class WebhookSender:
-    """Sends the webhooks of one serving emulator, in a task group of its own."""
+    """Sends the webhooks of one serving emulator, in a task group of its own, signed
+    with ``secret``."""
 
     def __init__(
         self,
-        emulator: Emulator,
+        host: DeliveryHost,
+        secret: str,
         group: anyio.abc.TaskGroup,
         http: httpx.AsyncClient,
         retry_delays: Sequence[float],
     ) -> None:
-        self._emu = emulator
+        self._emu = host
+        self._secret = secret
         self._group = group
         self._http = http
         self._retry_delays = tuple(retry_delays)
@@ -136,21 +164,19 @@ class WebhookSender:
         self._group.start_soon(self._follow, pred, url, frozenset(events), base)
 
     async def _follow(self, pred: Prediction, url: str, events: frozenset[str], base: str) -> None:
-        from ._api_routes import api_object
-
         emu = self._emu
 
         def render(now: float, *, as_created: bool = False) -> dict[str, Any]:
-            return api_object(base, pred, now, as_created=as_created, stream_url=emu._stream_url)
+            return api_object(base, pred, now, as_created=as_created, stream_url=emu.stream_url)
 
-        now = emu._now()
+        now = emu.now()
         if "start" in events:
             await self._deliver(pred, url, "start", render(now, as_created=True))
         watched = events & {"output", "logs"}
         sent = render(now)
         last_sent = now
-        while not emu._stopping:
-            now = emu._now()
+        while not emu.stopping:
+            now = emu.now()
             if pred.is_terminal(now):
                 break
             current = render(now)
@@ -169,9 +195,9 @@ class WebhookSender:
                 wake = min(wake, pred.start_time)
             if changed:  # throttled: send it as soon as the throttle allows
                 wake = last_sent + THROTTLE
-            await emu._pause(max(wake - now, 0.0))
-        if "completed" in events and not emu._stopping:
-            await self._deliver(pred, url, "completed", render(emu._now()), final=True)
+            await emu.pause(max(wake - now, 0.0))
+        if "completed" in events and not emu.stopping:
+            await self._deliver(pred, url, "completed", render(emu.now()), final=True)
 
     async def _deliver(
         self, pred: Prediction, url: str, event: str, obj: dict[str, Any], *, final: bool = False
@@ -181,7 +207,7 @@ class WebhookSender:
         delays = self._retry_delays if final else ()
         for attempt in range(1, len(delays) + 2):
             timestamp = int(time.time())
-            signature = sign(self._emu._webhook_secret, webhook_id, timestamp, body)
+            signature = sign(self._secret, webhook_id, timestamp, body)
             headers = {
                 "content-type": "application/json",
                 "user-agent": "replicate-home-emulator-webhook",
@@ -204,7 +230,7 @@ class WebhookSender:
             delivery = WebhookDelivery(
                 pred.id, event, url, webhook_id, timestamp, signature, body, attempt, status, error
             )
-            self._emu._record_delivery(delivery)
+            self._emu.record_delivery(delivery)
             if delivery.ok or attempt > len(delays):
                 return
             await anyio.sleep(delays[attempt - 1])
