@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import replicate_home.emulator
-from replicate_home import _files
+from replicate_home import _downloads
 from replicate_home.cli import main
 from replicate_home.emulator import Emulator, Scenario
 
@@ -55,7 +55,7 @@ def test_a_failed_download_is_one_line_and_a_non_zero_exit(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    monkeypatch.setattr(_files, "RETRY_DELAY", 0.001)
+    monkeypatch.setattr(_downloads, "RETRY_DELAY", 0.001)
     # Nothing listens on port 9; the URL's path tries to climb out of DIR.
     _emulate(monkeypatch, output=["http://127.0.0.1:9/a/b/../../x.png"])
     save = tmp_path / "out"

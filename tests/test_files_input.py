@@ -14,7 +14,8 @@ import anyio
 import pytest
 
 from replicate_home import ReplicateAPI
-from replicate_home._files import check_input, content_type_of
+from replicate_home._file_inputs import check_input
+from replicate_home._media import content_type_of
 from replicate_home._uploads import FileEncoding
 from replicate_home.cli import main
 from replicate_home.cli._plan import parse_inputs

@@ -24,9 +24,10 @@ from replicate_home import (
     ImageResponse,
     Prediction,
     ReplicateAPI,
-    _files,
+    _downloads,
 )
-from replicate_home._files import file_urls, safe_file_name
+from replicate_home._downloads import file_urls
+from replicate_home._saving import safe_file_name
 from replicate_home.emulator._server import serving
 
 pytestmark = pytest.mark.anyio
@@ -268,7 +269,7 @@ async def test_a_clients_files_use_its_pool_and_its_token_at_home_only(
             raise AssertionError("a client's files download through its pool")
             yield http
 
-        monkeypatch.setattr(_files, "_own_client", no_own_client)
+        monkeypatch.setattr(_downloads, "_own_client", no_own_client)
         assert [await file.read() for file in prediction.files] == [PNG, PNG]
         assert "r8_token" not in repr(prediction.files[0])
         monkeypatch.undo()

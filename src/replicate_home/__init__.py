@@ -9,6 +9,7 @@ faithful loopback server of the service for tests and demos.
 """
 
 from ._budget import RateBudget, TokenBucket
+from ._downloads import FileOutput
 from ._entry import fan_out
 from ._exceptions import (
     AllPredictionsFailed,
@@ -43,12 +44,12 @@ from ._fanout import (
     Progress,
     StatusChanged,
 )
-from ._files import FileOutput, UploadedFile
 from ._models import Deployment, ImageResponse, Prediction, PredictionProgress
 from ._prompt import Message, Messages, format_prompt
 from ._provider import ReplicateHome
 from ._replicate_api import ReplicateAPI
 from ._schedule import AdaptiveSchedule, FixedSchedule, PollSchedule
+from ._uploads import UploadedFile
 from ._version import __version__
 
 __all__ = [

@@ -16,6 +16,7 @@ import anyio
 import httpx
 
 from ._catalog import IMAGE_MODELS, MODEL_ALIASES, MODEL_VERSIONS, ModelKind
+from ._downloads import origin_of
 from ._exceptions import (
     AuthenticationError,
     InvalidInputError,
@@ -27,7 +28,7 @@ from ._exceptions import (
     UploadFailed,
     excerpt,
 )
-from ._files import UploadedFile, check_input, origin_of, read_uploaded_file
+from ._file_inputs import check_input
 from ._home import resolve_base_url
 from ._models import Deployment, Prediction
 from ._prompt import Messages, format_prompt
@@ -37,11 +38,13 @@ from ._uploads import (
     FileEncoding,
     FileGroup,
     UploadCache,
+    UploadedFile,
     check_data_size,
     check_file_encoding,
     encode_inputs,
     file_inputs,
     open_source,
+    read_uploaded_file,
 )
 from ._version import __version__
 

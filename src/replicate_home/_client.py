@@ -20,6 +20,7 @@ from anyio.abc import TaskGroup
 from ._api import check_webhook
 from ._bounded import DEFAULT_MAX_RESPONSE_BYTES, check_limit
 from ._budget import RateBudget
+from ._downloads import Downloads
 from ._engine import Engine, RequestGate, StatusCallback
 from ._exceptions import ClientNotOpenError
 from ._fanout import (
@@ -30,7 +31,6 @@ from ._fanout import (
     first_success,
     open_fan_out,
 )
-from ._files import Downloads
 from ._models import Deployment, Prediction
 from ._prompt import Messages
 from ._run import Output, run_to_end, stream_chunks

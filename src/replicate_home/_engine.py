@@ -35,6 +35,7 @@ from ._bounded import (
 from ._budget import RateBudget
 from ._bulk import BulkFollower
 from ._decode import body_text, decode_json_object
+from ._downloads import Downloads
 from ._exceptions import (
     ConnectionFailed,
     PredictionCanceled,
@@ -45,7 +46,6 @@ from ._exceptions import (
     ResponseTooLarge,
     UnexpectedResponseFormat,
 )
-from ._files import Downloads
 from ._models import Prediction, StreamedChunks
 from ._schedule import PollSchedule, RetryPolicy, parse_retry_after
 from ._scrub import Scrubber

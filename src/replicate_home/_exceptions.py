@@ -3,15 +3,18 @@
 ``ReplicateHomeError`` is the base. Errors that mean "your input was wrong" are also
 ``ValueError``; the deadline is also a ``TimeoutError``; so code written against the
 original provider (which raised ``ValueError`` and ``Exception``) keeps working.
+
+This module imports nothing else of the package: every layer raises these, the lowest
+(reading bounded bodies, downloading files) included. So the errors that carry the
+prediction's last state (:class:`PredictionFailed`, :class:`PredictionCanceled`) hold a
+:class:`~replicate_home.Prediction` typed ``Any`` rather than import its module, which
+sits above the downloads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from ._models import Prediction
+from typing import Any
 
 __all__ = [
     "AllPredictionsFailed",
@@ -189,11 +192,12 @@ class UploadFailed(ReplicateHomeError):
 class PredictionFailed(ReplicateHomeError):
     """The prediction ended with status ``failed``.
 
-    ``error`` is the service's error; ``prediction`` the last state seen (partial output).
+    ``error`` is the service's error; ``prediction`` the last state seen (a
+    :class:`~replicate_home.Prediction`, with the partial output).
     """
 
     def __init__(
-        self, error: object, prediction_id: str | None = None, prediction: Prediction | None = None
+        self, error: object, prediction_id: str | None = None, prediction: Any = None
     ) -> None:
         self.error = error
         self.prediction_id = prediction_id
@@ -202,13 +206,14 @@ class PredictionFailed(ReplicateHomeError):
 
 
 class PredictionCanceled(ReplicateHomeError):
-    """The prediction was canceled (or aborted) on the service's side."""
+    """The prediction was canceled (or aborted) on the service's side; ``prediction`` is
+    the last state seen (a :class:`~replicate_home.Prediction`)."""
 
     def __init__(
         self,
         prediction_id: str | None = None,
         status: str = "canceled",
-        prediction: Prediction | None = None,
+        prediction: Any = None,
     ) -> None:
         self.prediction_id = prediction_id
         self.status = status

@@ -9,7 +9,7 @@ from datetime import datetime
 from itertools import islice
 from typing import Any, Literal, overload
 
-from ._files import Downloads, FileOutput, file_urls
+from ._downloads import Downloads, FileOutput, file_urls
 
 __all__ = [
     "TERMINAL_STATUSES",

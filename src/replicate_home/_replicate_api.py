@@ -25,20 +25,14 @@ from ._client import BaseClient, Input
 from ._decode import require_string
 from ._engine import Engine
 from ._exceptions import PredictionTimeout
-from ._files import (
-    UploadedFile,
-    check_file_input,
-    check_input,
-    content_type_of,
-    is_file_input,
-    read_uploaded_file,
-)
+from ._file_inputs import check_file_input, check_input, is_file_input
+from ._media import content_type_of
 from ._models import Deployment, Prediction
 from ._prompt import Messages
 from ._run import Output, run_to_end, stream_chunks
 from ._schedule import check_seconds
 from ._service import PredictionCall
-from ._uploads import FileEncoding, open_source
+from ._uploads import FileEncoding, UploadedFile, open_source, read_uploaded_file
 from .webhooks import WebhookReceiver
 
 __all__ = ["ReplicateAPI"]

@@ -24,6 +24,8 @@ Reading never blocks the event loop: files are opened, hashed and read in worker
 threads, and an upload's multipart body is produced by httpx's encoder, one 64 KiB
 piece at a time, in a worker thread (:class:`ThreadedBody`), so a large file is never
 held in memory.
+
+An uploaded file is an :class:`UploadedFile`, the Files API's record of it.
 """
 
 from __future__ import annotations
@@ -35,15 +37,16 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Generic, Literal, TypeVar
 
 import anyio
 
-from ._exceptions import FileTooLarge
-from ._files import UploadedFile, content_type_of, data_uri, is_file_input, suffix_for
+from ._exceptions import FileTooLarge, UnexpectedResponseFormat
+from ._file_inputs import is_file_input
+from ._media import content_type_of, data_uri, suffix_for
 
 __all__ = [
     "CACHE_SIZE",
@@ -54,11 +57,13 @@ __all__ = [
     "Source",
     "ThreadedBody",
     "UploadCache",
+    "UploadedFile",
     "check_data_size",
     "check_file_encoding",
     "encode_inputs",
     "file_inputs",
     "open_source",
+    "read_uploaded_file",
 ]
 
 #: How file inputs are sent: ``"upload"`` (the Files API, then the file's URL) or
@@ -443,3 +448,51 @@ class ThreadedBody:
         if piece is None:
             raise StopAsyncIteration
         return piece
+
+
+# -- the Files API ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadedFile:
+    """A file on Replicate's Files API. Pass ``url`` (the API's ``urls.get``) as a model
+    input; it lives until ``expires_at`` or until deleted."""
+
+    id: str
+    url: str
+    name: str | None = None
+    content_type: str | None = None
+    size: int | None = None
+    checksums: Mapping[str, str] = field(default_factory=dict, repr=False)
+    metadata: Any = field(default=None, repr=False)
+    created_at: str | None = None
+    expires_at: str | None = None
+
+
+def read_uploaded_file(data: Mapping[str, Any], text: str) -> UploadedFile:
+    """A file object of the Files API; :class:`UnexpectedResponseFormat` without an
+    ``id`` or a ``urls.get``."""
+    file_id, urls = data.get("id"), data.get("urls")
+    url = urls.get("get") if isinstance(urls, dict) else None
+    if not isinstance(file_id, str) or not file_id or not isinstance(url, str) or not url:
+        raise UnexpectedResponseFormat(text, "a file object needs an id and urls.get")
+
+    def text_of(key: str) -> str | None:
+        value = data.get(key)
+        return value if isinstance(value, str) else None
+
+    size = data.get("size")
+    checksums = data.get("checksums")
+    return UploadedFile(
+        id=file_id,
+        url=url,
+        name=text_of("name"),
+        content_type=text_of("content_type"),
+        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
+        checksums={k: v for k, v in checksums.items() if isinstance(v, str)}
+        if isinstance(checksums, dict)
+        else {},
+        metadata=data.get("metadata"),
+        created_at=text_of("created_at"),
+        expires_at=text_of("expires_at"),
+    )

@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._downloads import FileOutput, file_urls
 from .._fanout import ComparisonResult
-from .._files import FileOutput, file_urls, safe_file_name, save_bytes
+from .._saving import safe_file_name, save_bytes
 
 __all__ = ["SAVE_HELP", "model_stem", "save_files", "save_result", "save_text"]
 

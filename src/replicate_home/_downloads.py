@@ -1,5 +1,4 @@
-"""Files in and out of predictions: file inputs checked (how they are sent is
-:mod:`._uploads`), and output files that read, stream and save.
+"""Output files of predictions, downloaded: read, streamed or saved.
 
 A :class:`FileOutput` is one file a prediction produced, an ``https:`` URL or a ``data:``
 URI. Reading it streams in bounded memory, retries transient failures, checks the
@@ -18,14 +17,11 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import io
 import math
 import mimetypes
 import os
 import re
-import tempfile
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any, NoReturn, Protocol
 from urllib.parse import unquote_to_bytes, urlsplit
@@ -35,22 +31,15 @@ import httpx
 
 from ._bounded import BodyReader
 from ._exceptions import DownloadFailed, UnexpectedResponseFormat
+from ._media import suffix_for
+from ._saving import CLEANUP_GRACE, write_atomically
 
 __all__ = [
     "DEFAULT_READ_LIMIT",
     "Downloads",
-    "FileInput",
     "FileOutput",
-    "UploadedFile",
-    "check_input",
-    "content_type_of",
-    "data_uri",
     "file_urls",
     "origin_of",
-    "safe_file_name",
-    "save_bytes",
-    "suffix_for",
-    "write_atomically",
 ]
 
 #: ``read()`` refuses a file larger than this (stream or save bigger ones).
@@ -62,27 +51,10 @@ CHUNK_SIZE = 64 * 1024
 #: Transient failures retried per download, and the first backoff (doubling).
 DOWNLOAD_RETRIES = 3
 RETRY_DELAY = 0.25
-#: How long removing a partial file may take when the download is being cancelled.
-CLEANUP_GRACE = 2.0
 
 _TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _DATA_URI = re.compile(r"^data:(?P<type>[^,;]*)(?P<params>(?:;[^,;]*)*?)(?P<b64>;base64)?,", re.I)
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
-
-#: Suffixes for content types ``mimetypes`` spells oddly or may not know.
-_SUFFIXES = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/webp": ".webp",
-    "image/gif": ".gif",
-    "audio/mpeg": ".mp3",
-    "audio/wav": ".wav",
-    "audio/x-wav": ".wav",
-    "video/mp4": ".mp4",
-    "text/plain": ".txt",
-    "application/octet-stream": ".bin",
-}
 
 
 def _is_file_url(value: object) -> bool:
@@ -110,29 +82,6 @@ def file_urls(output: Any) -> list[str]:
         elif isinstance(value, dict):
             stack.extend(reversed(list(value.values())))
     return found
-
-
-def suffix_for(content_type: str | None) -> str:
-    """A file suffix for ``content_type`` (``.bin`` when unknown)."""
-    if not content_type:
-        return ".bin"
-    base = content_type.split(";", 1)[0].strip().lower()
-    return _SUFFIXES.get(base) or mimetypes.guess_extension(base) or ".bin"
-
-
-def safe_file_name(name: str) -> str:
-    """``name`` made a plain file name: letters, digits, ``.``, ``_`` and ``-`` only, no
-    leading dot, so it can't name a directory, a hidden file or a path elsewhere."""
-    cleaned = _SAFE_NAME.sub("-", name).strip(".-") or "output"
-    return cleaned[:200]
-
-
-def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not name or name in (".", ".."):
-        raise ValueError(f"name must be a plain file name, not {name!r}")
-    if "/" in name or "\\" in name or "\x00" in name or os.sep in name:
-        raise ValueError(f"name must be a plain file name without a directory, not {name!r}")
-    return name
 
 
 def _shown(url: str) -> str:
@@ -607,224 +556,3 @@ async def _own_client() -> AsyncIterator[httpx.AsyncClient]:
     finally:
         with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE):
             await client.aclose()
-
-
-async def write_atomically(
-    directory: str | os.PathLike[str],
-    name: str,
-    fill: Callable[[anyio.AsyncFile[bytes]], Awaitable[None]],
-    *,
-    overwrite: bool = False,
-    rename: bool = False,
-) -> Path:
-    """Create ``directory/name`` with what ``fill`` writes: into a temporary file in
-    ``directory``, renamed into place once ``fill`` returns; removed (shielded) if it
-    fails or is cancelled. See :meth:`FileOutput.save_as` for ``overwrite``/``rename``."""
-    folder = Path(os.fspath(directory))
-    name = _check_name(name)
-    await anyio.Path(folder).mkdir(parents=True, exist_ok=True)
-    handle, temp_name = await anyio.to_thread.run_sync(
-        lambda: tempfile.mkstemp(prefix=".partial-", suffix=".tmp", dir=folder)
-    )
-    temp = Path(temp_name)
-    try:
-        async with await anyio.open_file(handle, "wb", closefd=True) as file:
-            await fill(file)
-        return await anyio.to_thread.run_sync(_place, temp, folder, name, overwrite, rename)
-    except BaseException:
-        with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE):
-            await anyio.to_thread.run_sync(_unlink_quietly, temp)
-        raise
-
-
-async def save_bytes(
-    directory: str | os.PathLike[str], name: str, data: bytes, *, rename: bool = True
-) -> Path:
-    """Write ``data`` as ``directory/name`` atomically (a taken name gets ``-2`` …)."""
-
-    async def fill(file: anyio.AsyncFile[bytes]) -> None:
-        await file.write(data)
-
-    return await write_atomically(directory, name, fill, rename=rename)
-
-
-def _place(temp: Path, folder: Path, name: str, overwrite: bool, may_rename: bool) -> Path:
-    """Move the complete ``temp`` to ``folder/name`` (in a worker thread). Without
-    ``overwrite`` the name is claimed atomically (a hard link fails if it exists)."""
-    os.chmod(temp, 0o644)  # mkstemp makes it private; a saved output is a normal file
-    final = folder / name
-    # The name is a plain file name, so this holds; checked anyway, as the promise is
-    # that nothing lands outside ``folder``.
-    if final.parent.resolve() != folder.resolve():
-        raise ValueError(f"{name!r} is not a file name inside {folder}")
-    if overwrite:
-        os.replace(temp, final)
-        return final
-    stem, dot, ext = name.rpartition(".") if "." in name.lstrip(".") else (name, "", "")
-    number = 1
-    while True:
-        try:
-            _claim(temp, final)
-        except FileExistsError:
-            if not may_rename:
-                raise FileExistsError(
-                    f"{final} exists; pass overwrite=True to replace it"
-                ) from None
-            number += 1
-            final = folder / f"{stem}-{number}{dot}{ext}"
-        else:
-            return final
-
-
-def _claim(temp: Path, final: Path) -> None:
-    """Rename ``temp`` to ``final`` unless ``final`` exists (atomically where the file
-    system has hard links; else by creating ``final`` exclusively first)."""
-    try:
-        os.link(temp, final)
-    except FileExistsError:
-        raise
-    except OSError:
-        descriptor = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        os.close(descriptor)
-        os.replace(temp, final)
-        return
-    os.unlink(temp)
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
-
-
-# -- file inputs ----------------------------------------------------------------------
-
-#: What a file input may be: a path, an anyio path, a binary file object or bytes.
-FileInput = os.PathLike[str] | anyio.Path | io.IOBase | bytes | bytearray | memoryview
-
-#: Magic numbers for a content type when a file has no telling name.
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-    (b"GIF8", "image/gif"),
-    (b"RIFF", "audio/wav"),  # WAV and WebP both start RIFF: told apart below
-    (b"ID3", "audio/mpeg"),
-    (b"%PDF", "application/pdf"),
-)
-
-
-def is_file_input(value: object) -> bool:
-    """Whether ``value`` is sent as a file (a path, a binary file object or bytes)."""
-    return isinstance(value, (os.PathLike, anyio.Path, io.IOBase, bytes, bytearray, memoryview))
-
-
-def check_file_input(value: object) -> None:
-    """Raise ``ValueError`` for a file input that can't be sent: a path that is not a
-    file, a closed file, a text-mode file. Synchronous and cheap (one ``stat``)."""
-    if isinstance(value, (os.PathLike, anyio.Path)):
-        path = Path(os.fspath(value))
-        if path.is_dir():
-            raise ValueError(f"file input {str(path)!r} is a directory, not a file")
-        if not path.is_file():
-            raise ValueError(f"file input {str(path)!r} is not a readable file")
-    elif isinstance(value, io.IOBase):
-        if value.closed:
-            raise ValueError("file input is a closed file")
-        if isinstance(value, io.TextIOBase):
-            raise ValueError("file input is open in text mode; open it with 'rb'")
-        if not value.readable():
-            raise ValueError("file input is not open for reading; open it with 'rb'")
-
-
-def check_input(value: Any) -> bool:
-    """Check a model input: JSON values and file inputs, however nested. ``True`` if
-    it holds a file; ``ValueError`` for a bad file or a value that is neither."""
-    has_file = False
-    stack: list[Any] = [value]
-    while stack:
-        item = stack.pop()
-        if is_file_input(item):
-            check_file_input(item)
-            has_file = True
-        elif isinstance(item, dict):
-            for key in item:
-                if not isinstance(key, str):
-                    raise ValueError(f"input keys must be strings, not {key!r}")
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-        elif item is None or isinstance(item, (str, int, float, bool)):
-            if isinstance(item, float) and not math.isfinite(item):
-                raise ValueError(f"input must be JSON-serialisable: {item!r} is not")
-        else:
-            raise ValueError(
-                f"input must be JSON-serialisable (or a file): {type(item).__name__} is not"
-            )
-    return has_file
-
-
-def content_type_of(name: str | None, head: bytes) -> str:
-    """A content type from a file's name, else its first bytes, else
-    ``application/octet-stream``."""
-    if name:
-        guessed, _ = mimetypes.guess_type(name)
-        if guessed:
-            return guessed
-    for magic, kind in _MAGIC:
-        if head.startswith(magic):
-            if magic == b"RIFF" and head[8:12] == b"WEBP":
-                return "image/webp"
-            return kind
-    return "application/octet-stream"
-
-
-def data_uri(data: bytes, content_type: str) -> str:
-    """``data`` as a ``data:`` URI."""
-    return f"data:{content_type};base64,{base64.b64encode(data).decode('ascii')}"
-
-
-# -- the Files API ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class UploadedFile:
-    """A file on Replicate's Files API. Pass ``url`` (the API's ``urls.get``) as a model
-    input; it lives until ``expires_at`` or until deleted."""
-
-    id: str
-    url: str
-    name: str | None = None
-    content_type: str | None = None
-    size: int | None = None
-    checksums: Mapping[str, str] = field(default_factory=dict, repr=False)
-    metadata: Any = field(default=None, repr=False)
-    created_at: str | None = None
-    expires_at: str | None = None
-
-
-def read_uploaded_file(data: Mapping[str, Any], text: str) -> UploadedFile:
-    """A file object of the Files API; :class:`UnexpectedResponseFormat` without an
-    ``id`` or a ``urls.get``."""
-    file_id, urls = data.get("id"), data.get("urls")
-    url = urls.get("get") if isinstance(urls, dict) else None
-    if not isinstance(file_id, str) or not file_id or not isinstance(url, str) or not url:
-        raise UnexpectedResponseFormat(text, "a file object needs an id and urls.get")
-
-    def text_of(key: str) -> str | None:
-        value = data.get(key)
-        return value if isinstance(value, str) else None
-
-    size = data.get("size")
-    checksums = data.get("checksums")
-    return UploadedFile(
-        id=file_id,
-        url=url,
-        name=text_of("name"),
-        content_type=text_of("content_type"),
-        size=size if isinstance(size, int) and not isinstance(size, bool) else None,
-        checksums={k: v for k, v in checksums.items() if isinstance(v, str)}
-        if isinstance(checksums, dict)
-        else {},
-        metadata=data.get("metadata"),
-        created_at=text_of("created_at"),
-        expires_at=text_of("expires_at"),
-    )
