@@ -19,7 +19,8 @@ import httpx
 import pytest
 
 from replicate_home import Finished, FixedSchedule, ReplicateAPI
-from replicate_home._engine import Engine, RequestGate
+from replicate_home._engine import Engine
+from replicate_home._exchange import RequestGate
 from replicate_home._home import HomeService
 from replicate_home._run import run_to_end
 from replicate_home._schedule import RetryPolicy
@@ -152,7 +153,7 @@ async def test_streams_give_their_place_back(monkeypatch: pytest.MonkeyPatch) ->
         async with ReplicateAPI("token", base_url=emulator.base_url, wait=None) as client:
             async with client.fan_out(["meta/llama-3"] * 6, prompt="Hi") as events:
                 finished = [event async for event in events if isinstance(event, Finished)]
-            gate = client._open_engine()._gate
+            gate = client._open_engine()._exchange.gate
             assert gate is not None
             for _ in range(2):  # both places are free again
                 gate._slots.acquire_nowait()

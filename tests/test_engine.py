@@ -317,7 +317,7 @@ async def test_deadline_while_retrying_chains_the_last_failure() -> None:
         [ok(b"", None, status=503)] + [ok(b"", status=429, content_type=None)] * 100,
     )
     engine, http = engine_for(script, timeout=0.3)
-    engine._retry = RetryPolicy(max_retries=100, initial=0.05, maximum=0.05)
+    engine._exchange.retry = RetryPolicy(max_retries=100, initial=0.05, maximum=0.05)
     async with http:
         with pytest.raises(PredictionTimeout) as caught:
             await run_to_end(engine, call())

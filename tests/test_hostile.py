@@ -241,7 +241,7 @@ async def test_an_answer_url_that_cannot_be_sent_is_a_typed_error() -> None:
             await client.predict("black-forest-labs/flux-schnell", prompt="x")
         engine = client._open_engine()
         with pytest.raises(UnexpectedResponseFormat, match="can't send"):
-            engine._build(RequestSpec("GET", f"{base}/v1/predictions/p1\x01x"))
+            engine._exchange.build(RequestSpec("GET", f"{base}/v1/predictions/p1\x01x"))
     assert all("\x01" not in url for url in sent)
 
 

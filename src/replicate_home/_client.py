@@ -21,8 +21,9 @@ from ._api import check_webhook
 from ._bounded import DEFAULT_MAX_RESPONSE_BYTES, check_limit
 from ._budget import RateBudget
 from ._downloads import Downloads
-from ._engine import Engine, RequestGate, StatusCallback
+from ._engine import Engine, StatusCallback
 from ._exceptions import ClientNotOpenError
+from ._exchange import RequestGate
 from ._fanout import (
     ComparisonResult,
     FanOut,

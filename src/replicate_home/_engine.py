@@ -1,8 +1,9 @@
 """The prediction loop: create, then follow the prediction until a terminal status.
 
-Written once for every service. Deadlines are cancel scopes around each await, never
-around a ``yield``, so the generator can be suspended, closed or cancelled at any point
-without a scope leaking into the caller.
+Written once for every service; every request goes out through the HTTP exchange
+below it (:mod:`._exchange`: retries, the rate budget, the request gate). Deadlines
+are cancel scopes around each await, never around a ``yield``, so the generator can be
+suspended, closed or cancelled at any point without a scope leaking into the caller.
 
 Where the service can cancel predictions, the engine also makes sure nothing is left
 running that nobody waits for: creates run in the client's own task group (so a caller
@@ -15,10 +16,10 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, replace
-from typing import Any, cast
+from dataclasses import replace
+from typing import Any
 
 import anyio
 import httpx
@@ -26,33 +27,25 @@ from anyio.abc import TaskGroup
 
 from ._bounded import (
     DEFAULT_MAX_RESPONSE_BYTES,
-    ERROR_BODY_LIMIT,
-    BodyReader,
     EventReader,
-    read_body,
-    read_prefix,
 )
 from ._budget import RateBudget
 from ._bulk import BulkFollower
-from ._decode import body_text, decode_json_object
 from ._downloads import Downloads
 from ._exceptions import (
-    ConnectionFailed,
     PredictionCanceled,
     PredictionFailed,
     PredictionNotSent,
     PredictionTimeout,
     ReplicateHomeError,
     ResponseTooLarge,
-    UnexpectedResponseFormat,
 )
+from ._exchange import Exchange, RequestGate
 from ._models import Prediction, StreamedChunks
-from ._schedule import PollSchedule, RetryPolicy, parse_retry_after
-from ._scrub import Scrubber
+from ._schedule import PollSchedule, RetryPolicy
 from ._service import PredictionCall, RequestSpec, Service
-from ._uploads import ThreadedBody
 
-__all__ = ["CLEANUP_GRACE", "Engine", "RequestGate", "StatusCallback"]
+__all__ = ["CLEANUP_GRACE", "Engine", "StatusCallback"]
 
 logger = logging.getLogger("replicate_home")
 
@@ -64,44 +57,6 @@ CLEANUP_GRACE = 2.0
 
 #: Beyond its ``Prefer: wait``, how long an abandoned create may still take to answer.
 CREATE_SLACK = 0.5
-
-#: The longest ``Retry-After`` honoured, in seconds (also never past the call's
-#: deadline): one absurd answer must not stop a client for good.
-MAX_RETRY_AFTER = 60.0
-
-#: HTTP statuses worth retrying while polling: the service is busy, not saying "no".
-_TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
-
-#: Transport errors worth retrying while polling (the request may be sent again).
-_TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
-
-#: Transport errors that prove a request never reached the service, so even a create
-#: may be sent again without starting (and billing) a second prediction.
-_UNSENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
-
-
-class RequestGate:
-    """At most ``limit`` requests in flight on one HTTP client; the rest wait here, in
-    turn, rather than in the HTTP client's connection pool.
-
-    httpcore's pool rescans every queued request against every connection each time a
-    request starts or ends, so a thousand requests queued for its hundred connections cost
-    seconds of CPU (encode/httpcore#1035). Kept at the pool's size, this gate leaves the
-    pool nothing to queue. A request holds its place until its response is closed (a
-    stream, until the stream ends), as it holds its connection.
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._slots = anyio.Semaphore(limit)
-
-    async def acquire(self) -> None:
-        try:  # the common case, no waiting: no checkpoint either
-            self._slots.acquire_nowait()
-        except anyio.WouldBlock:
-            await self._slots.acquire()
-
-    def release(self) -> None:
-        self._slots.release()
 
 
 class Engine:
@@ -126,16 +81,20 @@ class Engine:
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
         downloads: Downloads | None = None,
     ) -> None:
-        self._http = http
+        #: Every request goes out through it (retries, rate budget, request gate).
+        self._exchange = Exchange(
+            http,
+            service,
+            retry=retry,
+            budget=budget,
+            gate=gate,
+            max_response_bytes=max_response_bytes,
+        )
         #: How the output files of the predictions it reads download (the client's).
         self.downloads = downloads
-        self._limit = max_response_bytes
-        self._scrub = Scrubber(getattr(service, "secrets", ()))
-        self._gate = gate
         self._service = service
         self._timeout = timeout
         self._schedule = schedule
-        self._retry = retry
         self._background = background if service.can_cancel else None
         self._budget = budget
         #: Follows many predictions through the service's listing (set by the client).
@@ -261,7 +220,7 @@ class Engine:
         timeout: float,
         not_before: float | None,
     ) -> Prediction:
-        answer = await self._send(
+        answer = await self._exchange.send(
             self._service.poll_request(prediction),
             deadline=deadline,
             creating=False,
@@ -289,7 +248,7 @@ class Engine:
         page of a listing) with the engine's retries, budget and gate, under ``timeout``
         (the client's by default); the decoded answer."""
         timeout = self._timeout if timeout is None else timeout
-        return await self._send(
+        return await self._exchange.send(
             spec,
             deadline=anyio.current_time() + timeout,
             creating=False,
@@ -312,7 +271,7 @@ class Engine:
         deadline = anyio.current_time() + timeout
 
         async def send(spec: RequestSpec) -> tuple[dict[str, Any], str]:
-            return await self._send(
+            return await self._exchange.send(
                 spec, deadline=deadline, creating=False, prediction_id=None, timeout=timeout
             )
 
@@ -411,7 +370,7 @@ class Engine:
         prepaid: bool,
     ) -> Prediction:
         """Send a create and read the prediction it answers (no id known yet)."""
-        answer = await self._send(
+        answer = await self._exchange.send(
             spec,
             deadline=deadline,
             creating=True,
@@ -450,7 +409,7 @@ class Engine:
         with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE) as scope:
             try:
                 # Past the rate budget: cleanup must not wait behind a pause a 429 set.
-                answer, _ = await self._request(spec, use_budget=False)
+                answer, _ = await self._exchange.request(spec, use_budget=False)
             except Exception as error:  # a failing cleanup must never reach the caller
                 logger.warning(
                     "%s: could not cancel %s: %s",
@@ -482,49 +441,10 @@ class Engine:
         """Follow the prediction's server-sent events, yielding it with its output so
         far after each ``output`` event. Returns at ``done``, or quietly when the stream
         can't be had or drops (the caller then polls)."""
-        try:
-            request = self._build(spec)
-        except UnexpectedResponseFormat as error:
-            logger.debug("%s: no stream for %s: %s", self._service.name, prediction.id, error)
+        body = await self._exchange.open_stream(spec, deadline, prediction.id, timeout)
+        if body is None:
             return
-        if spec.anonymous:  # not even a credential the HTTP client adds by default
-            for name in ("authorization", "cookie"):
-                request.headers.pop(name, None)
-        response: httpx.Response | None = None
-        with anyio.CancelScope(deadline=deadline) as scope:
-            if self._budget is not None:
-                await self._budget.requests.acquire()
-            sent_at = anyio.current_time()
-            if self._gate is not None:
-                await self._gate.acquire()
-            try:
-                # Never redirected: a stream answers itself or the caller polls.
-                response = await self._http.send(
-                    request,
-                    stream=True,
-                    follow_redirects=False,
-                    auth=None if spec.anonymous else httpx.USE_CLIENT_DEFAULT,
-                )
-            except httpx.HTTPError as error:
-                logger.debug(
-                    "%s: no stream for %s: %s", self._service.name, prediction.id, type(error)
-                )
-            finally:
-                if response is None and self._gate is not None:
-                    self._gate.release()
-        if scope.cancelled_caught:
-            raise PredictionTimeout(prediction.id, timeout)
-        if response is None:
-            return
-        body = BodyReader(response, self._limit, "an event of the stream")
         try:
-            if not response.is_success:
-                if response.status_code == 429:
-                    retry_after = parse_retry_after(response.headers.get("retry-after"))
-                    self._pause_budget(False, retry_after, deadline, sent_at)
-                return
-            if self._budget is not None:
-                self._budget.requests.succeeded()
             # The stream replays the output from the start (``Last-Event-ID`` resumes),
             # so it begins empty: what the create answered is part of the replay.
             chunks: list[str] = []
@@ -542,211 +462,23 @@ class Engine:
                     logger.debug("%s: stream of %s dropped", self._service.name, prediction.id)
                     return
                 if event.event == "output":
-                    data = self._scrub.text(event.data)
+                    data = self._exchange.scrub.text(event.data)
                     size += len(data)
-                    if size > self._limit:
-                        raise ResponseTooLarge("the output of the stream", self._limit, spec.url)
+                    if size > self._exchange.limit:
+                        raise ResponseTooLarge(
+                            "the output of the stream", self._exchange.limit, spec.url
+                        )
                     chunks.append(data)
                     # A view of the chunks so far, not a copy: the same cost at every event.
                     output = StreamedChunks(chunks)
                     yield replace(prediction, status="processing", output=output, streamed=True)
                 elif event.event == "error":
-                    tracker.stream_error = self._scrub.text(event.data)
+                    tracker.stream_error = self._exchange.scrub.text(event.data)
                 elif event.event == "done":
                     tracker.ended = True
                     return
         finally:
-            # Shielded inside: closes the response, then finishes its iterators in order.
-            try:
-                await body.aclose()
-            finally:
-                if self._gate is not None:
-                    self._gate.release()
-
-    # -- send -----------------------------------------------------------------------
-
-    async def _send(
-        self,
-        spec: RequestSpec,
-        *,
-        deadline: float,
-        creating: bool,
-        prediction_id: str | None,
-        timeout: float,
-        not_before: float | None = None,
-        prepaid: bool = False,
-    ) -> tuple[dict[str, Any], str]:
-        """Send ``spec`` (not before ``not_before``), retrying transient failures, and
-        return the decoded JSON object and its text. Everything happens under one cancel
-        scope with the call's deadline. ``prepaid``: the first attempt's budget token is
-        already taken."""
-        last_failure: ReplicateHomeError | None = None
-        with anyio.CancelScope(deadline=deadline) as scope:
-            if not_before is not None:
-                await anyio.sleep_until(not_before)
-            attempt = 0
-            while True:
-                outcome = await self._attempt(
-                    spec, creating, deadline, prepaid=prepaid and attempt == 0
-                )
-                if not isinstance(outcome, _Failure):
-                    return outcome
-                last_failure = outcome.error
-                limit = (
-                    self._retry.max_connect_retries
-                    if creating and isinstance(outcome.error, ConnectionFailed)
-                    else self._retry.max_retries
-                )
-                if not outcome.retryable or attempt >= limit:
-                    raise outcome.error
-                delay = min(self._retry.delay(attempt, outcome.retry_after), MAX_RETRY_AFTER)
-                attempt += 1
-                logger.debug(
-                    "%s: %s %s failed (%s); retry %d in %.2fs",
-                    self._service.name,
-                    spec.method,
-                    spec.url,
-                    outcome.error,
-                    attempt,
-                    delay,
-                )
-                await anyio.sleep(delay)
-        # Only reached when the deadline cancelled the scope.
-        assert scope.cancelled_caught
-        raise PredictionTimeout(prediction_id, timeout) from last_failure
-
-    async def _attempt(
-        self, spec: RequestSpec, creating: bool, deadline: float, *, prepaid: bool = False
-    ) -> tuple[dict[str, Any], str] | _Failure:
-        """Send once: the decoded answer, or why it failed and whether to try again."""
-        try:
-            answer, sent_at = await self._request(spec, creating=creating, prepaid=prepaid)
-        except httpx.TransportError as error:
-            failure = ConnectionFailed(f"{spec.method} {spec.url}: {type(error).__name__}: {error}")
-            failure.__cause__ = error
-            retryable = isinstance(error, _UNSENT_ERRORS) or (
-                not creating and isinstance(error, _TRANSIENT_ERRORS)
-            )
-            return _Failure(failure, None, retryable)
-        except httpx.HTTPError as error:  # too many redirects, a body it can't decode …
-            failure = ConnectionFailed(f"{spec.method} {spec.url}: {type(error).__name__}: {error}")
-            failure.__cause__ = error
-            return _Failure(failure, None, False)
-        if answer.is_success:
-            if self._budget is not None:
-                self._budget.bucket(creating).succeeded()
-            if not spec.expect_body:  # e.g. a delete's 204: nothing to decode
-                return {}, ""
-            data, text = decode_json_object(answer.body)
-            return self._scrub.answer(data, text)
-        status = answer.status
-        retry_after = parse_retry_after(answer.headers.get("retry-after"))
-        if status == 429:
-            self._pause_budget(creating, retry_after, deadline, sent_at)
-        elif self._budget is not None:
-            self._budget.bucket(creating).succeeded()
-        text = body_text(answer.body)
-        if answer.cut:
-            text += f"… [cut: more than {ERROR_BODY_LIMIT} bytes]"
-        problem = self._service.error_for(status, text, spec.url, retry_after)
-        retryable = status == 429 or (not creating and status in _TRANSIENT_STATUSES)
-        return _Failure(problem, retry_after, retryable)
-
-    def _build(self, spec: RequestSpec) -> httpx.Request:
-        """The request for ``spec``; a URL that can't be sent (an answer's, with control
-        characters, say) is an :class:`UnexpectedResponseFormat`."""
-        try:
-            if spec.files is not None:
-                # Multipart: httpx's encoder reads a file in pieces as the request goes
-                # out, but synchronously; each piece is made in a worker thread instead,
-                # so no file read blocks the event loop. A fresh body for every attempt.
-                form = httpx.Request(
-                    spec.method, spec.url, files=dict(spec.files), data=dict(spec.data or {})
-                )
-                headers = dict(spec.headers)
-                for name in ("content-type", "content-length", "transfer-encoding"):
-                    if name in form.headers:
-                        headers[name] = form.headers[name]
-                return self._http.build_request(
-                    spec.method,
-                    spec.url,
-                    content=ThreadedBody(cast("Iterable[bytes]", form.stream)),
-                    headers=headers,
-                )
-            return self._http.build_request(
-                spec.method, spec.url, json=spec.json, headers=dict(spec.headers)
-            )
-        except httpx.InvalidURL as error:
-            raise UnexpectedResponseFormat(
-                spec.url, f"a URL the client can't send: {error}"
-            ) from None
-
-    async def _request(
-        self,
-        spec: RequestSpec,
-        *,
-        creating: bool = False,
-        prepaid: bool = False,
-        use_budget: bool = True,
-    ) -> tuple[_Answer, float]:
-        """Send ``spec`` and read its answer under the size limit (and when it left, for
-        the budget): a token from the budget's bucket for it first (unless ``prepaid``,
-        or ``use_budget`` is false: cleanup), then a place in the gate, held until the
-        answer is read. Error bodies are read only as far as a message needs."""
-        request = self._build(spec)
-        if use_budget and self._budget is not None and not prepaid:
-            await self._budget.bucket(creating).acquire()
-        if self._gate is not None:
-            await self._gate.acquire()
-        try:
-            sent_at = anyio.current_time()
-            response = await self._http.send(request, stream=True)
-            if response.is_success:
-                what = f"the answer to {spec.method}"
-                body = await read_body(response, self._limit, what=what)
-                cut = False
-            else:
-                body, cut = await read_prefix(response)
-            answer = _Answer(response.status_code, response.headers, self._scrub.bytes(body), cut)
-            return answer, sent_at
-        finally:
-            if self._gate is not None:
-                self._gate.release()
-
-    def _pause_budget(
-        self, creating: bool, retry_after: float | None, deadline: float, sent_at: float | None
-    ) -> None:
-        """After a 429, lower that bucket's rate and send nothing from it for
-        ``Retry-After`` (or 1 s): at most :data:`MAX_RETRY_AFTER`, and never past the
-        call's deadline."""
-        if self._budget is not None:
-            if retry_after is not None:
-                remaining = max(0.0, deadline - anyio.current_time())
-                retry_after = min(retry_after, MAX_RETRY_AFTER, remaining)
-            self._budget.bucket(creating).throttled(retry_after, sent_at)
-
-
-@dataclass(frozen=True)
-class _Answer:
-    """A response as read: its status, headers and (bounded) body."""
-
-    status: int
-    headers: httpx.Headers
-    body: bytes
-    cut: bool  # an error body longer than ERROR_BODY_LIMIT, cut there
-
-    @property
-    def is_success(self) -> bool:
-        return 200 <= self.status < 300
-
-
-@dataclass(frozen=True)
-class _Failure:
-    """One failed attempt: the error to raise, and whether (and when) to try again."""
-
-    error: ReplicateHomeError
-    retry_after: float | None
-    retryable: bool
+            await self._exchange.close_stream(body)
 
 
 class _Tracker:
