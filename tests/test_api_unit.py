@@ -24,7 +24,8 @@ from replicate_home import (
     ReplicateAPI,
     ResponseStatusError,
 )
-from replicate_home._api import ApiService, parse_model_ref
+from replicate_home._api import ApiService
+from replicate_home._api_args import parse_model_ref
 from replicate_home._budget import TokenBucket
 
 pytestmark = pytest.mark.anyio

@@ -17,7 +17,7 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
-from ._api import check_webhook
+from ._api_args import check_webhook
 from ._bounded import DEFAULT_MAX_RESPONSE_BYTES, check_limit
 from ._budget import RateBudget
 from ._downloads import Downloads

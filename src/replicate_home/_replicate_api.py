@@ -11,13 +11,8 @@ from typing import Any
 import anyio
 import httpx
 
-from ._api import (
-    MAX_WAIT,
-    ApiService,
-    check_cancel_after,
-    check_prediction_id,
-    check_webhook,
-)
+from ._api import MAX_WAIT, ApiService
+from ._api_args import check_cancel_after, check_prediction_id, check_webhook
 from ._bounded import DEFAULT_MAX_RESPONSE_BYTES
 from ._budget import RateBudget
 from ._bulk import BULK_THRESHOLD, BulkFollower

@@ -14,7 +14,8 @@ from typing import Any
 
 from .. import _catalog
 from .._api import BASE_URL_ENV as API_BASE_URL_ENV
-from .._api import DEFAULT_API_URL, TOKEN_ENV, check_webhook
+from .._api import DEFAULT_API_URL, TOKEN_ENV
+from .._api_args import check_webhook
 from .._client import BaseClient
 from .._home import BASE_URL_ENV as HOME_BASE_URL_ENV
 from .._home import DEFAULT_BASE_URL as HOME_DEFAULT_URL
