@@ -94,7 +94,7 @@ def _shown(url: str) -> str:
 
 
 class Gate(Protocol):
-    """A client's limit on requests in flight (the engine's ``RequestGate``)."""
+    """A client's limit on requests in flight (the exchange's ``RequestGate``)."""
 
     async def acquire(self) -> None: ...
 
