@@ -159,7 +159,8 @@ async def test_resume_follows_by_id_finds_unrecorded_creates_and_sends_the_rest(
     tmp_path: Path,
 ) -> None:
     # A run that died: cell 0 finished, cell 1's create answered and was recorded, cell 2's
-    # create answered but the process died before recording it, cell 3 was never sent.
+    # create answered but the process died before recording it, cell 3 was never sent (an
+    # identical create of another program must not be taken for it).
     emulator = Emulator(Scenario(duration=0.5))
     async with emulator.serve(), ResultsStore.open(tmp_path / "runs.db") as store:
         async with ReplicateAPI(TOKEN, base_url=emulator.base_url) as client:
@@ -171,13 +172,16 @@ async def test_resume_follows_by_id_finds_unrecorded_creates_and_sends_the_rest(
                 settings={},
             )
             await store.record_end(run.id, 0, status="succeeded", output_text="kept")
+            await store.record_sending(run.id, 1, deadline=60)
             recorded = await client.create(LLAMA, prompt="p1")
             await store.record_sent(run.id, 1, recorded.id)
+            await store.record_sending(run.id, 2, deadline=60)
             unrecorded = await client.create(LLAMA, prompt="p2")
-            assert emulator.stats().creates == 2
+            await client.create(LLAMA, prompt="p3")  # not the run's: cell 3 is pending
+            assert emulator.stats().creates == 3
             await resume_comparison(client, store, run.id)
         cells = await store.cells(run.id)
-    assert emulator.stats().creates == 3  # only the cell never sent
+    assert emulator.stats().creates == 4  # only the cell never sent
     assert [c.status for c in cells] == ["succeeded"] * 4
     assert cells[0].output_text == "kept"
     assert cells[1].prediction_id == recorded.id
@@ -407,8 +411,8 @@ async def test_resume_attaches_a_deployments_unrecorded_create_not_a_models(
                 ],
                 settings={},
             )
-            await store.record_sending(run.id, 0)
-            await store.record_sending(run.id, 1)
+            await store.record_sending(run.id, 0, deadline=60)
+            await store.record_sending(run.id, 1, deadline=60)
             lost = await client.create(Deployment("acme/chat"), prompt="p")
             await resume_comparison(client, store, run.id)
         cells = await store.cells(run.id)
@@ -431,7 +435,7 @@ async def test_home_resume_leaves_a_cell_in_doubt_unless_asked_to_resend(
                 settings={},
             )
             # Cell 0's create left (and was paid for); the answer was never recorded.
-            await store.record_sending(run.id, 0)
+            await store.record_sending(run.id, 0, deadline=60)
             await client.predict("gemma-2b", prompt="a")
             await resume_comparison(client, store, run.id)
             first = await store.cells(run.id)
@@ -463,18 +467,89 @@ def test_a_database_from_a_newer_version_is_refused_clearly(
     assert "newer replicate-home" in capsys.readouterr().err
 
 
+#: The tables of results databases of schema versions 0 and 1, as they were written.
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, created_at TEXT NOT NULL, service TEXT NOT NULL,
+    models TEXT NOT NULL, settings TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS cells (
+    run_id TEXT NOT NULL REFERENCES runs(id), cell INTEGER NOT NULL,
+    prompt_index INTEGER NOT NULL, model_index INTEGER NOT NULL, model TEXT NOT NULL,
+    prompt TEXT, input TEXT NOT NULL, state TEXT NOT NULL, prediction_id TEXT, status TEXT,
+    output_text TEXT, images TEXT, error TEXT, error_type TEXT, latency REAL,
+    predict_time REAL, sent_at TEXT, ended_at TEXT, PRIMARY KEY (run_id, cell)
+);
+CREATE INDEX IF NOT EXISTS cells_by_state ON cells (run_id, state);
+"""
+
+
 @pytest.mark.anyio
-async def test_a_database_from_before_the_schema_version_opens(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", [0, 1])
+async def test_an_older_database_is_migrated_and_its_runs_resume(
+    tmp_path: Path, version: int
+) -> None:
     path = tmp_path / "old.db"
-    with sqlite3.connect(path) as database:  # version 0: the tables, no user_version
-        database.executescript(SCHEMA)
+    with sqlite3.connect(path) as database:
+        database.executescript(_SCHEMA_V1)
+        database.execute(f"PRAGMA user_version={version}")
         database.execute(
-            "INSERT INTO runs VALUES ('old', '2026-11-25T00:00:00+00:00', 'api', '[\"m/x\"]', '{}')"
+            "INSERT INTO runs VALUES ('old', '2026-11-25T00:00:00+00:00', 'home',"
+            " '[\"gemma-2b\"]', '{}')"
         )
-    async with ResultsStore.open(path) as store:
-        assert [run.id for run in await store.runs()] == ["old"]
+        cell = "INSERT INTO cells (run_id, cell, prompt_index, model_index, model, prompt, input,"
+        cell += " state, prediction_id, status, output_text) VALUES ('old',?,?,0,'gemma-2b',?,?,?,?,?,?)"
+        database.executemany(
+            cell,
+            [
+                (0, 0, "a", '{"prompt": "a"}', "done", "p-1", "succeeded", "kept"),
+                # The same id twice (a resume of an older version could do that).
+                (1, 1, "b", '{"prompt": "b"}', "done", "p-1", "succeeded", "kept"),
+                (2, 2, "c", '{"prompt": "c"}', "pending", None, None, None),
+            ],
+        )
+    async with Emulator(Scenario(duration=0.1)).serve() as emu:
+        async with ResultsStore.open(path) as store:
+            (run,) = await store.runs()
+            assert (run.id, run.origin, run.emulator) == ("old", None, None)
+            async with ReplicateHome(emu.base_url) as client:
+                await resume_comparison(client, store, "old")
+            cells = await store.cells("old")
+            assert (await store.run("old")).origin == emu.base_url  # bound by its resume
+    assert [(c.status, c.output_text) for c in cells[:2]] == [("succeeded", "kept")] * 2
+    assert cells[2].status == "succeeded"
+    assert [c.attempt for c in cells] == [1, 1, 1]
+    assert emu.stats().creates == 1
     with sqlite3.connect(path) as database:
         assert database.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        claims = database.execute("SELECT prediction_id, cell FROM claims ORDER BY cell").fetchall()
+    assert claims[0] == ("p-1", 0)  # the first cell keeps the claim of a doubled id
+    assert [cell for _, cell in claims] == [0, 2]
+
+
+def test_a_new_database_and_a_migrated_one_have_the_same_tables(tmp_path: Path) -> None:
+    def tables(path: Path) -> dict[str, list[str]]:
+        async def open_it() -> None:
+            async with ResultsStore.open(path):
+                pass
+
+        anyio.run(open_it)
+        with sqlite3.connect(path) as database:
+            names = [row[0] for row in database.execute("SELECT name FROM sqlite_master")]
+            return {
+                name: [col[1] for col in database.execute(f"PRAGMA table_info('{name}')")]
+                for name in sorted(names)
+            }
+
+    old = tmp_path / "old.db"
+    with sqlite3.connect(old) as database:
+        database.executescript(_SCHEMA_V1)
+    fresh = tables(tmp_path / "new.db")
+    assert tables(old) == fresh
+    assert "claims" in fresh and "attempts" in fresh
+    with sqlite3.connect(tmp_path / "script.db") as database:  # SCHEMA is the same text
+        database.executescript(SCHEMA)
+    assert tables(tmp_path / "script.db") == fresh
 
 
 # -- killed between a create's answer and its commit ----------------------------------------
@@ -487,7 +562,7 @@ import os, signal, sys
 from replicate_home.comparisons import _store
 from replicate_home.cli import main
 
-async def killed(self, run_id, cell, prediction_id):
+async def killed(self, run_id, cell, prediction_id, **options):
     os.kill(os.getpid(), signal.SIGKILL)
 
 _store.ResultsStore.record_sent = killed

@@ -32,6 +32,7 @@ __all__ = [
     "PredictionTimeout",
     "RateLimitError",
     "ReplicateHomeError",
+    "RunBoundElsewhere",
     "ResponseStatusError",
     "ResponseTooLarge",
     "UnexpectedResponseFormat",
@@ -277,3 +278,27 @@ class WebhookVerificationError(ReplicateHomeError, ValueError):
     """A webhook delivery failed verification: a header missing or malformed, a
     timestamp outside the tolerance, or no signature that matches the secret. The
     delivery must not be trusted."""
+
+
+class RunBoundElsewhere(ReplicateHomeError, ValueError):
+    """A recorded comparison run was resumed on another service than the one it was
+    recorded on: another kind (``home``/``api``), another base URL, or an emulator in
+    place of a real service (or the reverse). Raised before anything is sent: its cells
+    still running are on the recorded service, and output from another must not be
+    mixed into the run. ``run_id`` names the run; ``service``, ``origin`` and
+    ``emulator`` are what it was recorded on (``origin`` ``None`` for an emulator)."""
+
+    def __init__(
+        self, run_id: str, *, service: str, origin: str | None, emulator: bool, given: str
+    ) -> None:
+        self.run_id = run_id
+        self.service = service
+        self.origin = origin
+        self.emulator = emulator
+        self.given = given
+        recorded = (
+            f"the {service} service of an emulator"
+            if emulator
+            else f"the {service} service at {origin}"
+        )
+        super().__init__(f"run {run_id!r} was recorded on {recorded}, not on {given}")

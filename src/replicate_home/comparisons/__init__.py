@@ -18,15 +18,26 @@ from ._prompts import PromptRow, load_prompts, parse_prompts
 from ._ranking import Leaderboard, PairRecord, Rating, Vote, leaderboard
 from ._report import write_report
 from ._runner import RunProgress, resume_comparison, run_comparison
-from ._store import IN_DOUBT, SCHEMA, SCHEMA_VERSION, CellRecord, ResultsStore, RunRecord
+from ._store import (
+    END_STATUSES,
+    IN_DOUBT,
+    SCHEMA,
+    SCHEMA_VERSION,
+    AttemptRecord,
+    CellRecord,
+    ResultsStore,
+    RunRecord,
+)
 from ._summary import ErrorGroup, ModelSummary, summarize, threshold_failures
 
 __all__ = [
+    "END_STATUSES",
     "IN_DOUBT",
     "SCHEMA",
     "SCHEMA_VERSION",
     "Assertion",
     "AssertionResult",
+    "AttemptRecord",
     "CellChecks",
     "CellRecord",
     "ErrorGroup",

@@ -15,40 +15,39 @@ ends "in doubt" rather than being sent a second time, unless the caller asks for
 
 Columns are models or deployments (:class:`~replicate_home.Deployment`, stored as
 ``deployment:owner/name``); a run's webhook goes with every create, resumed ones too.
+
+A run is bound to its service (:mod:`._binding`); a resume can also open a new attempt
+of the cells that ended with given statuses (``retry``). A cell's latency runs from its
+create to its end: the service's ``created_at`` to its ``completed_at`` where it gives
+them, else from the recorded ``sending`` mark, so a resume never restarts it.
 """
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import timedelta
-from functools import partial
+from datetime import datetime, timezone
 from typing import Any
 
 import anyio
 
 from .._client import BaseClient
+from .._exceptions import PredictionNotSent
 from .._fanout import Chunk, Failed, Finished, Image, Progress, failure_prediction, failure_status
 from .._models import Deployment, Prediction
+from .._provider import ReplicateHome
 from .._replicate_api import ReplicateAPI
 from .._service import PredictionCall
+from ._binding import check_binding, origin_of
+from ._lost import column, find_lost_creates
 from ._prompts import PromptRow, prompt_rows
-from ._store import IN_DOUBT, CellRecord, ResultsStore, RunRecord
+from ._store import END_STATUSES, IN_DOUBT, CellRecord, ResultsStore, RunRecord
 
 __all__ = ["RunProgress", "resume_comparison", "run_comparison"]
 
-#: How far before a run's recorded start the service's listing is searched for creates
-#: whose answer the run never recorded (clocks differ).
-CLOCK_SLACK = timedelta(minutes=5)
-
 #: How long recording an interruption may take while the run is being cancelled.
 RECORD_GRACE = 5.0
-
-#: How a deployment column is named in the store (``deployment:owner/name``, as events
-#: and results name it): no model name has a colon before its slash.
-_DEPLOYMENT = "deployment:"
 
 _IN_DOUBT_ERROR = (
     "its create may have been sent before the run stopped, and the homepage service "
@@ -57,11 +56,11 @@ _IN_DOUBT_ERROR = (
 )
 
 
-def _column(model: str) -> str | Deployment:
-    """A stored column name as the client takes it."""
-    if model.startswith(_DEPLOYMENT):
-        return Deployment(model[len(_DEPLOYMENT) :])
-    return model
+def _origin(client: BaseClient) -> str:
+    """The client's service URL as a run is bound to it."""
+    if not isinstance(client, (ReplicateAPI, ReplicateHome)):
+        raise TypeError("a comparison runs on a ReplicateAPI or a ReplicateHome client")
+    return origin_of(client.base_url)
 
 
 @dataclass(frozen=True)
@@ -80,10 +79,6 @@ class RunProgress:
     remaining: float | None
 
 
-def _canonical(values: Mapping[str, Any]) -> str:
-    return json.dumps(dict(values), sort_keys=True)
-
-
 async def run_comparison(
     client: BaseClient,
     store: ResultsStore,
@@ -97,6 +92,7 @@ async def run_comparison(
     on_progress: Callable[[RunProgress], object] | None = None,
     webhook: str | None = None,
     webhook_events_filter: Sequence[str] | None = None,
+    emulator: bool = False,
 ) -> RunRecord:
     """Run every prompt on every model, recording each cell in ``store``; return the run.
 
@@ -104,15 +100,20 @@ async def run_comparison(
     inputs}``); ``input`` is merged under every row's own inputs. ``models`` are model
     names or :class:`~replicate_home.Deployment` values (official API), mixed.
     ``webhook`` and ``webhook_events_filter`` (official API) go with every create and
-    are recorded with the run, so a resumed run sends them too. Every call is validated
-    before the run is recorded or anything is sent. A cell's failure is its result,
-    never an exception; ``on_progress`` sees a :class:`RunProgress` after every change.
-    Cancelled (Ctrl-C), the run cancels its predictions still running and marks them
-    ``interrupted``: :func:`resume_comparison` sends those again.
+    are recorded with the run, so a resumed run sends them too. The run is bound to the
+    client's service and base URL; ``emulator`` says the client talks to an emulator
+    started for this run (its address changes from one run to the next; a resume on a
+    real service is then refused, as is one on an emulator of a run made on a real
+    service). Every call is validated before the run is recorded or anything is sent.
+    A cell's failure is its result, never an exception; ``on_progress`` sees a
+    :class:`RunProgress` after every change. Cancelled (Ctrl-C), the run cancels its
+    predictions still running and marks them ``interrupted``:
+    :func:`resume_comparison` sends those again.
     """
     rows = prompt_rows(prompts)
     if isinstance(models, (str, Deployment)) or not models:
         raise ValueError("models must be a non-empty list of model names or deployments")
+    origin = _origin(client)
     hook, events = client._webhook_options(webhook, webhook_events_filter)
     base = dict(input or {})
     specs: list[tuple[int, int, str, str | None, Mapping[str, Any]]] = []
@@ -135,12 +136,25 @@ async def run_comparison(
         cells=specs,
         settings=settings,
         run_id=run_id,
+        origin=origin,
+        emulator=emulator,
     )
     cells = await store.cells(run.id)
     await _drive(
         client, store, run, list(zip(cells, calls, strict=True)), limit, timeout, on_progress, 0
     )
     return run
+
+
+def _retry_statuses(retry: Sequence[str]) -> tuple[str, ...]:
+    if isinstance(retry, str):
+        raise ValueError("retry must be a list of statuses, not one string")
+    unknown = [status for status in retry if status not in END_STATUSES]
+    if unknown:
+        raise ValueError(
+            f"retry takes end statuses ({', '.join(END_STATUSES)}), not {', '.join(unknown)}"
+        )
+    return tuple(retry)
 
 
 async def resume_comparison(
@@ -152,38 +166,60 @@ async def resume_comparison(
     timeout: float | None = None,
     on_progress: Callable[[RunProgress], object] | None = None,
     resend_in_doubt: bool = False,
+    retry: Sequence[str] = (),
+    emulator: bool = False,
 ) -> RunRecord:
     """Finish the run ``run_id``: cells done are kept; a cell whose create answered is
     followed by its prediction id (never created again); a cell never sent (or
     ``interrupted``) is sent.
 
+    The client must be on the service the run was recorded on (its kind and base URL;
+    ``emulator`` as the run was made): else :class:`~replicate_home.RunBoundElsewhere`,
+    before anything is sent.
+
     A cell marked ``sending`` with no id (the process stopped between its create and
     the commit of the answer) may have been created. On :class:`ReplicateAPI` it is
-    looked for in the account's predictions created since the run began (same model or
-    deployment, same input): re-attached when found, sent when not (the listing holds
-    every prediction the service created). On the homepage service, which can't list,
-    it ends with the status ``"in doubt"`` (:data:`IN_DOUBT`) and is not sent again,
-    unless ``resend_in_doubt``: then it, and cells that ended "in doubt" before, are
-    sent. ``KeyError`` if there is no such run."""
+    looked for in the account's listing (see :mod:`._lost`: created inside the cell's
+    own window, same model or deployment, version and input, claimed by no other cell
+    of the store): re-attached when found, sent when not. On the homepage service,
+    which can't list, it ends with the status ``"in doubt"`` (:data:`IN_DOUBT`) and is
+    not sent again, unless ``resend_in_doubt``: then it, and cells that ended "in
+    doubt" before, are sent.
+
+    ``retry`` (end statuses, e.g. ``["failed", "timeout"]``; any of
+    :data:`END_STATUSES`) sends the cells that ended with one of them again, each as a
+    new attempt (the store keeps the earlier ones: :meth:`ResultsStore.attempts`).
+    ``KeyError`` if there is no such run, ``ValueError`` for an unknown status."""
+    statuses = _retry_statuses(retry)
+    origin = _origin(client)
     run = await store.run(run_id)
+    if check_binding(run, client._service.name, origin, emulator):
+        await store.bind_run(run_id, origin=origin, emulator=emulator)
+        run = replace(run, origin=origin, emulator=emulator)
+    if IN_DOUBT in statuses:
+        resend_in_doubt = True
+    if statuses:
+        await store.retry(run_id, statuses)
     cells = await store.cells(run_id)
     hook = run.settings.get("webhook")
     events = run.settings.get("webhook_events_filter")
     webhook = client._webhook_options(hook, events) if hook is not None else (None, None)
-    lookup = isinstance(client, ReplicateAPI)
 
     def reopened(cell: CellRecord) -> bool:
         return cell.state != "done" or (resend_in_doubt and cell.status == IN_DOUBT)
 
     open_cells = [cell for cell in cells if reopened(cell)]
-    unsent = [cell for cell in open_cells if cell.prediction_id is None]
-    found = await _find_unrecorded(client, run, cells, unsent) if unsent and lookup else {}
+    lost = [c for c in open_cells if c.state == "sending" and c.prediction_id is None]
+    found: dict[int, Prediction] = {}
+    lookup = isinstance(client, ReplicateAPI)
+    if lost and isinstance(client, ReplicateAPI):
+        found = await find_lost_creates(client, store, run, lost)
     work: list[tuple[CellRecord, PredictionCall]] = []
     for cell in open_cells:
         text = cell.input.get("prompt")
         rest = {key: value for key, value in cell.input.items() if key != "prompt"}
         call = client._prepare_call(
-            _column(cell.model), text if isinstance(text, str) else None, rest or None
+            column(cell.model), text if isinstance(text, str) else None, rest or None
         )
         if webhook[0] is not None:
             call = replace(call, webhook=webhook[0], webhook_events_filter=webhook[1])
@@ -191,9 +227,11 @@ async def resume_comparison(
             call = replace(call, existing=cell.prediction_id)
         elif cell.cell in found:
             prediction = found[cell.cell]
-            await store.record_sent(run_id, cell.cell, prediction.id)
-            cell = replace(cell, prediction_id=prediction.id, state="running")
-            call = replace(call, existing=prediction.id)
+            if await store.record_sent(
+                run_id, cell.cell, prediction.id, created_at=prediction.created_at, found=True
+            ):
+                cell = replace(cell, prediction_id=prediction.id, state="running")
+                call = replace(call, existing=prediction.id)
         elif cell.state == "sending" and not lookup and not resend_in_doubt:
             await store.record_end(
                 run_id, cell.cell, status=IN_DOUBT, error=_IN_DOUBT_ERROR, error_type=None
@@ -206,39 +244,12 @@ async def resume_comparison(
     return run
 
 
-async def _find_unrecorded(
-    client: BaseClient, run: RunRecord, cells: Sequence[CellRecord], unsent: Sequence[CellRecord]
-) -> dict[int, Prediction]:
-    """Predictions the service created for ``unsent`` cells whose answer the run never
-    recorded: matched by model and input, oldest first, each claimed once."""
-    if not isinstance(client, ReplicateAPI):
-        return {}
-    known = {cell.prediction_id for cell in cells if cell.prediction_id is not None}
-    candidates: list[Prediction] = []
-    async for prediction in client.list(created_after=run.created_at - CLOCK_SLACK):
-        if prediction.id not in known:
-            candidates.append(prediction)
-    candidates.reverse()  # the listing is newest first
-    found: dict[int, Prediction] = {}
-    claimed: set[str] = set()
-    for cell in unsent:
-        if cell.state == "interrupted":
-            continue  # its prediction was cancelled when the run was left
-        wanted = _canonical(cell.input)
-        column = _column(cell.model)
-        for prediction in candidates:
-            if isinstance(column, Deployment):
-                same = prediction.deployment == column.name
-            else:  # a model's own prediction, not a deployment's of the same model
-                same = (
-                    prediction.deployment is None
-                    and prediction.model.split(":", 1)[0] == column.split(":", 1)[0]
-                )
-            if prediction.id not in claimed and same and _canonical(prediction.input) == wanted:
-                claimed.add(prediction.id)
-                found[cell.cell] = prediction
-                break
-    return found
+def _service_latency(prediction: Prediction | None) -> float | None:
+    """Seconds from the service's ``created_at`` to its ``completed_at``, if it says both."""
+    if prediction is None or prediction.created_at is None or prediction.completed_at is None:
+        return None
+    seconds = (prediction.completed_at - prediction.created_at).total_seconds()
+    return seconds if seconds >= 0 else None
 
 
 class _Tally:
@@ -299,18 +310,36 @@ async def _drive(
     images: list[list[str]] = [[] for _ in work]
     created: list[bool] = [False] * len(work)
     ended: list[bool] = [False] * len(work)
+    # When each cell's create was about to leave (this machine's clock): recorded by an
+    # earlier process for a cell followed by id, else marked below.
+    sending: list[datetime | None] = [cell.sending_at for cell, _ in work]
+    deadline = client._timeout if timeout is None else timeout
 
     def report() -> None:
         if on_progress is not None:
             on_progress(tally.snapshot())
 
+    def mark(index: int) -> Callable[[], Awaitable[None]]:
+        async def before_create() -> None:
+            cell = work[index][0]
+            sending[index] = await store.record_sending(run.id, cell.cell, deadline=deadline)
+
+        return before_create
+
+    def latency(index: int, prediction: Prediction | None, fallback: float) -> float:
+        """From the service's own times, else from the recorded mark, else as measured."""
+        measured = _service_latency(prediction)
+        if measured is not None:
+            return measured
+        mark_time = sending[index]
+        if mark_time is not None:
+            return (datetime.now(timezone.utc) - mark_time).total_seconds()
+        return fallback
+
     report()
     # Marked "sending" right before each create leaves: a cell caught between its create
     # and the commit of the answer is then known to be in doubt, never silently re-sent.
-    calls = [
-        replace(call, before_create=partial(store.record_sending, run.id, cell.cell))
-        for cell, call in work
-    ]
+    calls = [replace(call, before_create=mark(index)) for index, (_, call) in enumerate(work)]
     try:
         async with client._fan_out_calls(calls, limit=limit, timeout=timeout) as events:
             async for event in events:
@@ -321,7 +350,12 @@ async def _drive(
                         created[index] = True
                         tally.running += 1
                         if cell.prediction_id != event.prediction.id:
-                            await store.record_sent(run.id, cell.cell, event.prediction.id)
+                            await store.record_sent(
+                                run.id,
+                                cell.cell,
+                                event.prediction.id,
+                                created_at=event.prediction.created_at,
+                            )
                         report()
                 elif isinstance(event, Chunk):
                     texts[index].append(event.text)
@@ -330,6 +364,7 @@ async def _drive(
                 elif isinstance(event, Finished):
                     prediction = event.prediction
                     text = "".join(texts[index]) if not images[index] else None
+                    seconds = latency(index, prediction, prediction.elapsed)
                     await store.record_end(
                         run.id,
                         cell.cell,
@@ -337,19 +372,25 @@ async def _drive(
                         prediction_id=prediction.id,
                         output_text=text,
                         images=images[index],
-                        latency=prediction.elapsed,
+                        latency=seconds,
                         predict_time=prediction.predict_time,
+                        created_at=prediction.created_at,
+                        completed_at=prediction.completed_at,
                     )
                     ended[index] = True
                     tally.running -= created[index]
                     tally.done += 1
                     tally.ended += 1
-                    tally.latencies += prediction.elapsed
+                    tally.latencies += seconds
                     report()
                 elif isinstance(event, Failed):
                     error = event.error
                     last = failure_prediction(error)
                     prediction_id = getattr(error, "prediction_id", None)
+                    if isinstance(error, PredictionNotSent):
+                        seconds = event.elapsed  # nothing was created: no create to count from
+                    else:
+                        seconds = latency(index, last, event.elapsed)
                     await store.record_end(
                         run.id,
                         cell.cell,
@@ -358,8 +399,10 @@ async def _drive(
                         output_text="".join(texts[index]) or None,
                         error=str(error),
                         error_type=type(error).__name__,
-                        latency=event.elapsed,
+                        latency=seconds,
                         predict_time=None if last is None else last.predict_time,
+                        created_at=None if last is None else last.created_at,
+                        completed_at=None if last is None else last.completed_at,
                     )
                     ended[index] = True
                     tally.running -= created[index]

@@ -7,11 +7,13 @@ transaction: a process killed at any point loses nothing already written. A cell
 marked ``sending`` right before its create leaves, its prediction id is written as soon
 as the create answers, and its result when it ends.
 
-The database carries a schema version (``PRAGMA user_version``, :data:`SCHEMA_VERSION`).
-Version 1 added no column, only values: the state ``sending`` and the status ``in
-doubt``; a database from before (version 0) opens as it is and is marked version 1. A
-database written by a newer version of this library fails to open with a clear
-:class:`ValueError` rather than being misread.
+A prediction id is *claimed* by at most one cell in the whole store (the ``claims``
+table's primary key, checked by SQLite itself in the transaction that records it), so
+two runs, or two processes sharing the file, never record one prediction twice.
+
+The database carries a schema version (``PRAGMA user_version``, :data:`SCHEMA_VERSION`);
+an older one is brought up to date step by step when opened (:mod:`._schema`), a newer
+one is refused with a clear :class:`ValueError` rather than misread.
 """
 
 from __future__ import annotations
@@ -20,82 +22,83 @@ import json
 import secrets
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 
-__all__ = ["IN_DOUBT", "SCHEMA", "SCHEMA_VERSION", "CellRecord", "ResultsStore", "RunRecord"]
+from ._schema import SCHEMA, SCHEMA_VERSION, migrate
 
-#: The version of :data:`SCHEMA` this library writes (``PRAGMA user_version``).
-SCHEMA_VERSION = 1
+__all__ = [
+    "END_STATUSES",
+    "IN_DOUBT",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "AttemptRecord",
+    "CellRecord",
+    "ResultsStore",
+    "RunRecord",
+]
+
+_T = TypeVar("_T")
 
 #: The status of a cell whose create may have been sent but whose answer was never
 #: recorded, on a service with no listing to check (the homepage service).
 IN_DOUBT = "in doubt"
 
-#: The database's tables. ``cells.state`` is ``pending`` (never sent), ``sending`` (its
-#: create may have left; no answer recorded), ``running`` (its create answered:
-#: ``prediction_id`` is known), ``interrupted`` (the run was left and its prediction
-#: cancelled: sent again on resume) or ``done`` (``status`` is its end). A model column
-#: that is a deployment is named ``deployment:owner/name``; the run's ``settings`` hold
-#: its webhook (``webhook``, ``webhook_events_filter``) when it has one.
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    id          TEXT PRIMARY KEY,   -- the run's name, e.g. 20261125-231500-3f9a
-    created_at  TEXT NOT NULL,      -- ISO 8601, UTC
-    service     TEXT NOT NULL,      -- 'home' or 'api'
-    models      TEXT NOT NULL,      -- JSON list, in column order
-    settings    TEXT NOT NULL       -- JSON: timeout, limit
-);
-CREATE TABLE IF NOT EXISTS cells (
-    run_id        TEXT NOT NULL REFERENCES runs(id),
-    cell          INTEGER NOT NULL, -- prompt_index * len(models) + model_index
-    prompt_index  INTEGER NOT NULL,
-    model_index   INTEGER NOT NULL,
-    model         TEXT NOT NULL,
-    prompt        TEXT,             -- the row's prompt text, if it has one
-    input         TEXT NOT NULL,    -- JSON: the input sent (prompt included)
-    state         TEXT NOT NULL,    -- pending | sending | running | interrupted | done
-    prediction_id TEXT,
-    status        TEXT,             -- succeeded, failed, canceled, aborted, timeout,
-                                    -- not sent, in doubt, error (when state = 'done')
-    output_text   TEXT,             -- a text model's output
-    images        TEXT,             -- JSON list of image URLs
-    error         TEXT,
-    error_type    TEXT,             -- the exception's class name
-    latency       REAL,             -- seconds from the create to the end
-    predict_time  REAL,             -- the service's metrics.predict_time
-    sent_at       TEXT,             -- ISO 8601, UTC: when the create answered
-    ended_at      TEXT,
-    PRIMARY KEY (run_id, cell)
-);
-CREATE INDEX IF NOT EXISTS cells_by_state ON cells (run_id, state);
-"""
+#: Every status a cell can end with (``cells.status`` when ``state`` is ``done``).
+END_STATUSES = (
+    "succeeded",
+    "failed",
+    "canceled",
+    "aborted",
+    "timeout",
+    "not sent",
+    IN_DOUBT,
+    "error",
+)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="milliseconds")
+
+
+def _moment(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """One run: its name, when it began, on which service, its models and settings."""
+    """One run: its name, when it began, on which service, its models and settings.
+
+    ``origin`` is the service's base URL the run is bound to (no credentials, no query)
+    and ``emulator`` whether it runs on an emulator started for it; both ``None`` for a
+    run recorded before runs were bound (its next resume binds it)."""
 
     id: str
     created_at: datetime
     service: str
     models: tuple[str, ...]
     settings: Mapping[str, Any]
+    origin: str | None = None
+    emulator: bool | None = None
 
 
 @dataclass(frozen=True)
 class CellRecord:
-    """One cell (a prompt on a model) as the database holds it."""
+    """One cell (a prompt on a model) as the database holds it: its latest attempt
+    (``attempt`` counts them, from 1; :meth:`ResultsStore.attempts` has the earlier)."""
 
     run_id: str
     cell: int
@@ -115,6 +118,45 @@ class CellRecord:
     predict_time: float | None = None
     sent_at: str | None = None
     ended_at: str | None = None
+    attempt: int = 1
+    sending_at: datetime | None = None
+    sending_until: datetime | None = None
+    created_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """An earlier attempt of a cell, as it ended before the cell was sent again."""
+
+    run_id: str
+    cell: int
+    attempt: int
+    prediction_id: str | None
+    status: str | None
+    output_text: str | None
+    images: tuple[str, ...]
+    error: str | None
+    error_type: str | None
+    latency: float | None
+    predict_time: float | None
+    sent_at: str | None
+    ended_at: str | None
+
+
+@dataclass(frozen=True)
+class ClockSample:
+    """One recorded create, on two clocks: this machine's when it was about to leave and
+    when it answered, the service's ``created_at`` (between the two, give or take the
+    clocks' difference)."""
+
+    sending_at: datetime
+    answered_at: datetime
+    created_at: datetime
+
+
+def _images(text: str | None) -> tuple[str, ...]:
+    return tuple(json.loads(text)) if text else ()
 
 
 def _cell(row: sqlite3.Row) -> CellRecord:
@@ -130,13 +172,31 @@ def _cell(row: sqlite3.Row) -> CellRecord:
         prediction_id=row["prediction_id"],
         status=row["status"],
         output_text=row["output_text"],
-        images=tuple(json.loads(row["images"])) if row["images"] else (),
+        images=_images(row["images"]),
         error=row["error"],
         error_type=row["error_type"],
         latency=row["latency"],
         predict_time=row["predict_time"],
         sent_at=row["sent_at"],
         ended_at=row["ended_at"],
+        attempt=row["attempt"],
+        sending_at=_moment(row["sending_at"]),
+        sending_until=_moment(row["sending_until"]),
+        created_at=_moment(row["created_at"]),
+        completed_at=_moment(row["completed_at"]),
+    )
+
+
+def _run(row: sqlite3.Row) -> RunRecord:
+    emulator = row["emulator"]
+    return RunRecord(
+        row["id"],
+        datetime.fromisoformat(row["created_at"]),
+        row["service"],
+        tuple(json.loads(row["models"])),
+        json.loads(row["settings"]),
+        row["origin"],
+        None if emulator is None else bool(emulator),
     )
 
 
@@ -148,21 +208,16 @@ class _Database:
         self._connection.row_factory = sqlite3.Row
         self._lock = threading.Lock()
         with self._lock:
-            self._connection.execute("PRAGMA journal_mode=WAL")
-            # In WAL mode NORMAL survives a process crash (kill -9); only a power loss
-            # may lose the last commits.
-            self._connection.execute("PRAGMA synchronous=NORMAL")
-            self._connection.execute("PRAGMA busy_timeout=5000")
-            (version,) = self._connection.execute("PRAGMA user_version").fetchone()
-            if version > SCHEMA_VERSION:
+            try:
+                self._connection.execute("PRAGMA journal_mode=WAL")
+                # In WAL mode NORMAL survives a process crash (kill -9); only a power loss
+                # may lose the last commits.
+                self._connection.execute("PRAGMA synchronous=NORMAL")
+                self._connection.execute("PRAGMA busy_timeout=5000")
+                migrate(self._connection, path)
+            except BaseException:
                 self._connection.close()
-                raise ValueError(
-                    f"{path} is a results database of schema version {version}, written by "
-                    f"a newer replicate-home (this one reads up to {SCHEMA_VERSION}): upgrade"
-                )
-            self._connection.executescript(SCHEMA)
-            if version < SCHEMA_VERSION:  # 0 -> 1: new values only, nothing to convert
-                self._connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                raise
 
     def close(self) -> None:
         with self._lock:
@@ -173,14 +228,20 @@ class _Database:
             return self._connection.execute(sql, parameters).fetchall()
 
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self.transaction(lambda connection: connection.executemany(sql, rows))
+
+    def transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        """``work(connection)`` in one ``BEGIN IMMEDIATE`` transaction (the write lock
+        taken first: what it reads stays true until it commits)."""
         with self._lock:
-            self._connection.execute("BEGIN")
+            self._connection.execute("BEGIN IMMEDIATE")
             try:
-                self._connection.executemany(sql, rows)
+                result = work(self._connection)
             except BaseException:
                 self._connection.execute("ROLLBACK")
                 raise
             self._connection.execute("COMMIT")
+            return result
 
 
 class ResultsStore:
@@ -197,7 +258,8 @@ class ResultsStore:
     @classmethod
     @asynccontextmanager
     async def open(cls, path: str | Path) -> AsyncIterator[ResultsStore]:
-        """Open (creating if needed) the database at ``path``."""
+        """Open (creating if needed) the database at ``path``, bringing an older one up
+        to the current schema."""
         database = await anyio.to_thread.run_sync(_Database, Path(path))
         try:
             yield cls(database)
@@ -210,6 +272,11 @@ class ResultsStore:
             self._database.execute, sql, parameters, limiter=self._limiter
         )
 
+    async def _transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
+        return await anyio.to_thread.run_sync(
+            self._database.transaction, work, limiter=self._limiter
+        )
+
     # -- runs ---------------------------------------------------------------------
 
     async def create_run(
@@ -220,81 +287,226 @@ class ResultsStore:
         cells: Sequence[tuple[int, int, str, str | None, Mapping[str, Any]]],
         settings: Mapping[str, Any],
         run_id: str | None = None,
+        origin: str | None = None,
+        emulator: bool | None = None,
     ) -> RunRecord:
         """Record a new run and its cells (``(prompt_index, model_index, model, prompt,
-        input)``, in cell order), every cell ``pending``."""
-        created = datetime.now(timezone.utc)
+        input)``, in cell order), every cell ``pending``, bound to ``service`` at
+        ``origin`` (``emulator``: an emulator started for the run). Without ``origin``
+        and ``emulator`` it is bound by its first resume."""
+        created = _now()
         name = run_id or f"{created:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError("a run's name must be a non-empty string")
         rows = [
             (name, number, p, m, model, prompt, json.dumps(dict(values), sort_keys=True))
             for number, (p, m, model, prompt, values) in enumerate(cells)
         ]
-        if not isinstance(name, str) or not name.strip():
-            raise ValueError("a run's name must be a non-empty string")
-        if await self._run("SELECT 1 FROM runs WHERE id = ?", (name,)):
+
+        def insert(connection: sqlite3.Connection) -> bool:
+            if connection.execute("SELECT 1 FROM runs WHERE id = ?", (name,)).fetchall():
+                return False
+            connection.execute(
+                "INSERT INTO runs (id, created_at, service, models, settings, origin, emulator)"
+                " VALUES (?,?,?,?,?,?,?)",
+                (
+                    name,
+                    _iso(created),
+                    service,
+                    json.dumps(list(models)),
+                    json.dumps(dict(settings)),
+                    origin,
+                    None if emulator is None else int(emulator),
+                ),
+            )
+            connection.executemany(
+                "INSERT INTO cells (run_id, cell, prompt_index, model_index, model, prompt,"
+                " input, state) VALUES (?,?,?,?,?,?,?,'pending')",
+                rows,
+            )
+            return True
+
+        if not await self._transaction(insert):
             raise ValueError(f"a run named {name!r} already exists: resume it, or pick another")
+        return RunRecord(name, created, service, tuple(models), dict(settings), origin, emulator)
+
+    async def bind_run(self, run_id: str, *, origin: str | None, emulator: bool) -> None:
+        """Bind a run recorded before runs were bound to the service it resumes on."""
         await self._run(
-            "INSERT INTO runs (id, created_at, service, models, settings) VALUES (?,?,?,?,?)",
-            (
-                name,
-                created.isoformat(timespec="milliseconds"),
-                service,
-                json.dumps(list(models)),
-                json.dumps(dict(settings)),
-            ),
+            "UPDATE runs SET origin = ?, emulator = ? WHERE id = ? AND emulator IS NULL",
+            (origin, int(emulator), run_id),
         )
-        await anyio.to_thread.run_sync(
-            self._database.execute_many,
-            "INSERT INTO cells (run_id, cell, prompt_index, model_index, model, prompt, input,"
-            " state) VALUES (?,?,?,?,?,?,?,'pending')",
-            rows,
-            limiter=self._limiter,
-        )
-        return RunRecord(name, created, service, tuple(models), dict(settings))
 
     async def run(self, run_id: str) -> RunRecord:
         """The run named ``run_id``; ``KeyError`` if there is none."""
         rows = await self._run("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise KeyError(run_id)
-        row = rows[0]
-        return RunRecord(
-            row["id"],
-            datetime.fromisoformat(row["created_at"]),
-            row["service"],
-            tuple(json.loads(row["models"])),
-            json.loads(row["settings"]),
-        )
+        return _run(rows[0])
 
     async def runs(self) -> list[RunRecord]:
         """Every run, oldest first."""
-        rows = await self._run("SELECT id FROM runs ORDER BY created_at, id")
-        return [await self.run(row["id"]) for row in rows]
+        rows = await self._run("SELECT * FROM runs ORDER BY created_at, id")
+        return [_run(row) for row in rows]
 
     async def cells(self, run_id: str) -> list[CellRecord]:
-        """The run's cells, in cell order (prompt-major)."""
+        """The run's cells, in cell order (prompt-major), each as its latest attempt."""
         rows = await self._run("SELECT * FROM cells WHERE run_id = ? ORDER BY cell", (run_id,))
         return [_cell(row) for row in rows]
 
+    async def attempts(self, run_id: str) -> list[AttemptRecord]:
+        """The run's earlier attempts (every cell's but its latest), by cell and attempt."""
+        rows = await self._run(
+            "SELECT * FROM attempts WHERE run_id = ? ORDER BY cell, attempt", (run_id,)
+        )
+        return [
+            AttemptRecord(
+                row["run_id"],
+                row["cell"],
+                row["attempt"],
+                row["prediction_id"],
+                row["status"],
+                row["output_text"],
+                _images(row["images"]),
+                row["error"],
+                row["error_type"],
+                row["latency"],
+                row["predict_time"],
+                row["sent_at"],
+                row["ended_at"],
+            )
+            for row in rows
+        ]
+
+    # -- what a resume needs to know of the whole store ------------------------------
+
+    async def open_sends(self) -> list[CellRecord]:
+        """Cells of every run in the store marked ``sending`` with no answer recorded."""
+        rows = await self._run(
+            "SELECT * FROM cells WHERE state = 'sending' AND prediction_id IS NULL"
+            " AND sending_at IS NOT NULL"
+        )
+        return [_cell(row) for row in rows]
+
+    async def claimed(self, prediction_ids: Sequence[str]) -> set[str]:
+        """Which of ``prediction_ids`` some cell of the store has claimed."""
+        found: set[str] = set()
+        for start in range(0, len(prediction_ids), 500):
+            chunk = list(prediction_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = await self._run(
+                f"SELECT prediction_id FROM claims WHERE prediction_id IN ({marks})", chunk
+            )
+            found.update(row["prediction_id"] for row in rows)
+        return found
+
+    async def clock_samples(self, run_ids: Sequence[str], limit: int = 200) -> list[ClockSample]:
+        """The latest recorded creates of these runs that show both clocks."""
+        marks = ",".join("?" * len(run_ids))
+        rows = await self._run(
+            "SELECT sending_at, answered_at, created_at FROM claims"
+            f" WHERE found = 0 AND run_id IN ({marks}) AND sending_at IS NOT NULL"
+            " AND answered_at IS NOT NULL AND created_at IS NOT NULL"
+            " ORDER BY rowid DESC LIMIT ?",
+            (*run_ids, limit),
+        )
+        samples = []
+        for row in rows:
+            sending, answered, created = (
+                _moment(row["sending_at"]),
+                _moment(row["answered_at"]),
+                _moment(row["created_at"]),
+            )
+            if sending is not None and answered is not None and created is not None:
+                samples.append(ClockSample(sending, answered, created))
+        return samples
+
     # -- cells --------------------------------------------------------------------
 
-    async def record_sending(self, run_id: str, cell: int) -> None:
-        """The cell's create is about to leave (a cell marked so and never answered is
-        "in doubt" when resumed: it may have been created)."""
+    async def record_sending(self, run_id: str, cell: int, *, deadline: float) -> datetime:
+        """The cell's create is about to leave, and may be answered for ``deadline``
+        seconds (a cell marked so and never answered may have been created: a resume
+        looks for it in that window); return the mark's time."""
+        now = _now()
+        until = datetime.fromtimestamp(now.timestamp() + deadline, timezone.utc)
         await self._run(
             "UPDATE cells SET state = 'sending', status = NULL, error = NULL,"
-            " error_type = NULL, ended_at = NULL WHERE run_id = ? AND cell = ?"
-            " AND (state != 'done' OR status = ?)",
-            (run_id, cell, IN_DOUBT),
+            " error_type = NULL, ended_at = NULL, sending_at = ?, sending_until = ?"
+            " WHERE run_id = ? AND cell = ? AND (state != 'done' OR status = ?)",
+            (_iso(now), _iso(until), run_id, cell, IN_DOUBT),
         )
+        return now
 
-    async def record_sent(self, run_id: str, cell: int, prediction_id: str) -> None:
-        """The cell's create answered with ``prediction_id``."""
-        await self._run(
-            "UPDATE cells SET state = 'running', prediction_id = ?, sent_at = ? "
-            "WHERE run_id = ? AND cell = ? AND state != 'done'",
-            (prediction_id, _now(), run_id, cell),
-        )
+    async def record_sent(
+        self,
+        run_id: str,
+        cell: int,
+        prediction_id: str,
+        *,
+        created_at: datetime | None = None,
+        found: bool = False,
+    ) -> bool:
+        """The cell's create answered with ``prediction_id`` (``found``: the prediction was
+        found in the service's listing instead); the service's ``created_at`` when it
+        said. The cell claims the id: ``False`` (nothing recorded) if another cell of the
+        store holds it, unless this is the create's own answer and the other only found
+        it in the listing: the answer is proof, the listing a match, so the id moves
+        here and the other cell is marked ``sending`` again, to be looked for anew."""
+        answered = _now()
+        sent_at = created_at if found else answered
+
+        def claim(connection: sqlite3.Connection) -> bool:
+            rows = connection.execute(
+                "SELECT state, attempt, sending_at FROM cells WHERE run_id = ? AND cell = ?",
+                (run_id, cell),
+            ).fetchall()
+            if not rows or rows[0]["state"] == "done":
+                return False
+            attempt, sending_at = rows[0]["attempt"], rows[0]["sending_at"]
+            holder = connection.execute(
+                "SELECT run_id, cell, attempt, found FROM claims WHERE prediction_id = ?",
+                (prediction_id,),
+            ).fetchall()
+            if holder:
+                other = holder[0]
+                if (other["run_id"], other["cell"], other["attempt"]) == (run_id, cell, attempt):
+                    pass  # this cell's already
+                elif found or not other["found"]:
+                    return False
+                else:
+                    connection.execute(
+                        "UPDATE cells SET state = 'sending', prediction_id = NULL,"
+                        " sent_at = NULL, created_at = NULL WHERE run_id = ? AND cell = ?"
+                        " AND prediction_id = ? AND state != 'done'",
+                        (other["run_id"], other["cell"], prediction_id),
+                    )
+                    connection.execute(
+                        "DELETE FROM claims WHERE prediction_id = ?", (prediction_id,)
+                    )
+                    holder = []
+            if not holder:
+                connection.execute(
+                    "INSERT INTO claims (prediction_id, run_id, cell, attempt, found,"
+                    " sending_at, answered_at, created_at) VALUES (?,?,?,?,?,?,?,?)",
+                    (
+                        prediction_id,
+                        run_id,
+                        cell,
+                        attempt,
+                        int(found),
+                        sending_at,
+                        None if found else _iso(answered),
+                        _iso(created_at),
+                    ),
+                )
+            connection.execute(
+                "UPDATE cells SET state = 'running', prediction_id = ?, sent_at = ?,"
+                " created_at = ? WHERE run_id = ? AND cell = ?",
+                (prediction_id, _iso(sent_at), _iso(created_at), run_id, cell),
+            )
+            return True
+
+        return await self._transaction(claim)
 
     async def record_end(
         self,
@@ -309,13 +521,18 @@ class ResultsStore:
         error_type: str | None = None,
         latency: float | None = None,
         predict_time: float | None = None,
+        created_at: datetime | None = None,
+        completed_at: datetime | None = None,
     ) -> None:
-        """The cell ended (``status`` is its outcome)."""
+        """The cell ended (``status`` is its outcome). The end of a prediction another
+        cell holds (its claim moved to the cell that created it) is not recorded."""
         await self._run(
             "UPDATE cells SET state = 'done', status = ?,"
             " prediction_id = COALESCE(?, prediction_id), output_text = ?, images = ?,"
-            " error = ?, error_type = ?, latency = ?, predict_time = ?, ended_at = ?"
-            " WHERE run_id = ? AND cell = ?",
+            " error = ?, error_type = ?, latency = ?, predict_time = ?, ended_at = ?,"
+            " created_at = COALESCE(?, created_at), completed_at = ?"
+            " WHERE run_id = ? AND cell = ? AND (? IS NULL OR NOT EXISTS (SELECT 1 FROM"
+            " claims WHERE prediction_id = ? AND (run_id != cells.run_id OR cell != cells.cell)))",
             (
                 status,
                 prediction_id,
@@ -325,9 +542,13 @@ class ResultsStore:
                 error_type,
                 latency,
                 predict_time,
-                _now(),
+                _iso(_now()),
+                _iso(created_at),
+                _iso(completed_at),
                 run_id,
                 cell,
+                prediction_id,
+                prediction_id,
             ),
         )
 
@@ -340,3 +561,41 @@ class ResultsStore:
             [(run_id, cell) for cell in cells],
             limiter=self._limiter,
         )
+
+    async def retry(self, run_id: str, statuses: Sequence[str]) -> list[int]:
+        """Open a new attempt of every cell of the run that ended with one of
+        ``statuses``: its latest attempt is kept in ``attempts``, the cell is ``pending``
+        again (sent by the next resume). Return those cells."""
+        wanted = list(dict.fromkeys(statuses))
+        if not wanted:
+            return []
+        marks = ",".join("?" * len(wanted))
+
+        def reopen(connection: sqlite3.Connection) -> list[int]:
+            rows = connection.execute(
+                "SELECT cell FROM cells WHERE run_id = ? AND state = 'done'"
+                f" AND status IN ({marks}) ORDER BY cell",
+                (run_id, *wanted),
+            ).fetchall()
+            cells = [row["cell"] for row in rows]
+            for cell in cells:
+                connection.execute(
+                    "INSERT INTO attempts (run_id, cell, attempt, prediction_id, status,"
+                    " output_text, images, error, error_type, latency, predict_time, sent_at,"
+                    " ended_at) SELECT run_id, cell, attempt, prediction_id, status,"
+                    " output_text, images, error, error_type, latency, predict_time, sent_at,"
+                    " ended_at FROM cells WHERE run_id = ? AND cell = ?",
+                    (run_id, cell),
+                )
+                connection.execute(
+                    "UPDATE cells SET state = 'pending', attempt = attempt + 1,"
+                    " prediction_id = NULL, status = NULL, output_text = NULL, images = NULL,"
+                    " error = NULL, error_type = NULL, latency = NULL, predict_time = NULL,"
+                    " sent_at = NULL, ended_at = NULL, sending_at = NULL,"
+                    " sending_until = NULL, created_at = NULL, completed_at = NULL"
+                    " WHERE run_id = ? AND cell = ?",
+                    (run_id, cell),
+                )
+            return cells
+
+        return await self._transaction(reopen)

@@ -1,0 +1,150 @@
+"""The results database's tables, and the numbered steps that bring any older database
+up to date.
+
+Each step of :data:`MIGRATIONS` is a list of SQL statements; step ``n`` (counted from 1)
+turns a database of version ``n - 1`` into version ``n`` (``PRAGMA user_version``). A new
+database runs every step from the first, an older one the steps it lacks: there is one
+path to the current schema, so a database made today and one made by an older version
+end up with the same tables. Every step runs in one ``BEGIN IMMEDIATE`` transaction that
+re-reads the version first, so two processes opening an old database at once migrate it
+once, and a step that fails leaves the database as it was.
+
+To change the schema, append a step (never edit a released one): ``ALTER TABLE … ADD
+COLUMN`` (nullable, or with a default) and ``CREATE TABLE IF NOT EXISTS``, so older rows
+stay readable as they are.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["MIGRATIONS", "SCHEMA", "SCHEMA_VERSION", "migrate"]
+
+#: Step 1: the tables as they were first written (a database from before schema
+#: versions has them already: ``IF NOT EXISTS``). Version 1 added only values: the state
+#: ``sending`` and the status ``in doubt``.
+_TABLES = (
+    """CREATE TABLE IF NOT EXISTS runs (
+    id          TEXT PRIMARY KEY,   -- the run's name, e.g. 20261125-231500-3f9a
+    created_at  TEXT NOT NULL,      -- ISO 8601, UTC
+    service     TEXT NOT NULL,      -- 'home' or 'api'
+    models      TEXT NOT NULL,      -- JSON list, in column order
+    settings    TEXT NOT NULL       -- JSON: timeout, limit (webhook,
+                                    -- webhook_events_filter when the run has one)
+)""",
+    """CREATE TABLE IF NOT EXISTS cells (
+    run_id        TEXT NOT NULL REFERENCES runs(id),
+    cell          INTEGER NOT NULL, -- prompt_index * len(models) + model_index
+    prompt_index  INTEGER NOT NULL,
+    model_index   INTEGER NOT NULL,
+    model         TEXT NOT NULL,    -- a model, or deployment:owner/name
+    prompt        TEXT,             -- the row's prompt text, if it has one
+    input         TEXT NOT NULL,    -- JSON: the input sent (prompt included)
+    state         TEXT NOT NULL,    -- pending | sending | running | interrupted | done
+    prediction_id TEXT,
+    status        TEXT,             -- succeeded, failed, canceled, aborted, timeout,
+                                    -- not sent, in doubt, error (when state = 'done')
+    output_text   TEXT,             -- a text model's output
+    images        TEXT,             -- JSON list of image URLs
+    error         TEXT,
+    error_type    TEXT,             -- the exception's class name
+    latency       REAL,             -- seconds from the create to the end
+    predict_time  REAL,             -- the service's metrics.predict_time
+    sent_at       TEXT,             -- ISO 8601, UTC: when the create answered (for a
+                                    -- prediction found in the listing: its created_at)
+    ended_at      TEXT,
+    PRIMARY KEY (run_id, cell)
+)""",
+    "CREATE INDEX IF NOT EXISTS cells_by_state ON cells (run_id, state)",
+)
+
+#: Step 2: a run bound to its service; every prediction claimed by one cell of the whole
+#: store; a cell's attempts; the times a resume needs to find a lost create and to
+#: measure a latency from the create.
+_BOUND_CLAIMED_ATTEMPTS = (
+    # The API's base URL (scheme, host, port, path; never credentials or a query), and
+    # whether the run is on an emulator started for it. NULL: recorded before version 2
+    # (bound by its next resume).
+    "ALTER TABLE runs ADD COLUMN origin TEXT",
+    "ALTER TABLE runs ADD COLUMN emulator INTEGER",
+    # The cell's attempt (1, then one more for each retry); earlier ones are in attempts.
+    "ALTER TABLE cells ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1",
+    # ISO 8601, UTC, this machine's clock: when the create was about to leave (the
+    # 'sending' mark) and when its deadline ended: the window a lost create is looked
+    # for in.
+    "ALTER TABLE cells ADD COLUMN sending_at TEXT",
+    "ALTER TABLE cells ADD COLUMN sending_until TEXT",
+    # The service's created_at and completed_at of the cell's prediction, when it says.
+    "ALTER TABLE cells ADD COLUMN created_at TEXT",
+    "ALTER TABLE cells ADD COLUMN completed_at TEXT",
+    """CREATE TABLE IF NOT EXISTS claims (
+    prediction_id TEXT PRIMARY KEY, -- one cell of one run, in the whole store
+    run_id        TEXT NOT NULL,
+    cell          INTEGER NOT NULL,
+    attempt       INTEGER NOT NULL,
+    found         INTEGER NOT NULL, -- 0: the create's answer; 1: found in the listing
+    sending_at    TEXT,             -- this machine's clock, as in cells
+    answered_at   TEXT,             -- this machine's clock: when the create answered
+    created_at    TEXT              -- the service's clock: the prediction's created_at
+)""",
+    "CREATE INDEX IF NOT EXISTS claims_by_cell ON claims (run_id, cell)",
+    """CREATE TABLE IF NOT EXISTS attempts (
+    run_id        TEXT NOT NULL,    -- an earlier attempt of a cell (the latest is the
+    cell          INTEGER NOT NULL, -- cell's row): its columns as they were
+    attempt       INTEGER NOT NULL,
+    prediction_id TEXT,
+    status        TEXT,
+    output_text   TEXT,
+    images        TEXT,
+    error         TEXT,
+    error_type    TEXT,
+    latency       REAL,
+    predict_time  REAL,
+    sent_at       TEXT,
+    ended_at      TEXT,
+    PRIMARY KEY (run_id, cell, attempt)
+)""",
+    # The ids an older database recorded, each claimed by its first cell (a database
+    # written before claims may hold one id twice: the later cells keep theirs, unclaimed).
+    "INSERT OR IGNORE INTO claims (prediction_id, run_id, cell, attempt, found, answered_at)"
+    " SELECT prediction_id, run_id, cell, 1, 0, sent_at FROM cells"
+    " WHERE prediction_id IS NOT NULL ORDER BY rowid",
+)
+
+#: Step ``n`` (from 1) turns a database of version ``n - 1`` into version ``n``.
+MIGRATIONS: tuple[Sequence[str], ...] = (_TABLES, _BOUND_CLAIMED_ATTEMPTS)
+
+#: The version of the schema this library writes (``PRAGMA user_version``).
+SCHEMA_VERSION = len(MIGRATIONS)
+
+#: Every statement of every step, in order, then the version: the whole schema as SQL
+#: (its comments describe the columns), a script that makes a current database.
+SCHEMA = "".join(f"{statement};\n" for step in MIGRATIONS for statement in step) + (
+    f"PRAGMA user_version={SCHEMA_VERSION};\n"
+)
+
+
+def migrate(connection: sqlite3.Connection, path: Path) -> None:
+    """Bring the database of ``connection`` (autocommit mode) to :data:`SCHEMA_VERSION`;
+    ``ValueError`` for a database of a newer version, left untouched."""
+    (version,) = connection.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise ValueError(
+            f"{path} is a results database of schema version {version}, written by "
+            f"a newer replicate-home (this one reads up to {SCHEMA_VERSION}): upgrade"
+        )
+    for number in range(version + 1, SCHEMA_VERSION + 1):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have taken this step while this one waited for the lock.
+            (current,) = connection.execute("PRAGMA user_version").fetchone()
+            if current < number:
+                for statement in MIGRATIONS[number - 1]:
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version={number}")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
