@@ -497,8 +497,9 @@ async def test_an_older_database_is_migrated_and_its_runs_resume(
             "INSERT INTO runs VALUES ('old', '2026-11-25T00:00:00+00:00', 'home',"
             " '[\"gemma-2b\"]', '{}')"
         )
-        cell = "INSERT INTO cells (run_id, cell, prompt_index, model_index, model, prompt, input,"
-        cell += " state, prediction_id, status, output_text) VALUES ('old',?,?,0,'gemma-2b',?,?,?,?,?,?)"
+        cell = "INSERT INTO cells (run_id, cell, prompt_index, model_index, model, prompt,"
+        cell += " input, state, prediction_id, status, output_text)"
+        cell += " VALUES ('old',?,?,0,'gemma-2b',?,?,?,?,?,?)"
         database.executemany(
             cell,
             [
@@ -546,7 +547,7 @@ def test_a_new_database_and_a_migrated_one_have_the_same_tables(tmp_path: Path) 
         database.executescript(_SCHEMA_V1)
     fresh = tables(tmp_path / "new.db")
     assert tables(old) == fresh
-    assert "claims" in fresh and "attempts" in fresh
+    assert {"claims", "attempts"} <= set(fresh)
     with sqlite3.connect(tmp_path / "script.db") as database:  # SCHEMA is the same text
         database.executescript(SCHEMA)
     assert tables(tmp_path / "script.db") == fresh

@@ -155,6 +155,13 @@ def build_parser() -> argparse.ArgumentParser:
         "run stopped (homepage service; they end 'in doubt' otherwise)",
     )
     compare.add_argument(
+        "--retry",
+        metavar="STATUSES",
+        help="with --resume: send again, as a new attempt, the cells that ended with one of "
+        "these statuses (comma-separated: succeeded, failed, canceled, aborted, timeout, "
+        "'not sent', 'in doubt', error)",
+    )
+    compare.add_argument(
         "--limit", type=positive_int, default=None, help="predictions in flight at most"
     )
     compare.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -132,6 +132,7 @@ def _is_prompt_set(args: argparse.Namespace) -> bool:
         or args.report
         or args.name
         or args.resend_in_doubt
+        or args.retry
     )
 
 

@@ -16,7 +16,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from .._exceptions import RunBoundElsewhere
 from ..comparisons import (
+    END_STATUSES,
     CellRecord,
     PromptRow,
     ResultsStore,
@@ -27,6 +29,7 @@ from ..comparisons import (
     run_comparison,
     write_report,
 )
+from ..comparisons._binding import check_binding, origin_of
 from ._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -55,15 +58,52 @@ def check_prompt_set(args: argparse.Namespace) -> str:
             raise UsageError("--resume takes the run's prompts and models from the database")
         if args.webhook is not None or args.webhook_events is not None:
             raise UsageError("--resume sends the webhook recorded with the run")
+        retry_statuses(args)
         return "x"
     if args.resend_in_doubt:
         raise UsageError("--resend-in-doubt goes with --resume RUN")
+    if args.retry is not None:
+        raise UsageError("--retry goes with --resume RUN")
     rows = _rows(args)
     if not args.models:
         raise UsageError("compare needs at least one -m MODEL")
     first = rows[0]
     text = first if isinstance(first, str) else first.prompt
     return text or "x"
+
+
+def retry_statuses(args: argparse.Namespace) -> tuple[str, ...]:
+    """The end statuses of ``--retry`` (a :class:`UsageError` for an unknown one)."""
+    if args.retry is None:
+        return ()
+    statuses = tuple(part.strip() for part in args.retry.split(",") if part.strip())
+    unknown = [status for status in statuses if status not in END_STATUSES]
+    if unknown or not statuses:
+        raise UsageError(
+            f"--retry takes end statuses, comma-separated ({', '.join(END_STATUSES)}), "
+            f"not {args.retry!r}"
+        )
+    return statuses
+
+
+def _resume_hint(run: RunRecord) -> str:
+    """The options that resume ``run`` on the service it is bound to."""
+    if run.emulator:
+        return f"--resume {run.id} --emulator --service {run.service}"
+    hint = f"--resume {run.id} --service {run.service} --base-url {run.origin}"
+    return hint + (" with REPLICATE_API_TOKEN set" if run.service == "api" else "")
+
+
+def check_bound(run: RunRecord, plan: Plan) -> None:
+    """A :class:`UsageError` (before any client or emulator starts) when ``run`` is bound
+    to another service than the command's."""
+    target = plan.target
+    emulator = target.base_url is None
+    origin = "" if target.base_url is None else origin_of(target.base_url)
+    try:
+        check_binding(run, target.service, origin, emulator)
+    except RunBoundElsewhere as error:
+        raise UsageError(f"{error}: resume it there ({_resume_hint(run)})") from None
 
 
 def _rows(args: argparse.Namespace) -> list[str | PromptRow]:
@@ -164,6 +204,7 @@ def _cell_json(cell: CellRecord) -> dict[str, Any]:
         "error_type": cell.error_type,
         "latency": cell.latency,
         "predict_time": cell.predict_time,
+        "attempts": cell.attempt,
     }
 
 
@@ -183,22 +224,27 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
     rows = [] if args.resume else _rows(args)
     run: RunRecord | None = None
     cells: list[CellRecord] | None = None
+    emulator = plan.target.base_url is None
     with interrupt.scope:
         async with _open_store(database) as store:
+            if args.resume:
+                try:
+                    check_bound(await store.run(args.resume), plan)
+                except KeyError:
+                    raise CommandError(f"no run {args.resume!r} in {database}") from None
             async with open_client(plan) as client:
                 with _Display(database, live=not args.json) as display:
                     if args.resume:
-                        try:
-                            run = await resume_comparison(
-                                client,
-                                store,
-                                args.resume,
-                                limit=args.limit,
-                                on_progress=display.update,
-                                resend_in_doubt=args.resend_in_doubt,
-                            )
-                        except KeyError:
-                            raise CommandError(f"no run {args.resume!r} in {database}") from None
+                        run = await resume_comparison(
+                            client,
+                            store,
+                            args.resume,
+                            limit=args.limit,
+                            on_progress=display.update,
+                            resend_in_doubt=args.resend_in_doubt,
+                            retry=retry_statuses(args),
+                            emulator=emulator,
+                        )
                     else:
                         run = await run_comparison(
                             client,
@@ -209,6 +255,7 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
                             limit=args.limit,
                             run_id=args.name,
                             on_progress=display.update,
+                            emulator=emulator,
                             **webhook_options(plan),
                         )
                 if args.report is not None:

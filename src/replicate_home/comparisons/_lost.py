@@ -44,10 +44,12 @@ __all__ = ["DEPLOYMENT_PREFIX", "UNMEASURED_SKEW", "column", "find_lost_creates"
 DEPLOYMENT_PREFIX = "deployment:"
 
 #: Seconds each way the service's clock may differ from this machine's when no create
-#: shows both yet: NTP keeps clocks well within this.
-UNMEASURED_SKEW = 30.0
-#: Seconds added each way to a measured difference (timestamps' rounding, a clock's step).
-SKEW_MARGIN = 1.0
+#: of the service shows both clocks yet: NTP keeps clocks well within this.
+UNMEASURED_SKEW = 10.0
+#: Seconds added each way to a measured difference: the clocks' drift since (NTP slews a
+#: clock by at most half a millisecond a second) and timestamps' rounding. Small, as an
+#: identical prediction created just before a cell's mark must stay outside its window.
+SKEW_MARGIN = 0.05
 #: The largest difference believed, each way (seconds): a wider window could take a
 #: prediction of another program; a narrower one, at worst, sends a cell again.
 MAX_SKEW = 600.0

@@ -68,7 +68,7 @@ def _now() -> datetime:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="milliseconds")
+    return None if moment is None else moment.isoformat(timespec="microseconds")
 
 
 def _moment(text: str | None) -> datetime | None:
