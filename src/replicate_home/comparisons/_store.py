@@ -24,13 +24,26 @@ import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
 import anyio
 
+from ._records import (
+    END_STATUSES,
+    IN_DOUBT,
+    AttemptRecord,
+    CellRecord,
+    ClockSample,
+    RunRecord,
+    cell_from_row,
+    images_from_json,
+    iso_text,
+    moment_from,
+    run_from_row,
+    utc_now,
+)
 from ._schema import SCHEMA, SCHEMA_VERSION, migrate
 
 __all__ = [
@@ -40,164 +53,12 @@ __all__ = [
     "SCHEMA_VERSION",
     "AttemptRecord",
     "CellRecord",
+    "ClockSample",
     "ResultsStore",
     "RunRecord",
 ]
 
 _T = TypeVar("_T")
-
-#: The status of a cell whose create may have been sent but whose answer was never
-#: recorded, on a service with no listing to check (the homepage service).
-IN_DOUBT = "in doubt"
-
-#: Every status a cell can end with (``cells.status`` when ``state`` is ``done``).
-END_STATUSES = (
-    "succeeded",
-    "failed",
-    "canceled",
-    "aborted",
-    "timeout",
-    "not sent",
-    IN_DOUBT,
-    "error",
-)
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="microseconds")
-
-
-def _moment(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    moment = datetime.fromisoformat(text)
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
-
-
-@dataclass(frozen=True)
-class RunRecord:
-    """One run: its name, when it began, on which service, its models and settings.
-
-    ``origin`` is the service's base URL the run is bound to (no credentials, no query)
-    and ``emulator`` whether it runs on an emulator started for it; both ``None`` for a
-    run recorded before runs were bound (its next resume binds it)."""
-
-    id: str
-    created_at: datetime
-    service: str
-    models: tuple[str, ...]
-    settings: Mapping[str, Any]
-    origin: str | None = None
-    emulator: bool | None = None
-
-
-@dataclass(frozen=True)
-class CellRecord:
-    """One cell (a prompt on a model) as the database holds it: its latest attempt
-    (``attempt`` counts them, from 1; :meth:`ResultsStore.attempts` has the earlier)."""
-
-    run_id: str
-    cell: int
-    prompt_index: int
-    model_index: int
-    model: str
-    prompt: str | None
-    input: Mapping[str, Any]
-    state: str
-    prediction_id: str | None = None
-    status: str | None = None
-    output_text: str | None = None
-    images: tuple[str, ...] = ()
-    error: str | None = None
-    error_type: str | None = None
-    latency: float | None = None
-    predict_time: float | None = None
-    sent_at: str | None = None
-    ended_at: str | None = None
-    attempt: int = 1
-    sending_at: datetime | None = None
-    sending_until: datetime | None = None
-    created_at: datetime | None = None
-    completed_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    """An earlier attempt of a cell, as it ended before the cell was sent again."""
-
-    run_id: str
-    cell: int
-    attempt: int
-    prediction_id: str | None
-    status: str | None
-    output_text: str | None
-    images: tuple[str, ...]
-    error: str | None
-    error_type: str | None
-    latency: float | None
-    predict_time: float | None
-    sent_at: str | None
-    ended_at: str | None
-
-
-@dataclass(frozen=True)
-class ClockSample:
-    """One recorded create, on two clocks: this machine's when it was about to leave and
-    when it answered, the service's ``created_at`` (between the two, give or take the
-    clocks' difference)."""
-
-    sending_at: datetime
-    answered_at: datetime
-    created_at: datetime
-
-
-def _images(text: str | None) -> tuple[str, ...]:
-    return tuple(json.loads(text)) if text else ()
-
-
-def _cell(row: sqlite3.Row) -> CellRecord:
-    return CellRecord(
-        run_id=row["run_id"],
-        cell=row["cell"],
-        prompt_index=row["prompt_index"],
-        model_index=row["model_index"],
-        model=row["model"],
-        prompt=row["prompt"],
-        input=json.loads(row["input"]),
-        state=row["state"],
-        prediction_id=row["prediction_id"],
-        status=row["status"],
-        output_text=row["output_text"],
-        images=_images(row["images"]),
-        error=row["error"],
-        error_type=row["error_type"],
-        latency=row["latency"],
-        predict_time=row["predict_time"],
-        sent_at=row["sent_at"],
-        ended_at=row["ended_at"],
-        attempt=row["attempt"],
-        sending_at=_moment(row["sending_at"]),
-        sending_until=_moment(row["sending_until"]),
-        created_at=_moment(row["created_at"]),
-        completed_at=_moment(row["completed_at"]),
-    )
-
-
-def _run(row: sqlite3.Row) -> RunRecord:
-    emulator = row["emulator"]
-    return RunRecord(
-        row["id"],
-        datetime.fromisoformat(row["created_at"]),
-        row["service"],
-        tuple(json.loads(row["models"])),
-        json.loads(row["settings"]),
-        row["origin"],
-        None if emulator is None else bool(emulator),
-    )
 
 
 class _Database:
@@ -294,7 +155,7 @@ class ResultsStore:
         input)``, in cell order), every cell ``pending``, bound to ``service`` at
         ``origin`` (``emulator``: an emulator started for the run). Without ``origin``
         and ``emulator`` it is bound by its first resume."""
-        created = _now()
+        created = utc_now()
         name = run_id or f"{created:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
         if not isinstance(name, str) or not name.strip():
             raise ValueError("a run's name must be a non-empty string")
@@ -311,7 +172,7 @@ class ResultsStore:
                 " VALUES (?,?,?,?,?,?,?)",
                 (
                     name,
-                    _iso(created),
+                    iso_text(created),
                     service,
                     json.dumps(list(models)),
                     json.dumps(dict(settings)),
@@ -342,17 +203,17 @@ class ResultsStore:
         rows = await self._run("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:
             raise KeyError(run_id)
-        return _run(rows[0])
+        return run_from_row(rows[0])
 
     async def runs(self) -> list[RunRecord]:
         """Every run, oldest first."""
         rows = await self._run("SELECT * FROM runs ORDER BY created_at, id")
-        return [_run(row) for row in rows]
+        return [run_from_row(row) for row in rows]
 
     async def cells(self, run_id: str) -> list[CellRecord]:
         """The run's cells, in cell order (prompt-major), each as its latest attempt."""
         rows = await self._run("SELECT * FROM cells WHERE run_id = ? ORDER BY cell", (run_id,))
-        return [_cell(row) for row in rows]
+        return [cell_from_row(row) for row in rows]
 
     async def attempts(self, run_id: str) -> list[AttemptRecord]:
         """The run's earlier attempts (every cell's but its latest), by cell and attempt."""
@@ -367,7 +228,7 @@ class ResultsStore:
                 row["prediction_id"],
                 row["status"],
                 row["output_text"],
-                _images(row["images"]),
+                images_from_json(row["images"]),
                 row["error"],
                 row["error_type"],
                 row["latency"],
@@ -386,7 +247,7 @@ class ResultsStore:
             "SELECT * FROM cells WHERE state = 'sending' AND prediction_id IS NULL"
             " AND sending_at IS NOT NULL"
         )
-        return [_cell(row) for row in rows]
+        return [cell_from_row(row) for row in rows]
 
     async def claimed(self, prediction_ids: Sequence[str]) -> set[str]:
         """Which of ``prediction_ids`` some cell of the store has claimed."""
@@ -413,9 +274,9 @@ class ResultsStore:
         samples = []
         for row in rows:
             sending, answered, created = (
-                _moment(row["sending_at"]),
-                _moment(row["answered_at"]),
-                _moment(row["created_at"]),
+                moment_from(row["sending_at"]),
+                moment_from(row["answered_at"]),
+                moment_from(row["created_at"]),
             )
             if sending is not None and answered is not None and created is not None:
                 samples.append(ClockSample(sending, answered, created))
@@ -427,13 +288,13 @@ class ResultsStore:
         """The cell's create is about to leave, and may be answered for ``deadline``
         seconds (a cell marked so and never answered may have been created: a resume
         looks for it in that window); return the mark's time."""
-        now = _now()
+        now = utc_now()
         until = datetime.fromtimestamp(now.timestamp() + deadline, timezone.utc)
         await self._run(
             "UPDATE cells SET state = 'sending', status = NULL, error = NULL,"
             " error_type = NULL, ended_at = NULL, sending_at = ?, sending_until = ?"
             " WHERE run_id = ? AND cell = ? AND (state != 'done' OR status = ?)",
-            (_iso(now), _iso(until), run_id, cell, IN_DOUBT),
+            (iso_text(now), iso_text(until), run_id, cell, IN_DOUBT),
         )
         return now
 
@@ -452,7 +313,7 @@ class ResultsStore:
         store holds it, unless this is the create's own answer and the other only found
         it in the listing: the answer is proof, the listing a match, so the id moves
         here and the other cell is marked ``sending`` again, to be looked for anew."""
-        answered = _now()
+        answered = utc_now()
         sent_at = created_at if found else answered
 
         def claim(connection: sqlite3.Connection) -> bool:
@@ -495,14 +356,14 @@ class ResultsStore:
                         attempt,
                         int(found),
                         sending_at,
-                        None if found else _iso(answered),
-                        _iso(created_at),
+                        None if found else iso_text(answered),
+                        iso_text(created_at),
                     ),
                 )
             connection.execute(
                 "UPDATE cells SET state = 'running', prediction_id = ?, sent_at = ?,"
                 " created_at = ? WHERE run_id = ? AND cell = ?",
-                (prediction_id, _iso(sent_at), _iso(created_at), run_id, cell),
+                (prediction_id, iso_text(sent_at), iso_text(created_at), run_id, cell),
             )
             return True
 
@@ -542,9 +403,9 @@ class ResultsStore:
                 error_type,
                 latency,
                 predict_time,
-                _iso(_now()),
-                _iso(created_at),
-                _iso(completed_at),
+                iso_text(utc_now()),
+                iso_text(created_at),
+                iso_text(completed_at),
                 run_id,
                 cell,
                 prediction_id,
