@@ -1,4 +1,10 @@
-"""A prompt set: the rows of a comparison, read from plain lines, CSV or JSONL."""
+"""A prompt set: the rows of a comparison, read from plain lines, CSV or JSONL.
+
+A row's ``assert`` key (a JSONL key, or a CSV column) holds the assertions checked on
+that row's outputs, on every model (:mod:`._assertions`): one spec (``contains:Paris``),
+or a JSON list of specs and ``{"type": ..., "value": ...}`` objects. It is never sent to
+the model.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +16,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PromptRow", "load_prompts", "parse_prompts", "prompt_rows"]
+from ._assertions import Assertion, parse_assertions
+
+__all__ = ["ASSERT_KEY", "PromptRow", "load_prompts", "parse_prompts", "prompt_rows"]
+
+#: The key (JSONL) or column (CSV) of a row's assertions.
+ASSERT_KEY = "assert"
 
 
 @dataclass(frozen=True)
 class PromptRow:
-    """One prompt of a set: its text (``None`` when the row only gives ``input``) and
-    the model inputs that go with it (merged over the run's own inputs)."""
+    """One prompt of a set: its text (``None`` when the row only gives ``input``), the
+    model inputs that go with it (merged over the run's own inputs), and the
+    assertions checked on its outputs (besides the run's own)."""
 
     prompt: str | None
     input: Mapping[str, Any] = field(default_factory=dict)
+    assertions: tuple[Assertion, ...] = ()
 
     def __post_init__(self) -> None:
         if self.prompt is not None and (not isinstance(self.prompt, str) or not self.prompt):
@@ -28,6 +41,7 @@ class PromptRow:
             raise ValueError(f"a row's input must be a mapping, not {type(self.input).__name__}")
         if self.prompt is None and not self.input:
             raise ValueError("a row needs a prompt or an input")
+        object.__setattr__(self, "assertions", parse_assertions(self.assertions))
 
 
 def prompt_rows(prompts: Iterable[str | PromptRow | Mapping[str, Any]]) -> list[PromptRow]:
@@ -51,7 +65,11 @@ def _row(item: object, number: int) -> PromptRow:
         prompt = values.pop("prompt", None)
         if prompt is not None and not isinstance(prompt, str):
             raise ValueError(f"row {number}: prompt must be a string")
-        return PromptRow(prompt or None, values)
+        try:
+            assertions = parse_assertions(values.pop(ASSERT_KEY, None))
+        except ValueError as error:
+            raise ValueError(f"row {number}: {error}") from None
+        return PromptRow(prompt or None, values, assertions)
     raise ValueError(f"row {number}: a prompt must be a string or a mapping, not {item!r}")
 
 
@@ -59,7 +77,8 @@ def parse_prompts(text: str, format: str) -> list[PromptRow]:
     """Rows from the text of a prompt file: ``"jsonl"`` (an object a line: ``prompt``
     and any other inputs, or a bare string), ``"csv"`` (a header row; a ``prompt``
     column, any other columns are inputs, JSON values where they parse) or ``"lines"``
-    (one prompt a line). Blank lines are skipped."""
+    (one prompt a line). Blank lines are skipped. An ``assert`` key or column holds
+    the row's assertions (a spec, or a JSON list of them): never a model input."""
     if format == "jsonl":
         items: list[object] = []
         for number, line in enumerate(text.splitlines(), 1):

@@ -41,7 +41,10 @@ from .._replicate_api import ReplicateAPI
 from .._service import PredictionCall
 from ._binding import check_binding, origin_of
 from ._lost import column, find_lost_creates
+from ._assertions import Assertion
+from ._judging import Judge
 from ._prompts import PromptRow, prompt_rows
+from ._scoring import score_run, scoring_settings
 from ._store import END_STATUSES, IN_DOUBT, CellRecord, ResultsStore, RunRecord
 
 __all__ = ["RunProgress", "resume_comparison", "run_comparison"]
@@ -93,6 +96,8 @@ async def run_comparison(
     webhook: str | None = None,
     webhook_events_filter: Sequence[str] | None = None,
     emulator: bool = False,
+    assertions: Sequence[str | Mapping[str, Any] | Assertion] = (),
+    judges: Sequence[Judge] = (),
 ) -> RunRecord:
     """Run every prompt on every model, recording each cell in ``store``; return the run.
 
@@ -109,8 +114,16 @@ async def run_comparison(
     :class:`RunProgress` after every change. Cancelled (Ctrl-C), the run cancels its
     predictions still running and marks them ``interrupted``:
     :func:`resume_comparison` sends those again.
+
+    ``assertions`` (specs, :class:`~._assertions.Assertion` values, callables) are
+    checked on every output, with each prompt row's own; ``judges`` score every output
+    of their kind that succeeded, once the cells have ended
+    (:func:`~._scoring.score_run`). Both are stored with the run (callables aside), so
+    a resume scores with them too.
     """
     rows = prompt_rows(prompts)
+    checks = tuple(Assertion.parse(spec) for spec in assertions)
+    judges = tuple(judges)
     if isinstance(models, (str, Deployment)) or not models:
         raise ValueError("models must be a non-empty list of model names or deployments")
     origin = _origin(client)
@@ -127,6 +140,7 @@ async def run_comparison(
             calls.append(call)
             specs.append((p, m, str(model), row.prompt, call.input))
     settings: dict[str, Any] = {"timeout": timeout, "limit": limit}
+    settings.update(scoring_settings(checks, [row.assertions for row in rows], judges))
     if hook is not None:
         settings["webhook"] = hook
         settings["webhook_events_filter"] = None if events is None else list(events)
@@ -143,6 +157,8 @@ async def run_comparison(
     await _drive(
         client, store, run, list(zip(cells, calls, strict=True)), limit, timeout, on_progress, 0
     )
+    callables = [check for check in checks if check.kind == "python"]
+    await score_run(client, store, run.id, assertions=callables, limit=limit, timeout=timeout)
     return run
 
 
@@ -168,6 +184,8 @@ async def resume_comparison(
     resend_in_doubt: bool = False,
     retry: Sequence[str] = (),
     emulator: bool = False,
+    assertions: Sequence[str | Mapping[str, Any] | Assertion] = (),
+    judges: Sequence[Judge] = (),
 ) -> RunRecord:
     """Finish the run ``run_id``: cells done are kept; a cell whose create answered is
     followed by its prediction id (never created again); a cell never sent (or
@@ -189,7 +207,10 @@ async def resume_comparison(
     ``retry`` (end statuses, e.g. ``["failed", "timeout"]``; any of
     :data:`END_STATUSES`) sends the cells that ended with one of them again, each as a
     new attempt (the store keeps the earlier ones: :meth:`ResultsStore.attempts`).
-    ``KeyError`` if there is no such run, ``ValueError`` for an unknown status."""
+    The run is then scored (:func:`~._scoring.score_run`) with its stored assertions
+    and judges and the ``assertions`` and ``judges`` given (added to the run's); judge
+    predictions follow the same rules as cells. ``KeyError`` if there is no such run,
+    ``ValueError`` for an unknown status."""
     statuses = _retry_statuses(retry)
     origin = _origin(client)
     run = await store.run(run_id)
@@ -241,6 +262,16 @@ async def resume_comparison(
     done = len(cells) - len(work)
     if work:
         await _drive(client, store, run, work, limit, timeout, on_progress, done)
+    await score_run(
+        client,
+        store,
+        run_id,
+        assertions=assertions,
+        judges=judges,
+        limit=limit,
+        timeout=timeout,
+        resend_in_doubt=resend_in_doubt,
+    )
     return run
 
 

@@ -113,8 +113,61 @@ _BOUND_CLAIMED_ATTEMPTS = (
     " WHERE prediction_id IS NOT NULL ORDER BY rowid",
 )
 
+#: Step 3: scores. Assertion results, judge predictions (with the judge's raw answer
+#: beside the parsed score), people's pairwise votes and thumbs up/down on cells.
+_SCORES = (
+    """CREATE TABLE IF NOT EXISTS checks (
+    run_id    TEXT NOT NULL,        -- an assertion checked on a cell's output
+    cell      INTEGER NOT NULL,
+    position  INTEGER NOT NULL,     -- its place among the cell's assertions
+    name      TEXT NOT NULL,        -- the assertion's spec or name
+    outcome   TEXT NOT NULL,        -- passed | failed | error
+    reason    TEXT NOT NULL,        -- why it failed (empty when it passed)
+    checked_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, cell, position)
+)""",
+    """CREATE TABLE IF NOT EXISTS judgements (
+    run_id        TEXT NOT NULL,    -- a judge model's verdict on a cell's output
+    cell          INTEGER NOT NULL,
+    judge         INTEGER NOT NULL, -- the judge's place in the run's settings.judges
+    attempt       INTEGER NOT NULL, -- the cell's attempt it judges (a retried cell's
+                                    -- new output is judged afresh)
+    model         TEXT NOT NULL,    -- the judge model
+    state         TEXT NOT NULL,    -- pending | sending | running | interrupted | done
+    prediction_id TEXT,
+    status        TEXT,             -- the judge prediction's end, as for cells
+    answer        TEXT,             -- the judge's raw answer, always kept
+    score         REAL,             -- the parsed score; NULL: unscored
+    reason        TEXT,             -- why it is unscored
+    error         TEXT,             -- the judge prediction's error, if it failed
+    ended_at      TEXT,
+    PRIMARY KEY (run_id, cell, judge)
+)""",
+    """CREATE TABLE IF NOT EXISTS votes (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id       TEXT NOT NULL,     -- a blind pairwise vote between two cells of a prompt
+    prompt_index INTEGER NOT NULL,
+    cell_a       INTEGER NOT NULL,
+    cell_b       INTEGER NOT NULL,
+    model_a      TEXT NOT NULL,
+    model_b      TEXT NOT NULL,
+    result       TEXT NOT NULL,     -- a (cell_a won) | b | tie
+    voter        TEXT NOT NULL,
+    voted_at     TEXT NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS votes_by_run ON votes (run_id)",
+    """CREATE TABLE IF NOT EXISTS thumbs (
+    run_id   TEXT NOT NULL,         -- a person's thumbs up (1) or down (-1) on a cell
+    cell     INTEGER NOT NULL,
+    voter    TEXT NOT NULL,
+    value    INTEGER NOT NULL,
+    rated_at TEXT NOT NULL,
+    PRIMARY KEY (run_id, cell, voter)
+)""",
+)
+
 #: Step ``n`` (from 1) turns a database of version ``n - 1`` into version ``n``.
-MIGRATIONS: tuple[Sequence[str], ...] = (_TABLES, _BOUND_CLAIMED_ATTEMPTS)
+MIGRATIONS: tuple[Sequence[str], ...] = (_TABLES, _BOUND_CLAIMED_ATTEMPTS, _SCORES)
 
 #: The version of the schema this library writes (``PRAGMA user_version``).
 SCHEMA_VERSION = len(MIGRATIONS)

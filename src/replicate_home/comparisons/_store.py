@@ -45,6 +45,7 @@ from ._records import (
     utc_now,
 )
 from ._schema import SCHEMA, SCHEMA_VERSION, migrate
+from ._score_store import ScoreTables
 
 __all__ = [
     "END_STATUSES",
@@ -105,7 +106,7 @@ class _Database:
             return result
 
 
-class ResultsStore:
+class ResultsStore(ScoreTables):
     """A results database (SQLite), opened with ``async with ResultsStore.open(path)``.
 
     Every method runs off the event loop. Query the file with any SQLite tool too: see
