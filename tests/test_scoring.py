@@ -19,7 +19,7 @@ from replicate_home.comparisons import (
     summarize,
 )
 from replicate_home.comparisons._scoring import judged_input
-from replicate_home.emulator import Emulator, Scenario
+from replicate_home.emulator import Emulator, Scenario, judge_score
 
 LLAMA = "meta/meta-llama-3-8b-instruct"
 GEMMA = "google-deepmind/gemma-2b-it"
@@ -219,3 +219,40 @@ async def test_votes_and_thumbs_are_stored_checked_and_ranked(tmp_path: Path) ->
     assert board.ratings[0].model == "m/a"
     assert (board.ratings[0].wins, board.ratings[0].ties) == (2, 1)
     assert [(t.cell, t.voter, t.value) for t in thumbs] == [(0, "ann", -1), (2, "bob", 1)]
+
+
+@pytest.mark.anyio
+async def test_the_emulators_judges_score_text_and_images_by_what_they_are_given(
+    tmp_path: Path,
+) -> None:
+    emulator = Emulator(Scenario(duration=0.1), file_output="url")
+    judges = [
+        Judge("replicate-home/text-judge", RUBRIC),
+        Judge("replicate-home/vision-judge", "Is it a clear picture?", images=True),
+    ]
+    async with emulator.serve(), ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateAPI(TOKEN, base_url=emulator.base_url) as client:
+            run = await run_comparison(
+                client, store, ["calm", "windy", "dark"], [LLAMA, FLUX], judges=judges
+            )
+            cells = {cell.cell: cell for cell in await store.cells(run.id)}
+            judgements = await store.judgements(run.id)
+            images = {
+                number: await (await client.get(cell.prediction_id or "")).files[0].read()
+                for number, cell in cells.items()
+                if cell.images
+            }
+    # Text outputs by the text judge, images by the vision judge.
+    assert [(j.cell, j.judge) for j in judgements] == [(n, n % 2) for n in range(6)]
+    for judgement in judgements:
+        cell = cells[judgement.cell]
+        assert judgement.status == "succeeded"
+        if judgement.judge == 0:
+            assert judgement.score == judge_score(cell.output_text or "")
+        else:
+            assert judgement.score == judge_score(images[judgement.cell])
+        assert f"SCORE: {judgement.score:g}" in (judgement.answer or "")
+    (text, image) = summarize(cells.values(), scores=judgements)
+    scores = [judge_score(cells[n].output_text or "") for n in (0, 2, 4)]
+    assert text.score_mean == pytest.approx(sum(scores) / 3)
+    assert (text.judged, text.unscored, image.judged, image.unscored) == (3, 0, 3, 0)

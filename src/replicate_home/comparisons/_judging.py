@@ -43,15 +43,18 @@ _JSON_BLOCK = re.compile(r"\{[^{}]*\}")
 class Judge:
     """A model that scores outputs by a rubric.
 
-    ``model`` is any Replicate text model (or, for image outputs, a vision model: it is
-    sent the image in the input named ``image_input``). ``scale`` is the lowest and
-    highest score; ``input`` holds any other inputs the judge is sent (``max_tokens``,
-    ``temperature``: a judge is best run at temperature 0 where the model allows it).
+    ``model`` is any Replicate text model: it judges the text outputs. With
+    ``images=True`` it is a vision model and judges the image outputs instead: it is
+    sent the (first) image in the input named ``image_input``. ``scale`` is the lowest
+    and highest score; ``input`` holds any other inputs the judge is sent
+    (``max_tokens``, ``temperature``: a judge is best run at temperature 0 where the
+    model allows it).
     """
 
     model: str
     rubric: str
     scale: tuple[float, float] = DEFAULT_SCALE
+    images: bool = False
     image_input: str = "image"
     input: Mapping[str, Any] = field(default_factory=dict)
 
@@ -73,6 +76,7 @@ class Judge:
             "model": self.model,
             "rubric": self.rubric,
             "scale": list(self.scale),
+            "images": self.images,
             "image_input": self.image_input,
             "input": dict(self.input),
         }
@@ -85,6 +89,7 @@ class Judge:
             model=data["model"],
             rubric=data["rubric"],
             scale=(float(low), float(high)),
+            images=bool(data.get("images", False)),
             image_input=data.get("image_input", "image"),
             input=dict(data.get("input", {})),
         )

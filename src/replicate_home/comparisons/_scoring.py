@@ -96,8 +96,8 @@ def _checks(cell: CellRecord, assertions: Sequence[Assertion]) -> CellChecks:
 
 
 def judged_input(judge: Judge, cell: CellRecord) -> dict[str, Any]:
-    """The judge's input for a cell: its prompt, output and (for an image) the image."""
-    image = cell.images[0] if cell.images else None
+    """The judge's input for a cell: its prompt, output and (a vision judge) the image."""
+    image = cell.images[0] if cell.images and judge.images else None
     return judge.call_input(cell.prompt, cell.output_text, image)
 
 
@@ -112,7 +112,8 @@ async def score_run(
     timeout: float | None = None,
     resend_in_doubt: bool = False,
 ) -> None:
-    """Check the run's ended cells and judge its succeeded ones.
+    """Check the run's ended cells and judge its succeeded ones (text outputs by text
+    judges, images by vision judges: ``Judge(..., images=True)``).
 
     ``assertions`` and ``judges`` are added to the ones the run holds (stored with it,
     callables aside); ``limit`` and ``timeout`` apply to the judge predictions as to
@@ -159,7 +160,9 @@ async def _judge(
 ) -> None:
     succeeded = {cell.cell: cell for cell in cells if cell.status == "succeeded"}
     for index, judge in enumerate(judges):
-        await store.create_judgements(run.id, index, judge.model, sorted(succeeded))
+        # A judge sees the outputs of its kind: text, or (a vision judge) images.
+        seen = [number for number, cell in succeeded.items() if bool(cell.images) == judge.images]
+        await store.create_judgements(run.id, index, judge.model, sorted(seen))
     records = [
         record
         for record in await store.judgements(run.id)

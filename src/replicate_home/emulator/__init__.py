@@ -43,6 +43,7 @@ from starlette.types import ASGIApp
 from ._app import Emulator
 from ._catalogue import FILE_MODELS
 from ._file_models import transcription_text, video_sha256
+from ._judge_models import JUDGE_MODELS, judge_score
 from ._png import png_text
 from ._recording import EmulatorStats, RequestRecord
 from ._scenarios import Fault, Scenario
@@ -52,12 +53,14 @@ from ._webhooks import WebhookDelivery
 __all__ = [
     "DEFAULT_VIDEO_BYTES",
     "FILE_MODELS",
+    "JUDGE_MODELS",
     "Emulator",
     "EmulatorStats",
     "Fault",
     "RequestRecord",
     "Scenario",
     "WebhookDelivery",
+    "judge_score",
     "png_text",
     "serve_asgi",
     "transcription_text",

@@ -17,7 +17,7 @@ from typing import Any
 
 from ._catalogue import ModelInfo
 from ._scenarios import FileOutput
-from ._schemas import input_schema, output_schema
+from ._schemas import TEXT_KINDS, input_schema, output_schema
 from ._simulation import Prediction, StreamEvent, render
 
 __all__ = [
@@ -265,6 +265,7 @@ _KIND_DESCRIPTIONS = {
     "image-to-image": "image-to-image",
     "speech-to-text": "speech-to-text",
     "video": "text-to-video",
+    "vision": "image-to-text",
 }
 
 
@@ -322,7 +323,7 @@ def quirky_json(obj: dict[str, Any], kind: str) -> bytes:
     if "predict_time" in metrics:
         metrics.setdefault("total_time", round(metrics["predict_time"] + 0.05, 6))
         output = quirky.get("output")
-        if kind == "text":
+        if kind in TEXT_KINDS:
             produced = len(output) if isinstance(output, list) else 1
             metrics["input_token_count"] = len(
                 str(quirky.get("input", {}).get("prompt", "")).split()

@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from ._judge_models import JUDGE_MODELS
 from ._schemas import ModelKind
 
 __all__ = [
@@ -86,5 +87,9 @@ def model_info(model: str) -> ModelInfo:
     known = MODELS.get(model)
     if known is not None:
         return known._replace(official=official)
-    kind: ModelKind = FILE_MODELS.get(model) or ("image" if model in EXTRA_IMAGE_MODELS else "text")
+    kind: ModelKind = (
+        FILE_MODELS.get(model)
+        or JUDGE_MODELS.get(model)
+        or ("image" if model in EXTRA_IMAGE_MODELS else "text")
+    )
     return ModelInfo(version_for(model), kind, official)

@@ -28,7 +28,7 @@ from ._input_files import check_uri, resolve_uri
 from ._recording import request_info
 from ._registry import ModelRegistry
 from ._responses import fault_response, problem
-from ._schemas import input_schema
+from ._schemas import TEXT_KINDS, input_schema
 from ._simulation import output_share
 from ._state import EmulatorState
 from ._validation import uri_values, validate_input
@@ -251,7 +251,7 @@ class PredictionCreator:
             # clients rely on it: any other status to a blocking create means done).
             # With quirks, the real quirk: `processing` once the output is (nearly) all
             # there, as in a recorded real create.
-            nearly_done = pred.kind == "text" and output_share(pred, now) >= _NEARLY_DONE
+            nearly_done = pred.kind in TEXT_KINDS and output_share(pred, now) >= _NEARLY_DONE
             still_running = not pred.is_terminal(now)
             as_created = still_running and not (pred.scenario.quirks and nearly_done)
             obj = prediction_object(

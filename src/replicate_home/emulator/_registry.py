@@ -17,6 +17,7 @@ from ._catalogue import (
     ModelInfo,
     model_info,
 )
+from ._judge_models import JUDGE_MODELS
 from ._schemas import MODEL_KINDS, ModelKind
 
 __all__ = ["OWNER_NAME", "Deployment", "ModelRegistry"]
@@ -61,7 +62,13 @@ class ModelRegistry:
         self.deployments: dict[str, Deployment] = {}
         self._known_versions: dict[str, str] = {
             model_info(model).version: model
-            for model in (*MODELS, *sorted(EXTRA_IMAGE_MODELS), *FILE_MODELS, *self._models)
+            for model in (
+                *MODELS,
+                *sorted(EXTRA_IMAGE_MODELS),
+                *FILE_MODELS,
+                *JUDGE_MODELS,
+                *self._models,
+            )
         }
 
     def info(self, model: str) -> ModelInfo:
@@ -79,6 +86,7 @@ class ModelRegistry:
             *MODELS,
             *sorted(EXTRA_IMAGE_MODELS),
             *FILE_MODELS,
+            *JUDGE_MODELS,
             *sorted(COMMUNITY_MODELS | self._community),
             *self._models,
         )

@@ -16,12 +16,15 @@ __all__ = [
     "DEFAULT_VIDEO_BYTES",
     "MAX_VIDEO_BYTES",
     "MODEL_KINDS",
+    "TEXT_KINDS",
     "ModelKind",
     "input_schema",
     "output_schema",
 ]
 
-ModelKind = Literal["text", "image", "upscale", "image-to-image", "speech-to-text", "video"]
+ModelKind = Literal[
+    "text", "image", "upscale", "image-to-image", "speech-to-text", "video", "vision"
+]
 #: Every model kind, in the order the docs list them.
 MODEL_KINDS: tuple[ModelKind, ...] = (
     "text",
@@ -30,7 +33,12 @@ MODEL_KINDS: tuple[ModelKind, ...] = (
     "image-to-image",
     "speech-to-text",
     "video",
+    "vision",
 )
+
+#: The kinds whose output is text streamed as it is written (a vision model reads an
+#: image and writes text).
+TEXT_KINDS: frozenset[str] = frozenset({"text", "vision"})
 
 #: The size of a video model's output unless its ``output_bytes`` input says otherwise.
 DEFAULT_VIDEO_BYTES = 8 * 1024 * 1024
@@ -163,6 +171,20 @@ _INPUTS: Mapping[str, tuple[tuple[str, ...], dict[str, dict[str, Any]]]] = {
             ),
         },
     ),
+    "vision": (
+        ("prompt", "image"),
+        {
+            "prompt": _PROMPT,
+            "image": _prop("Image", "Image to look at", **_URI),
+            "max_new_tokens": _prop(
+                "Max New Tokens",
+                "Maximum number of tokens to generate.",
+                type="integer",
+                default=512,
+                minimum=1,
+            ),
+        },
+    ),
     "video": (
         ("prompt",),
         {
@@ -204,6 +226,13 @@ _OUTPUTS: Mapping[str, dict[str, Any]] = {
         "x-cog-array-display": "concatenate",
     },
     "image": {"type": "array", "items": dict(_URI), "title": "Output"},
+    "vision": {
+        "type": "array",
+        "items": {"type": "string"},
+        "title": "Output",
+        "x-cog-array-type": "iterator",
+        "x-cog-array-display": "concatenate",
+    },
     "upscale": _FILE_OUTPUT,
     "image-to-image": {"type": "array", "items": dict(_URI), "title": "Output"},
     "speech-to-text": {

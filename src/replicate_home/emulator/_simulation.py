@@ -29,7 +29,7 @@ from ._file_models import (
 )
 from ._png import gradient_png
 from ._scenarios import FileOutput, Scenario
-from ._schemas import DEFAULT_VIDEO_BYTES, ModelKind
+from ._schemas import DEFAULT_VIDEO_BYTES, TEXT_KINDS, ModelKind
 
 __all__ = [
     "TERMINAL",
@@ -394,7 +394,7 @@ def render(
     if running:
         started_at = _iso(pred.wall_created + scenario.effective_start_delay)
         logs = f"Starting prediction with {pred.model}\n"
-        if pred.kind == "text":
+        if pred.kind in TEXT_KINDS:
             output = _text_output(pred, now)
         else:
             logs += _progress_logs(pred, now)
@@ -404,7 +404,7 @@ def render(
             predict_time = pred.end_time - pred.start_time
             metrics = {"predict_time": round(predict_time, 6)}
         if status == "succeeded":
-            if pred.kind != "text":
+            if pred.kind not in TEXT_KINDS:
                 output = _file_output(pred, file_url, file_output)
             logs += "Prediction succeeded\n"
         elif status == "failed":

@@ -22,8 +22,10 @@ from starlette.types import Scope
 
 from ._catalogue import ModelInfo
 from ._file_models import FileDigest
+from ._judge_models import JUDGE_MODELS, judge_answer
 from ._recording import Origin, RequestRecord, masked_headers
 from ._scenarios import Fault, Scenario
+from ._schemas import TEXT_KINDS
 from ._simulation import Prediction, Source, file_content, generate_text, make_prediction_id
 from ._store import PredictionStore
 from ._webhooks import WebhookDelivery, WebhookSender
@@ -33,6 +35,15 @@ __all__ = ["EmulatorState"]
 #: How long a wait in the server sleeps at most between looks at a clock that is not
 #: the event loop's (a test's clock can jump at any moment).
 _CUSTOM_CLOCK_TICK = 0.02
+
+
+def _chunks(
+    model: str, info: ModelInfo, prompt: str, files: Mapping[str, FileDigest]
+) -> tuple[str, ...]:
+    """The text a text-producing model writes (a judge model's answer for a judge)."""
+    if model in JUDGE_MODELS:
+        return judge_answer(model, prompt, files)
+    return generate_text(model, prompt) if info.kind in TEXT_KINDS else ()
 
 
 def _stream_key() -> str:
@@ -193,10 +204,10 @@ class EmulatorState:
             scenario=scenario,
             created=now,
             wall_created=self._wall_offset + now,
-            chunks=generate_text(model, prompt) if info.kind == "text" else (),
+            chunks=_chunks(model, info, prompt, files or {}),
             source=source,
             deadline=deadline,
-            stream_key=_stream_key() if info.kind == "text" else "",
+            stream_key=_stream_key() if info.kind in TEXT_KINDS else "",
             deployment=deployment,
             files=dict(files or {}),
         )
