@@ -4,6 +4,7 @@ people's votes and thumbs in the results database."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from replicate_home.comparisons import (
     run_comparison,
     summarize,
 )
+from replicate_home.comparisons._schema import MIGRATIONS, SCHEMA_VERSION
 from replicate_home.comparisons._scoring import judged_input
 from replicate_home.emulator import Emulator, Scenario, judge_score
 
@@ -132,7 +134,7 @@ async def test_resume_follows_judges_by_id_finds_lost_creates_and_sends_the_rest
             # A judging that died: judgement 0 ended, 1's create answered and was
             # recorded, 2's create answered but was never recorded, 3 was never sent.
             await store.update_settings(run.id, {**run.settings, "judges": [judge.to_json()]})
-            await store.create_judgements(run.id, 0, LLAMA, [0, 1, 2, 3])
+            await store.create_judgements(run.id, 0, LLAMA, [(n, 1) for n in range(4)])
             await store.record_judge_end(
                 run.id, 0, 0, status="succeeded", answer="SCORE: 4", score=4
             )
@@ -161,7 +163,7 @@ async def test_home_leaves_a_lost_judge_create_in_doubt_unless_asked_to_resend(
             run = await run_comparison(client, store, ["a"], ["gemma-2b"])
             judge = Judge("gemma-2b", RUBRIC)
             await store.update_settings(run.id, {**run.settings, "judges": [judge.to_json()]})
-            await store.create_judgements(run.id, 0, judge.model, [0])
+            await store.create_judgements(run.id, 0, judge.model, [(0, 1)])
             await store.record_judge_sending(run.id, 0, 0)
             await resume_comparison(client, store, run.id)
             (doubt,) = await store.judgements(run.id)
@@ -256,3 +258,51 @@ async def test_the_emulators_judges_score_text_and_images_by_what_they_are_given
     scores = [judge_score(cells[n].output_text or "") for n in (0, 2, 4)]
     assert text.score_mean == pytest.approx(sum(scores) / 3)
     assert (text.judged, text.unscored, image.judged, image.unscored) == (3, 0, 3, 0)
+
+
+@pytest.mark.anyio
+async def test_an_older_database_gains_the_score_tables_and_keeps_its_runs(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        for step in MIGRATIONS[:2]:
+            for statement in step:
+                db.execute(statement)
+        db.execute("PRAGMA user_version=2")
+        db.execute(
+            "INSERT INTO runs (id, created_at, service, models, settings) VALUES"
+            " ('old', '2026-11-25T23:15:00+00:00', 'api', '[\"m/a\", \"m/b\"]', '{}')"
+        )
+        db.executemany(
+            "INSERT INTO cells (run_id, cell, prompt_index, model_index, model, input, state,"
+            " status, output_text) VALUES ('old', ?, 0, ?, ?, '{}', 'done', 'succeeded', 'x')",
+            [(0, 0, "m/a"), (1, 1, "m/b")],
+        )
+    db.close()
+    async with ResultsStore.open(path) as store:
+        assert [cell.output_text for cell in await store.cells("old")] == ["x", "x"]
+        await store.record_vote("old", 0, 1, "b", "ann")
+        assert [v.vote for v in await store.votes("old")] == [Vote("m/a", "m/b", "b")]
+        assert await store.judgements("old") == []
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+    db.close()
+    assert SCHEMA_VERSION == 3
+
+
+@pytest.mark.anyio
+async def test_a_retried_cell_is_judged_afresh(tmp_path: Path) -> None:
+    emulator = Emulator(Scenario(duration=0.1))
+    emulator.script("flaky", Scenario(duration=0.1, outcome="failed"), model=LLAMA)
+    judge = Judge("replicate-home/text-judge", RUBRIC)
+    async with emulator.serve(), ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateAPI(TOKEN, base_url=emulator.base_url) as client:
+            run = await run_comparison(client, store, ["calm", "flaky"], [LLAMA], judges=[judge])
+            assert [j.cell for j in await store.judgements(run.id)] == [0]  # 1 failed
+            assert emulator.stats().creates == 3
+            emulator.script("flaky", Scenario(duration=0.1), model=LLAMA)
+            await resume_comparison(client, store, run.id, retry=["failed"])
+            judgements = await store.judgements(run.id)
+            cells = await store.cells(run.id)
+    assert emulator.stats().creates == 5  # the cell again, and its judgement
+    assert [(j.cell, j.attempt) for j in judgements] == [(0, 1), (1, 2)]
+    assert judgements[1].score == judge_score(cells[1].output_text or "")

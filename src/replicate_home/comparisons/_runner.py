@@ -39,10 +39,10 @@ from .._models import Deployment, Prediction
 from .._provider import ReplicateHome
 from .._replicate_api import ReplicateAPI
 from .._service import PredictionCall
-from ._binding import check_binding, origin_of
-from ._lost import column, find_lost_creates
 from ._assertions import Assertion
+from ._binding import check_binding, origin_of
 from ._judging import Judge
+from ._lost import column, find_lost_creates
 from ._prompts import PromptRow, prompt_rows
 from ._scoring import score_run, scoring_settings
 from ._store import END_STATUSES, IN_DOUBT, CellRecord, ResultsStore, RunRecord

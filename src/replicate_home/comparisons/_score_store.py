@@ -31,6 +31,7 @@ __all__ = [
     "VoteRecord",
 ]
 
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 

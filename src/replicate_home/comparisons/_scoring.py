@@ -161,8 +161,12 @@ async def _judge(
     succeeded = {cell.cell: cell for cell in cells if cell.status == "succeeded"}
     for index, judge in enumerate(judges):
         # A judge sees the outputs of its kind: text, or (a vision judge) images.
-        seen = [number for number, cell in succeeded.items() if bool(cell.images) == judge.images]
-        await store.create_judgements(run.id, index, judge.model, sorted(seen))
+        seen = [
+            (number, cell.attempt)
+            for number, cell in sorted(succeeded.items())
+            if bool(cell.images) == judge.images
+        ]
+        await store.create_judgements(run.id, index, judge.model, seen)
     records = [
         record
         for record in await store.judgements(run.id)
