@@ -8,6 +8,16 @@ prompt cancellation and an adaptive poll schedule. ``replicate_home.emulator`` i
 faithful loopback server of the service for tests and demos.
 """
 
+from ._api_records import (
+    Account,
+    Collection,
+    Hardware,
+    Model,
+    ModelVersion,
+    SearchHit,
+    SearchPage,
+    SearchResults,
+)
 from ._budget import RateBudget, TokenBucket
 from ._downloads import FileOutput
 from ._entry import fan_out
@@ -45,7 +55,7 @@ from ._fanout import (
     Progress,
     StatusChanged,
 )
-from ._models import Deployment, ImageResponse, Prediction, PredictionProgress
+from ._models import Deployment, DeploymentRelease, ImageResponse, Prediction, PredictionProgress
 from ._prompt import Message, Messages, format_prompt
 from ._provider import ReplicateHome
 from ._replicate_api import ReplicateAPI
@@ -54,14 +64,17 @@ from ._uploads import UploadedFile
 from ._version import __version__
 
 __all__ = [
+    "Account",
     "AdaptiveSchedule",
     "AllPredictionsFailed",
     "AuthenticationError",
     "Chunk",
     "ClientNotOpenError",
+    "Collection",
     "ComparisonResult",
     "ConnectionFailed",
     "Deployment",
+    "DeploymentRelease",
     "DownloadFailed",
     "Event",
     "Failed",
@@ -70,12 +83,15 @@ __all__ = [
     "FileTooLarge",
     "Finished",
     "FixedSchedule",
+    "Hardware",
     "Image",
     "ImageResponse",
     "InvalidInputError",
     "Message",
     "Messages",
+    "Model",
     "ModelNotSupportedError",
+    "ModelVersion",
     "OutputRewritten",
     "PollSchedule",
     "Prediction",
@@ -93,6 +109,9 @@ __all__ = [
     "ResponseStatusError",
     "ResponseTooLarge",
     "RunBoundElsewhere",
+    "SearchHit",
+    "SearchPage",
+    "SearchResults",
     "StatusChanged",
     "TokenBucket",
     "UnexpectedResponseFormat",

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs, quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode, urlsplit
 
 import anyio
 import httpx
@@ -31,13 +31,13 @@ from ._exceptions import (
     RateLimitError,
     ReplicateHomeError,
     ResponseStatusError,
-    UnexpectedResponseFormat,
     UploadFailed,
     excerpt,
 )
 from ._file_inputs import check_input
 from ._home import resolve_base_url
 from ._models import Deployment, Prediction
+from ._paging import next_cursor, results_of
 from ._prompt import Messages, format_prompt
 from ._record import prediction_from_object
 from ._service import PredictionCall, RequestSpec, Send
@@ -346,16 +346,12 @@ class ApiService:
 
     def read_page(self, data: dict[str, Any], text: str) -> tuple[list[Prediction], str | None]:
         """A page of a listing: its predictions and the cursor of the next page."""
-        results = data.get("results")
-        if not isinstance(results, list):
-            raise UnexpectedResponseFormat(text, "a page without a results list")
         call = PredictionCall(model="", version=None, input={}, kind="text", prompt=None)
         page = [
             self.read_prediction(item, text, call=call, known_id=None)
-            for item in results
-            if isinstance(item, dict)
+            for item in results_of(data, text)
         ]
-        return page, _cursor(data.get("next"))
+        return page, next_cursor(data.get("next"))
 
     def file_create_request(
         self, content: Any, filename: str, content_type: str, metadata: Any
@@ -387,11 +383,35 @@ class ApiService:
         self, data: dict[str, Any], text: str
     ) -> tuple[list[UploadedFile], str | None]:
         """A page of ``GET /v1/files``: its files and the next page's cursor."""
-        results = data.get("results")
-        if not isinstance(results, list):
-            raise UnexpectedResponseFormat(text, "a page without a results list")
-        page = [read_uploaded_file(item, text) for item in results if isinstance(item, dict)]
-        return page, _cursor(data.get("next"))
+        page = [read_uploaded_file(item, text) for item in results_of(data, text)]
+        return page, next_cursor(data.get("next"))
+
+    def request(
+        self,
+        method: str,
+        *segments: str,
+        query: Mapping[str, str] | None = None,
+        json: Any = None,
+        expect_body: bool = True,
+        text_body: bool = False,
+    ) -> RequestSpec:
+        """A request to ``/v1/`` and the path ``segments`` (each quoted as one
+        segment) on this client's own URL, with its credentials."""
+        path = "/".join(quote(segment, safe="") for segment in segments)
+        url = f"{self.base_url}/v1/{path}"
+        if query:
+            url += "?" + urlencode(dict(query))
+        headers = dict(self._headers)
+        if json is not None:
+            headers["content-type"] = "application/json"
+        return RequestSpec(
+            method,
+            url,
+            json=json,
+            headers=headers,
+            expect_body=expect_body,
+            text_body=text_body,
+        )
 
     def webhook_secret_request(self) -> RequestSpec:
         """``GET /v1/webhooks/default/secret``."""
@@ -462,16 +482,6 @@ def _community_version(model: dict[str, Any]) -> str | None:
     if isinstance(version, str) and BARE_VERSION.match(version):
         return version
     return None
-
-
-def _cursor(next_url: object) -> str | None:
-    """The ``cursor`` of a listing's ``next`` URL, if it has exactly one."""
-    if not isinstance(next_url, str) or not next_url:
-        return None
-    values = parse_qs(urlsplit(next_url).query).get("cursor")
-    if not values or len(values) != 1 or len(values[0]) > 1024:
-        return None
-    return values[0]
 
 
 def _url(url: str) -> httpx.URL | None:

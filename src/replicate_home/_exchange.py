@@ -177,6 +177,8 @@ class Exchange:
                 self.budget.bucket(creating).succeeded()
             if not spec.expect_body:  # e.g. a delete's 204: nothing to decode
                 return {}, ""
+            if spec.text_body:
+                return {}, body_text(answer.body)
             data, text = decode_json_object(answer.body)
             return self.scrub.answer(data, text)
         status = answer.status

@@ -94,6 +94,22 @@ class ImageResponse:
 
 
 @dataclass(frozen=True)
+class DeploymentRelease:
+    """A deployment's current release, as the API describes it: the model and version
+    it runs (``number`` counts the releases) and its instance settings."""
+
+    number: int | None = None
+    model: str | None = None
+    version: str | None = None
+    created_at: datetime | None = field(default=None, repr=False)
+    #: The username that made the release.
+    created_by: str | None = field(default=None, repr=False)
+    hardware: str | None = None
+    min_instances: int | None = None
+    max_instances: int | None = None
+
+
+@dataclass(frozen=True)
 class Deployment:
     """A deployment (``owner/name``) to run instead of a model, on :class:`ReplicateAPI`.
 
@@ -102,9 +118,14 @@ class Deployment:
     predictions are created with ``POST /v1/deployments/{owner}/{name}/predictions``. A
     value of its own, so that a deployment can never be mistaken for a model of the same
     name. Events and results name it ``deployment:owner/name``.
+
+    ``release`` is what the deployment runs, where the API said it
+    (``api.deployments.get()`` and the other management calls); it takes no part in
+    comparing deployments.
     """
 
     name: str
+    release: DeploymentRelease | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str):

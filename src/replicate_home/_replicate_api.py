@@ -13,9 +13,11 @@ import httpx
 
 from ._api import MAX_WAIT, ApiService
 from ._api_args import check_cancel_after, check_prediction_id, check_webhook
+from ._api_records import SearchResults
 from ._bounded import DEFAULT_MAX_RESPONSE_BYTES
 from ._budget import RateBudget
 from ._bulk import BULK_THRESHOLD, BulkFollower
+from ._catalogue_api import AccountAPI, CollectionsAPI, HardwareAPI, SearchAPI
 from ._client import BaseClient, Input
 from ._decode import require_string
 from ._engine import Engine
@@ -23,10 +25,12 @@ from ._exceptions import PredictionTimeout
 from ._file_inputs import check_file_input, check_input, is_file_input
 from ._media import content_type_of
 from ._models import Deployment, Prediction
+from ._models_api import ModelsAPI
+from ._paging import pages
 from ._prompt import Messages
 from ._run import Output, run_to_end, stream_chunks
 from ._schedule import check_seconds
-from ._service import PredictionCall
+from ._service import PredictionCall, RequestSpec
 from ._uploads import FileEncoding, UploadedFile, open_source, read_uploaded_file
 from .webhooks import WebhookReceiver
 
@@ -113,6 +117,17 @@ class ReplicateAPI(BaseClient):
             budget=RateBudget(creates_per_minute, requests_per_minute),
             max_response_bytes=max_response_bytes,
         )
+        # The API's resource groups, named after the official 2.x client's.
+        #: Models: ``get``, ``list``, ``create``, ``update``, ``delete``, and
+        #: ``readme.get``, ``examples.list``, ``versions.list/get/delete``.
+        self.models = ModelsAPI(self._open_engine, self._api)
+        #: Curated collections of models: ``list``, ``get``.
+        self.collections = CollectionsAPI(self._open_engine, self._api)
+        #: The hardware models and deployments run on: ``list``.
+        self.hardware = HardwareAPI(self._open_engine, self._api)
+        #: The token's account: ``get``.
+        self.account = AccountAPI(self._open_engine, self._api)
+        self._search = SearchAPI(self._open_engine, self._api)
 
     def _new_engine(self, http: httpx.AsyncClient) -> Engine:
         engine = super()._new_engine(http)
@@ -253,6 +268,12 @@ class ReplicateAPI(BaseClient):
         seconds = None if timeout is None else check_seconds(timeout, "timeout")
         return stream_chunks(self._open_engine(), call, timeout=seconds)
 
+    async def search(self, query: str, *, limit: int = 20) -> SearchResults:
+        """Search public models, collections and documentation pages
+        (``GET /v1/search``, in beta on Replicate): at most ``limit`` models (1-50),
+        best first."""
+        return await self._search(query, limit=limit)
+
     async def webhook_secret(self) -> str:
         """The signing secret of the account's webhooks (``whsec_...``), to give to
         :func:`replicate_home.webhooks.verify`."""
@@ -314,19 +335,8 @@ class ReplicateAPI(BaseClient):
     def list_files(self) -> AsyncIterator[UploadedFile]:
         """Every file of the Files API, newest first, page after page
         (``GET /v1/files``). Stop iterating at any time."""
-        return self._file_pages(self._open_engine())
-
-    async def _file_pages(self, engine: Engine) -> AsyncGenerator[UploadedFile, None]:
-        cursor: str | None = None
-        seen: set[str] = set()
-        while True:
-            spec = self._api.file_list_request(cursor)
-            page, cursor = self._api.read_file_page(*await engine.send(spec))
-            for file in page:
-                yield file
-            if cursor is None or cursor in seen:
-                return
-            seen.add(cursor)
+        engine = self._open_engine()
+        return pages(engine.send, self._api.file_list_request, self._api.read_file_page)
 
     def list(
         self,
@@ -339,25 +349,15 @@ class ReplicateAPI(BaseClient):
         ``created_before`` (timezone-aware) narrow it. Stop iterating at any time."""
         engine = self._open_engine()
         self._api.list_request(None, created_after, created_before)  # validates now
-        return self._pages(engine, created_after, created_before)
 
-    async def _pages(
-        self,
-        engine: Engine,
-        created_after: datetime | None,
-        created_before: datetime | None,
-    ) -> AsyncGenerator[Prediction, None]:
-        cursor: str | None = None
-        seen: set[str] = set()
-        while True:
-            spec = self._api.list_request(cursor, created_after, created_before)
-            page, cursor = self._api.read_page(*await engine.send(spec))
-            for prediction in page:
-                yield replace(prediction, _downloads=self._downloads)
-            # A cursor seen before would loop forever: a page is never asked twice.
-            if cursor is None or cursor in seen:
-                return
-            seen.add(cursor)
+        def request(cursor: str | None) -> RequestSpec:
+            return self._api.list_request(cursor, created_after, created_before)
+
+        def read(data: dict[str, Any], text: str) -> tuple[list[Prediction], str | None]:
+            page, cursor = self._api.read_page(data, text)
+            return [replace(item, _downloads=self._downloads) for item in page], cursor
+
+        return pages(engine.send, request, read)
 
 
 #: The call behind a bare read: the answer names the model and version itself.

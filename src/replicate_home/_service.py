@@ -33,6 +33,9 @@ class RequestSpec:
     data: Mapping[str, str] | None = field(default=None, repr=False)
     #: ``False`` for a request whose success has no body to read (a delete's 204).
     expect_body: bool = True
+    #: Read the answer as text rather than as a JSON object (a README in Markdown, the
+    #: hardware list's JSON array): the exchange returns ``({}, text)``.
+    text_body: bool = False
     # Headers may carry a token: never shown in a repr.
     headers: Mapping[str, str] = field(default_factory=dict, repr=False)
     #: Send it with no credential at all: no ``Authorization`` or ``Cookie`` header, even
