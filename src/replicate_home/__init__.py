@@ -60,6 +60,7 @@ from ._prompt import Message, Messages, format_prompt
 from ._provider import ReplicateHome
 from ._replicate_api import ReplicateAPI
 from ._schedule import AdaptiveSchedule, FixedSchedule, PollSchedule
+from ._trainings import Training
 from ._uploads import UploadedFile
 from ._version import __version__
 
@@ -114,6 +115,7 @@ __all__ = [
     "SearchResults",
     "StatusChanged",
     "TokenBucket",
+    "Training",
     "UnexpectedResponseFormat",
     "UploadFailed",
     "UploadedFile",

@@ -286,6 +286,8 @@ class ApiService:
     def create_request(
         self, call: PredictionCall, *, remaining: float, wait: float | None
     ) -> RequestSpec:
+        if call.training:
+            return self._training_request(call)
         headers = dict(self._headers)
         headers["content-type"] = "application/json"
         cancel_after = call.cancel_after
@@ -311,6 +313,28 @@ class ApiService:
             owner, name = call.model.split("/", 1)
             url = f"{self.base_url}/v1/models/{quote(owner)}/{quote(name)}/predictions"
         return RequestSpec("POST", url, json=body, headers=headers)
+
+    def _training_request(self, call: PredictionCall) -> RequestSpec:
+        """``POST /v1/models/{owner}/{name}/versions/{id}/trainings``: no ``Prefer:
+        wait`` (a training never answers with its result) and no ``Cancel-After``
+        (the trainings endpoint does not document one)."""
+        assert call.destination is not None
+        assert call.version is not None
+        owner, name = call.model.split("/", 1)
+        body: dict[str, Any] = {"destination": call.destination, "input": dict(call.input)}
+        if call.webhook is not None:
+            body["webhook"] = call.webhook
+            if call.webhook_events_filter is not None:
+                body["webhook_events_filter"] = list(call.webhook_events_filter)
+        return self.request(
+            "POST", "models", owner, name, "versions", call.version, "trainings", json=body
+        )
+
+    def training_urls(self, training_id: str) -> dict[str, str]:
+        """Where a training is read and cancelled: always this client's own URLs, never
+        the ones an answer names."""
+        url = f"{self.base_url}/v1/trainings/{quote(training_id, safe='')}"
+        return {"get": url, "cancel": f"{url}/cancel"}
 
     # -- handles --------------------------------------------------------------------
 
@@ -450,9 +474,13 @@ class ApiService:
     def read_prediction(
         self, data: dict[str, Any], text: str, *, call: PredictionCall, known_id: str | None
     ) -> Prediction:
-        return prediction_from_object(
+        prediction = prediction_from_object(
             data, text, model=call.model, version=call.version, known_id=known_id
         )
+        if call.training:  # read and cancelled at /v1/trainings, no stream
+            web = {k: v for k, v in prediction.urls.items() if k == "web"}
+            prediction = replace(prediction, urls={**web, **self.training_urls(prediction.id)})
+        return prediction
 
     def error_for(
         self, status_code: int, text: str, url: str, retry_after: float | None

@@ -177,7 +177,8 @@ class Engine:
                             prediction = await tracker.observe(update)
                             yield prediction
                     not_before = None  # the stream ended: ask for the outcome at once
-                bulk = self._bulk if not_before is not None else None
+                in_listing = not_before is not None and not call.training
+                bulk = self._bulk if in_listing else None
                 if bulk is None:
                     prediction = await self._poll(call, prediction, deadline, timeout, not_before)
                     tracker.polls += 1

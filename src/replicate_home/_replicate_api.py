@@ -31,6 +31,7 @@ from ._prompt import Messages
 from ._run import Output, run_to_end, stream_chunks
 from ._schedule import check_seconds
 from ._service import PredictionCall, RequestSpec
+from ._trainings import TrainingsAPI
 from ._uploads import FileEncoding, UploadedFile, open_source, read_uploaded_file
 from .webhooks import WebhookReceiver
 
@@ -128,6 +129,9 @@ class ReplicateAPI(BaseClient):
         #: The token's account: ``get``.
         self.account = AccountAPI(self._open_engine, self._api)
         self._search = SearchAPI(self._open_engine, self._api)
+        #: Trainings: ``create``, ``get``, ``cancel``, ``list``, and ``wait``,
+        #: ``follow`` and ``run`` to follow one as a prediction is followed.
+        self.trainings = TrainingsAPI(self._open_engine, self._api)
 
     def _new_engine(self, http: httpx.AsyncClient) -> Engine:
         engine = super()._new_engine(http)

@@ -79,6 +79,12 @@ class PredictionCall:
     #: caller that must know a create may have left records that first (a results
     #: store's "sending" mark). If it raises, nothing is sent.
     before_create: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
+    #: A training of ``model`` at ``version`` rather than a prediction: created, read
+    #: and cancelled at the service's trainings endpoints, followed by the same loop.
+    #: Never in a listing of predictions, so never followed in bulk.
+    training: bool = False
+    #: The model (``owner/name``) a training creates a version of.
+    destination: str | None = None
 
 
 #: Sends one request through the engine (the call's deadline, the rate budget, the
