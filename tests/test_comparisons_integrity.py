@@ -19,6 +19,7 @@ from replicate_home.comparisons import (
     RunProgress,
     resume_comparison,
     run_comparison,
+    write_report,
 )
 from replicate_home.comparisons._lost import SKEW_MARGIN, UNMEASURED_SKEW, skew_bounds
 from replicate_home.comparisons._store import ClockSample
@@ -245,8 +246,12 @@ async def test_retry_re_runs_exactly_the_cells_of_those_statuses_as_new_attempts
             await resume_comparison(client, store, run.id, retry=["failed", "timeout"])
             assert emulator.stats().creates == 5  # the one failed cell
             await resume_comparison(client, store, run.id, retry=["failed"])
+            page = await write_report(store, run.id, tmp_path / "report.html")
         cells = await store.cells(run.id)
         earlier = await store.attempts(run.id)
+    html = page.read_text(encoding="utf-8")
+    assert html.count('data-attempts="3"') == 1  # the report shows the latest, and how many
+    assert "3 attempts, the latest shown" in html
     assert [c.status for c in first] == ["succeeded", "succeeded", "failed", "succeeded"]
     assert emulator.stats().creates == 6
     assert [c.attempt for c in cells] == [1, 1, 3, 1]
