@@ -167,17 +167,12 @@ def test_pure_modules_import_no_io(pure: str) -> None:
 
 
 def test_the_library_never_imports_the_command_line_or_the_emulator() -> None:
+    # The programs over the library (the command line, the viewer) and the emulator.
+    above = (f"{PACKAGE}.cli", f"{PACKAGE}.viewer", f"{PACKAGE}.emulator")
     graph = internal_graph()
-    library = [
-        name
-        for name in MODULES
-        if not name.startswith((f"{PACKAGE}.cli", f"{PACKAGE}.emulator", f"{PACKAGE}.__main__"))
-    ]
+    library = [name for name in MODULES if not name.startswith((*above, f"{PACKAGE}.__main__"))]
     upward = {
-        (name, target)
-        for name in library
-        for target in graph[name]
-        if target.startswith((f"{PACKAGE}.cli", f"{PACKAGE}.emulator"))
+        (name, target) for name in library for target in graph[name] if target.startswith(above)
     }
     assert upward == set()
 

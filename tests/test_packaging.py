@@ -27,6 +27,7 @@ EXTRA_OF = {
     "emulator": "emulator",
     "comparisons/_report.py": "report",
     "comparisons/_assertions.py": "scoring",
+    "viewer": "viewer",
 }
 
 

@@ -89,6 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             except KeyboardInterrupt:
                 return EXIT_INTERRUPTED  # how it is meant to stop: nothing to report
             return EXIT_OK
+        if args.command == "view":
+            from ._view import check_viewer_installed, view_command
+
+            check_viewer_installed()
+            try:
+                anyio.run(view_command, args)
+            except KeyboardInterrupt:
+                return EXIT_OK  # how it is meant to stop
+            return EXIT_OK
         if args.command == "report":
             from ._runs import report_command  # the results database: only when asked
 

@@ -149,6 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--report", type=Path, metavar="FILE", help="write the run's HTML report to FILE"
     )
     compare.add_argument(
+        "--view",
+        action="store_true",
+        help="serve the viewer (on 127.0.0.1, any free port) while the run goes, its outputs "
+        "streamed into the page token by token (the viewer extra)",
+    )
+    compare.add_argument(
         "--resend-in-doubt",
         action="store_true",
         help="with --resume: send again the cells whose create may have left before the "
@@ -190,6 +196,34 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path("replicate-home.db"),
         metavar="PATH",
         help="the results database (default: %(default)s)",
+    )
+
+    view = commands.add_parser(
+        "view",
+        help="browse a results database in a local web app (live grid, votes, leaderboard)",
+        description="Serve the viewer of a results database until Ctrl-C: the runs, a run's "
+        "grid (live while the run goes, from any process), blind pairwise votes and the "
+        "leaderboard. Needs the viewer extra: pip install 'replicate-home[viewer]'.",
+    )
+    view.add_argument("run", nargs="?", metavar="RUN", help="open this run's grid")
+    view.add_argument(
+        "--db",
+        type=Path,
+        default=Path("replicate-home.db"),
+        metavar="PATH",
+        help="the results database (default: %(default)s)",
+    )
+    view.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to bind (default: %(default)s; any other address is reachable by "
+        "others and is warned about)",
+    )
+    view.add_argument(
+        "--port", type=_port, default=8765, help="port to bind, 0 for any (default: %(default)s)"
+    )
+    view.add_argument(
+        "--no-browser", action="store_true", help="don't open a browser (only the URL is printed)"
     )
 
     commands.add_parser("models", help="list the models, their kinds and aliases")

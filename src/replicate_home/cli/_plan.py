@@ -22,6 +22,7 @@ from .._home import DEFAULT_BASE_URL as HOME_DEFAULT_URL
 from .._models import Deployment
 from ._common import Plan, Target, UsageError, make_client, one_line
 from ._emulator import check_emulator_installed
+from ._view import check_viewer_installed
 
 __all__ = ["choose_target", "make_plan", "make_predictions_plan", "parse_inputs"]
 
@@ -90,6 +91,8 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
         raise UsageError("the trio backend needs trio: pip install trio")
     if target.base_url is None:
         check_emulator_installed()
+    if getattr(args, "view", False):
+        check_viewer_installed()
     inputs = parse_inputs(args.inputs)
     if args.webhook is not None or args.webhook_events is not None:
         if target.service != "api":
@@ -133,6 +136,7 @@ def _is_prompt_set(args: argparse.Namespace) -> bool:
         or args.name
         or args.resend_in_doubt
         or args.retry
+        or args.view
     )
 
 

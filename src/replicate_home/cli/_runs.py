@@ -10,7 +10,7 @@ import sqlite3
 import sys
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from types import TracebackType
@@ -30,6 +30,7 @@ from ..comparisons import (
     write_report,
 )
 from ..comparisons._binding import check_binding, origin_of
+from ..comparisons._runner import TextListener
 from ._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -41,6 +42,7 @@ from ._common import (
     open_client,
     webhook_options,
 )
+from ._view import Announcer, served_viewer
 
 __all__ = ["DEFAULT_DB", "check_prompt_set", "comparison_command", "report_command"]
 
@@ -232,15 +234,23 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
                     check_bound(await store.run(args.resume), plan)
                 except KeyError:
                     raise CommandError(f"no run {args.resume!r} in {database}") from None
-            async with open_client(plan) as client:
+            async with open_client(plan) as client, AsyncExitStack() as viewing:
                 with _Display(database, live=not args.json) as display:
+                    on_progress: Callable[[RunProgress], object] = display.update
+                    on_text: TextListener | None = None
+                    if args.view:  # served while the run goes, texts streamed in memory
+                        viewer, url = await viewing.enter_async_context(
+                            served_viewer(database, "127.0.0.1", 0)
+                        )
+                        on_progress, on_text = Announcer(display.update, url), viewer.hub.text
                     if args.resume:
                         run = await resume_comparison(
                             client,
                             store,
                             args.resume,
                             limit=args.limit,
-                            on_progress=display.update,
+                            on_progress=on_progress,
+                            on_text=on_text,
                             resend_in_doubt=args.resend_in_doubt,
                             retry=retry_statuses(args),
                             emulator=emulator,
@@ -254,7 +264,8 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
                             input=plan.inputs,
                             limit=args.limit,
                             run_id=args.name,
-                            on_progress=display.update,
+                            on_progress=on_progress,
+                            on_text=on_text,
                             emulator=emulator,
                             **webhook_options(plan),
                         )

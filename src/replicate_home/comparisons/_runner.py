@@ -47,7 +47,10 @@ from ._prompts import PromptRow, prompt_rows
 from ._scoring import score_run, scoring_settings
 from ._store import END_STATUSES, IN_DOUBT, CellRecord, ResultsStore, RunRecord
 
-__all__ = ["RunProgress", "resume_comparison", "run_comparison"]
+__all__ = ["RunProgress", "TextListener", "resume_comparison", "run_comparison"]
+
+#: ``on_text(run_id, cell, chunk)``: a cell's text output as it arrives, chunk by chunk.
+TextListener = Callable[[str, int, str], object]
 
 #: How long recording an interruption may take while the run is being cancelled.
 RECORD_GRACE = 5.0
@@ -98,6 +101,7 @@ async def run_comparison(
     emulator: bool = False,
     assertions: Sequence[str | Mapping[str, Any] | Assertion] = (),
     judges: Sequence[Judge] = (),
+    on_text: TextListener | None = None,
 ) -> RunRecord:
     """Run every prompt on every model, recording each cell in ``store``; return the run.
 
@@ -111,9 +115,10 @@ async def run_comparison(
     real service is then refused, as is one on an emulator of a run made on a real
     service). Every call is validated before the run is recorded or anything is sent.
     A cell's failure is its result, never an exception; ``on_progress`` sees a
-    :class:`RunProgress` after every change. Cancelled (Ctrl-C), the run cancels its
-    predictions still running and marks them ``interrupted``:
-    :func:`resume_comparison` sends those again.
+    :class:`RunProgress` after every change, ``on_text`` each text chunk as it arrives
+    (the run's name, the cell's number, the chunk: the viewer streams them). Cancelled
+    (Ctrl-C), the run cancels its predictions still running and marks them
+    ``interrupted``: :func:`resume_comparison` sends those again.
 
     ``assertions`` (specs, :class:`~._assertions.Assertion` values, callables) are
     checked on every output, with each prompt row's own; ``judges`` score every output
@@ -155,7 +160,15 @@ async def run_comparison(
     )
     cells = await store.cells(run.id)
     await _drive(
-        client, store, run, list(zip(cells, calls, strict=True)), limit, timeout, on_progress, 0
+        client,
+        store,
+        run,
+        list(zip(cells, calls, strict=True)),
+        limit,
+        timeout,
+        on_progress,
+        0,
+        on_text,
     )
     callables = [check for check in checks if check.kind == "python"]
     await score_run(client, store, run.id, assertions=callables, limit=limit, timeout=timeout)
@@ -186,6 +199,7 @@ async def resume_comparison(
     emulator: bool = False,
     assertions: Sequence[str | Mapping[str, Any] | Assertion] = (),
     judges: Sequence[Judge] = (),
+    on_text: TextListener | None = None,
 ) -> RunRecord:
     """Finish the run ``run_id``: cells done are kept; a cell whose create answered is
     followed by its prediction id (never created again); a cell never sent (or
@@ -209,7 +223,8 @@ async def resume_comparison(
     new attempt (the store keeps the earlier ones: :meth:`ResultsStore.attempts`).
     The run is then scored (:func:`~._scoring.score_run`) with its stored assertions
     and judges and the ``assertions`` and ``judges`` given (added to the run's); judge
-    predictions follow the same rules as cells. ``KeyError`` if there is no such run,
+    predictions follow the same rules as cells. ``on_text`` sees each text chunk as it
+    arrives, as for :func:`run_comparison`. ``KeyError`` if there is no such run,
     ``ValueError`` for an unknown status."""
     statuses = _retry_statuses(retry)
     origin = _origin(client)
@@ -261,7 +276,7 @@ async def resume_comparison(
         work.append((cell, call))
     done = len(cells) - len(work)
     if work:
-        await _drive(client, store, run, work, limit, timeout, on_progress, done)
+        await _drive(client, store, run, work, limit, timeout, on_progress, done, on_text)
     await score_run(
         client,
         store,
@@ -334,6 +349,7 @@ async def _drive(
     timeout: float | None,
     on_progress: Callable[[RunProgress], object] | None,
     already_done: int,
+    on_text: TextListener | None = None,
 ) -> None:
     total = already_done + len(work)
     tally = _Tally(client, run.id, total, already_done)
@@ -390,6 +406,8 @@ async def _drive(
                         report()
                 elif isinstance(event, Chunk):
                     texts[index].append(event.text)
+                    if on_text is not None:
+                        on_text(run.id, cell.cell, event.text)
                 elif isinstance(event, Image):
                     images[index].extend(event.image.images)
                 elif isinstance(event, Finished):

@@ -1,0 +1,302 @@
+"""Reading a results database for the viewer: read-only, by windows, cheap to poll.
+
+The viewer never loads a run whole. A grid page is a window of prompt rows (``LIMIT``
+and ``OFFSET`` over the ``cells`` table's primary key), the run list counts cells with
+``GROUP BY``, and watching a run for changes asks SQLite's ``PRAGMA data_version``
+(which changes when any *other* connection commits: the runner's process or this one's
+store) before it reads anything; only then does it read one narrow signature per cell
+(state, status, end time, output length, attempt) to find which cells changed.
+
+The connection is opened read-only (``mode=ro``): the viewer writes only votes and
+thumbs, through :class:`~replicate_home.comparisons.ResultsStore`. It is used from
+worker threads one call at a time (``check_same_thread=False`` behind a lock), so the
+event loop never waits on the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CELL_COLUMNS", "Reader", "RunInfo", "Window", "media_kind"]
+
+#: The cell columns the viewer shows (every schema version has them).
+CELL_COLUMNS = (
+    "cell, prompt_index, model_index, model, prompt, state, status, output_text, images,"
+    " error, latency, predict_time, ended_at"
+)
+
+#: The states of a cell that has not ended.
+OPEN_STATES = ("pending", "sending", "running", "interrupted")
+
+_AUDIO = (".wav", ".mp3", ".ogg", ".oga", ".flac", ".m4a", ".aac", ".opus")
+_VIDEO = (".mp4", ".webm", ".ogv", ".mov", ".m4v")
+_IMAGE = (".png", ".jpg", ".jpeg", ".gif", ".webp", ".avif", ".bmp")
+
+
+def media_kind(url: str, content_type: str | None = None) -> str:
+    """What an output file is for the page: ``image``, ``audio``, ``video`` or ``file``
+    (from its media type when known, else from its URL's suffix or ``data:`` header)."""
+    if content_type:
+        head = content_type.split("/", 1)[0].lower()
+        if head in ("image", "audio", "video"):
+            return head
+        return "file"
+    if url.startswith("data:"):
+        head = url[5:].split("/", 1)[0].lower()
+        return head if head in ("image", "audio", "video") else "file"
+    path = url.split("?", 1)[0].split("#", 1)[0].lower()
+    for suffixes, kind in ((_IMAGE, "image"), (_AUDIO, "audio"), (_VIDEO, "video")):
+        if path.endswith(suffixes):
+            return kind
+    return "file"
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One run as the list shows it."""
+
+    id: str
+    created_at: str
+    service: str
+    models: tuple[str, ...]
+    cells: int
+    done: int
+    failed: int
+    prompts: int
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window of a run's grid: the prompt rows shown, their cells, and how many rows
+    match the filters in all (for paging)."""
+
+    rows: tuple[int, ...]
+    cells: tuple[dict[str, Any], ...]
+    matching: int
+
+
+def _media(images: str | None) -> list[dict[str, str]]:
+    try:
+        urls = json.loads(images) if images else []
+    except ValueError:
+        return []
+    media = []
+    for url in urls if isinstance(urls, list) else []:
+        # Only what a page may load: http(s) URLs and data: URIs; nothing else is shown.
+        if isinstance(url, str) and url.startswith(("https://", "http://", "data:")):
+            media.append({"url": url, "kind": media_kind(url)})
+    return media
+
+
+def cell_json(row: sqlite3.Row) -> dict[str, Any]:
+    """A cell as the page gets it (JSON; every string shown as text, never markup)."""
+    return {
+        "cell": row["cell"],
+        "prompt_index": row["prompt_index"],
+        "model_index": row["model_index"],
+        "model": row["model"],
+        "prompt": row["prompt"],
+        "state": row["state"],
+        "status": row["status"],
+        "text": row["output_text"],
+        "media": _media(row["images"]),
+        "error": row["error"],
+        "latency": row["latency"],
+        "predict_time": row["predict_time"],
+    }
+
+
+class Reader:
+    """A read-only connection to a results database."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.is_file():
+            raise FileNotFoundError(f"no results database at {path}")
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        self._connection = sqlite3.connect(uri, uri=True, check_same_thread=False)
+        self._connection.row_factory = sqlite3.Row
+        self._lock = threading.Lock()
+        with self._lock:
+            self._connection.execute("PRAGMA busy_timeout=5000")
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    def _rows(self, sql: str, parameters: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._connection.execute(sql, parameters).fetchall()
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection committed."""
+        ((version,),) = self._rows("PRAGMA data_version")
+        return int(version)
+
+    def runs(self) -> list[RunInfo]:
+        """Every run, newest first, with its counts."""
+        counts = {
+            row["run_id"]: row
+            for row in self._rows(
+                "SELECT run_id, COUNT(*) AS cells, SUM(state = 'done') AS done,"
+                " SUM(state = 'done' AND status != 'succeeded') AS failed,"
+                " MAX(prompt_index) + 1 AS prompts FROM cells GROUP BY run_id"
+            )
+        }
+        runs = []
+        for row in self._rows(
+            "SELECT id, created_at, service, models FROM runs ORDER BY created_at DESC, id"
+        ):
+            count = counts.get(row["id"])
+            runs.append(
+                RunInfo(
+                    row["id"],
+                    row["created_at"],
+                    row["service"],
+                    tuple(json.loads(row["models"])),
+                    count["cells"] if count else 0,
+                    (count["done"] or 0) if count else 0,
+                    (count["failed"] or 0) if count else 0,
+                    (count["prompts"] or 0) if count else 0,
+                )
+            )
+        return runs
+
+    def run(self, run_id: str) -> RunInfo | None:
+        """The run named ``run_id``, or ``None``."""
+        for info in self.runs_named((run_id,)):
+            return info
+        return None
+
+    def runs_named(self, names: Iterable[str]) -> list[RunInfo]:
+        wanted = list(names)
+        found = []
+        for name in wanted:
+            rows = self._rows(
+                "SELECT id, created_at, service, models FROM runs WHERE id = ?", (name,)
+            )
+            if not rows:
+                continue
+            row = rows[0]
+            ((cells, done, failed, prompts),) = self._rows(
+                "SELECT COUNT(*), SUM(state = 'done'),"
+                " SUM(state = 'done' AND status != 'succeeded'), MAX(prompt_index) + 1"
+                " FROM cells WHERE run_id = ?",
+                (name,),
+            )
+            found.append(
+                RunInfo(
+                    row["id"],
+                    row["created_at"],
+                    row["service"],
+                    tuple(json.loads(row["models"])),
+                    cells or 0,
+                    done or 0,
+                    failed or 0,
+                    prompts or 0,
+                )
+            )
+        return found
+
+    def window(
+        self,
+        run_id: str,
+        *,
+        offset: int,
+        limit: int,
+        models: Sequence[int] | None = None,
+        status: str | None = None,
+    ) -> Window:
+        """Prompt rows ``offset`` .. ``offset + limit`` of the run that match the filters:
+        ``models`` (column numbers shown), ``status`` (a row matches when one of its shown
+        cells has it: an end status, or a state such as ``running`` or ``pending``)."""
+        where = ["run_id = ?"]
+        parameters: list[Any] = [run_id]
+        if models is not None:
+            where.append(f"model_index IN ({','.join('?' * len(models))})")
+            parameters.extend(models)
+        if status is not None:
+            if status in OPEN_STATES:
+                where.append("state = ?")
+            else:
+                where.append("state = 'done' AND status = ?")
+            parameters.append(status)
+        condition = " AND ".join(where)
+        if status is None:
+            # Every prompt row has cells: the row count is the last index plus one.
+            ((matching,),) = self._rows(
+                "SELECT COALESCE(MAX(prompt_index) + 1, 0) FROM cells WHERE run_id = ?",
+                (run_id,),
+            )
+            rows = list(range(offset, min(offset + limit, matching)))
+        else:
+            ((matching,),) = self._rows(
+                f"SELECT COUNT(DISTINCT prompt_index) FROM cells WHERE {condition}", parameters
+            )
+            rows = [
+                row[0]
+                for row in self._rows(
+                    f"SELECT DISTINCT prompt_index FROM cells WHERE {condition}"
+                    " ORDER BY prompt_index LIMIT ? OFFSET ?",
+                    [*parameters, limit, offset],
+                )
+            ]
+        cells: list[dict[str, Any]] = []
+        if rows:
+            shown = "" if models is None else f" AND model_index IN ({','.join('?' * len(models))})"
+            cells = [
+                cell_json(row)
+                for row in self._rows(
+                    f"SELECT {CELL_COLUMNS} FROM cells WHERE run_id = ?"
+                    f" AND prompt_index IN ({','.join('?' * len(rows))}){shown} ORDER BY cell",
+                    [run_id, *rows, *(models or ())],
+                )
+            ]
+        return Window(tuple(rows), tuple(cells), matching or 0)
+
+    def signatures(self, run_id: str) -> dict[int, tuple[Any, ...]]:
+        """One narrow tuple per cell that changes whenever the cell does."""
+        return {
+            row[0]: tuple(row[1:])
+            for row in self._rows(
+                "SELECT cell, state, status, ended_at, prediction_id, length(output_text),"
+                " length(images) FROM cells WHERE run_id = ?",
+                (run_id,),
+            )
+        }
+
+    def cells(self, run_id: str, numbers: Sequence[int]) -> list[dict[str, Any]]:
+        """These cells of the run, as the page gets them."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(numbers), 500):  # SQLite's parameter limit
+            chunk = list(numbers[start : start + 500])
+            found.extend(
+                cell_json(row)
+                for row in self._rows(
+                    f"SELECT {CELL_COLUMNS} FROM cells WHERE run_id = ?"
+                    f" AND cell IN ({','.join('?' * len(chunk))}) ORDER BY cell",
+                    [run_id, *chunk],
+                )
+            )
+        return found
+
+    def all_cells(self, run_id: str) -> list[sqlite3.Row]:
+        """Every cell's narrow columns for the summary (no outputs)."""
+        return self._rows(
+            "SELECT cell, model, state, status, length(output_text) AS chars, images, error,"
+            " latency, predict_time FROM cells WHERE run_id = ? ORDER BY cell",
+            (run_id,),
+        )
+
+    def pairs_for_vote(self, run_id: str) -> list[sqlite3.Row]:
+        """Succeeded cells (number, prompt row, model) that a vote may compare."""
+        return self._rows(
+            "SELECT cell, prompt_index, model_index, model FROM cells WHERE run_id = ?"
+            " AND state = 'done' AND status = 'succeeded' ORDER BY cell",
+            (run_id,),
+        )
