@@ -20,6 +20,7 @@ from ._bulk import BULK_THRESHOLD, BulkFollower
 from ._catalogue_api import AccountAPI, CollectionsAPI, HardwareAPI, SearchAPI
 from ._client import BaseClient, Input
 from ._decode import require_string
+from ._deployments_api import DeploymentsAPI
 from ._engine import Engine
 from ._exceptions import PredictionTimeout
 from ._file_inputs import check_file_input, check_input, is_file_input
@@ -132,6 +133,9 @@ class ReplicateAPI(BaseClient):
         #: Trainings: ``create``, ``get``, ``cancel``, ``list``, and ``wait``,
         #: ``follow`` and ``run`` to follow one as a prediction is followed.
         self.trainings = TrainingsAPI(self._open_engine, self._api)
+        #: Deployments to manage: ``list``, ``get``, ``create``, ``update``,
+        #: ``delete`` (what they return runs as it is).
+        self.deployments = DeploymentsAPI(self._open_engine, self._api)
 
     def _new_engine(self, http: httpx.AsyncClient) -> Engine:
         engine = super()._new_engine(http)
