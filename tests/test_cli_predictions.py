@@ -4,6 +4,7 @@ another process."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 
@@ -104,7 +105,7 @@ def test_deployments_on_the_command_line(
     assert refused.value.code == 2
     assert "owner/name" in capsys.readouterr().err
     assert main(["generate", "--service", "home", "--emulator", "-d", "acme/chat", "x"]) == 2
-    assert "ReplicateAPI" in capsys.readouterr().err
+    assert "--service api" in capsys.readouterr().err
 
 
 def test_generate_draws_an_image_models_progress_on_a_terminal(
@@ -118,7 +119,8 @@ def test_generate_draws_an_image_models_progress_on_a_terminal(
         == 0
     )
     out, err = capsys.readouterr()
-    assert out.startswith("data:image/png")
+    # A data: URI said in a few words to the person at the terminal (a pipe gets it whole).
+    assert re.fullmatch(r"a data: URI holding image/png of \d+ bytes \(--save DIR [^\n]*\)\n", out)
     assert "/20" in err  # " 45% 9/20", redrawn while it ran
     assert err.endswith("\r\x1b[K")  # and cleared at the end
 

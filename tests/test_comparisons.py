@@ -247,7 +247,7 @@ def test_cli_prompt_set_json_and_report(tmp_path: Path, capsys: pytest.CaptureFi
     assert run_id in page
     assert len(list((tmp_path / "report_files").glob("*.png"))) == 2
     assert main(["report", run_id, "--db", str(db), "-o", str(tmp_path / "again.html")]) == 0
-    assert main(["report", "nope", "--db", str(db)]) == 1
+    assert main(["report", "nope", "--db", str(db)]) == 2
     assert "no run 'nope'" in capsys.readouterr().err
 
 
@@ -260,12 +260,12 @@ def test_cli_prompt_set_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixtu
         main(["compare", "--emulator", *db, "-p", "a"])
     assert caught.value.code == 2
     assert main(["compare", "--emulator", *db, "--resume", "x", "-m", "gemma-2b"]) == 2
-    assert main(["compare", "--emulator", *db, "--resume", "nope"]) == 1
+    assert main(["compare", "--emulator", *db, "--resume", "nope"]) == 2
     err = capsys.readouterr().err
     assert "line 1" in err
     assert "-m/--model" in err
     assert "--resume takes" in err
-    assert "no run 'nope'" in err
+    assert "no results database at" in err
 
 
 # -- kill -9 and resume ------------------------------------------------------------------
@@ -463,7 +463,7 @@ def test_a_database_from_a_newer_version_is_refused_clearly(
 
     with pytest.raises(ValueError, match="newer replicate-home"):
         anyio.run(open_it)
-    assert main(["report", "x", "--db", str(path)]) == 1
+    assert main(["report", "x", "--db", str(path)]) == 2
     assert "newer replicate-home" in capsys.readouterr().err
 
 

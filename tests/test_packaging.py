@@ -23,6 +23,7 @@ MODULE_OF = {"httpx-sse": "httpx_sse"}
 EXTRA_OF = {
     "cli/_compare.py": "cli",
     "cli/_runs.py": "cli",
+    "cli/_run_view.py": "cli",
     "cli/_terminal_view.py": "cli",
     "emulator": "emulator",
     "comparisons/_report.py": "report",

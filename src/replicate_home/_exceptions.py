@@ -35,6 +35,7 @@ __all__ = [
     "ResponseStatusError",
     "ResponseTooLarge",
     "RunBoundElsewhere",
+    "RunNotFound",
     "UnexpectedResponseFormat",
     "UploadFailed",
     "WebhookVerificationError",
@@ -302,3 +303,16 @@ class RunBoundElsewhere(ReplicateHomeError, ValueError):
             else f"the {service} service at {origin}"
         )
         super().__init__(f"run {run_id!r} was recorded on {recorded}, not on {given}")
+
+
+class RunNotFound(ReplicateHomeError, KeyError):
+    """No comparison run of that name in the results store (``resume_comparison``,
+    ``write_report``, ``ResultsStore.run``). Also a ``KeyError``, which the store raised
+    before this class existed. ``run_id`` is the name asked for."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(run_id)
+
+    def __str__(self) -> str:  # KeyError's own is the bare repr of its key
+        return f"no run named {self.run_id!r}"

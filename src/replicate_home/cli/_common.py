@@ -20,8 +20,10 @@ from .._client import BaseClient
 from .._models import Deployment
 from .._provider import ReplicateHome
 from .._replicate_api import ReplicateAPI
+from ..comparisons._prompts import PromptRow
 
 __all__ = [
+    "DEFAULT_TIMEOUT",
     "EXIT_FAILED",
     "EXIT_INTERRUPTED",
     "EXIT_OK",
@@ -39,6 +41,7 @@ __all__ = [
     "open_client",
     "positive_float",
     "positive_int",
+    "shown_url",
     "webhook_options",
 ]
 
@@ -46,6 +49,9 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+
+#: Seconds a prediction may take, when ``--timeout`` is not given.
+DEFAULT_TIMEOUT = 150.0
 
 
 class CommandError(Exception):
@@ -103,6 +109,8 @@ class Plan:
     inputs: dict[str, Any] | None
     #: ``compare`` with a prompt set (recorded, resumable): see ``_runs``.
     prompt_set: bool = False
+    #: A new prompt set's rows, read and checked (none for ``--resume``).
+    rows: tuple[PromptRow, ...] = ()
     #: stdout, written through a tracker of its line ends.
     out: LineTracker = field(default_factory=lambda: LineTracker(sys.stdout))
 
@@ -126,6 +134,12 @@ def webhook_options(plan: Plan) -> dict[str, Any]:
 
 
 def one_line(error: BaseException) -> str:
+    """An error as one line of text: its message on one line, an OS error as its file
+    and what happened (``notes.txt: No such file or directory``, not ``[Errno 2] …``),
+    an HTTP library's error with its kind, which its message alone often lacks."""
+    if isinstance(error, OSError) and error.strerror:
+        where = [str(name) for name in (error.filename, error.filename2) if name is not None]
+        return ": ".join([*where, error.strerror])
     text = " ".join(str(error).split())
     if isinstance(error, httpx.HTTPError) or not text:
         return f"{type(error).__name__}: {text}" if text else type(error).__name__
@@ -150,6 +164,26 @@ class LineTracker:
     def end_line(self) -> None:
         if not self.at_line_start:
             self.write("\n")
+
+
+def shown_url(url: str) -> str:
+    """An output file's URL as a person reading a terminal sees it: the URL, or for a
+    ``data:`` URI (the whole file, inline: hundreds of kilobytes of base64) what it
+    holds and how to get it as a file. Scripts (a pipe, ``--json``) get the URI whole."""
+    if not url.startswith("data:"):
+        return url
+    header, _, payload = url.partition(",")
+    media = header[len("data:") :].split(";", 1)[0] or "text/plain"
+    size = len(payload) * 3 // 4 if header.endswith(";base64") else len(payload)
+    return f"a data: URI holding {media} of {_size(size)} (--save DIR writes it to a file)"
+
+
+def _size(count: int) -> str:
+    if count < 1000:
+        return f"{count} bytes"
+    if count < 1_000_000:
+        return f"{count / 1000:.0f} KB"
+    return f"{count / 1_000_000:.1f} MB"
 
 
 def is_terminal(stream: TextIO) -> bool:

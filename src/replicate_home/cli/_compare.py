@@ -90,9 +90,9 @@ def print_results(results: Sequence[ComparisonResult], *, as_json: bool) -> None
     elif is_terminal(sys.stdout) and importlib.util.find_spec("rich") is not None:
         from rich.console import Console
 
-        from ._terminal_view import results_table
+        from ._terminal_view import ResultsView
 
-        Console().print(results_table(results))
+        Console().print(ResultsView(results))
     else:
         sys.stdout.write(markdown_report(results))
     sys.stdout.flush()

@@ -3,12 +3,13 @@ before any command starts one, that the emulator's extra is installed."""
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping
 from typing import Literal
 
 from ._common import UsageError
 
-__all__ = ["check_emulator_installed", "serve_emulator"]
+__all__ = ["check_emulator_installed", "listen_problem", "serve_emulator"]
 
 
 def check_emulator_installed() -> None:
@@ -51,3 +52,23 @@ async def serve_emulator(
         print(f"output streams served from {emulator.stream_url} (no token)", flush=True)
 
     await serve_forever(emulator, host, port, on_ready=ready, stream_port=stream_port)
+
+
+def listen_problem(error: OSError, host: str, port: int, stream_port: int) -> UsageError | None:
+    """What to tell a user whose ``--host``/``--port`` can't be listened on (a port in
+    use, a privileged port, an address not of this machine), instead of the raw
+    ``[Errno 98]``; ``None`` for any other error."""
+    ports = f"port {port}" if not stream_port else f"port {port} or {stream_port}"
+    if error.errno == errno.EADDRINUSE:
+        return UsageError(
+            f"{ports} on {host} is in use (another emulator?): pick another --port, "
+            "or --port 0 for any free one"
+        )
+    if error.errno == errno.EACCES:
+        return UsageError(
+            f"not allowed to listen on {ports} of {host} (ports under 1024 need privileges): "
+            "pick another --port, or --port 0 for any free one"
+        )
+    if error.errno == errno.EADDRNOTAVAIL:
+        return UsageError(f"{host} is not an address of this machine: pick another --host")
+    return None

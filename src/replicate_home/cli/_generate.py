@@ -11,7 +11,15 @@ from .._client import BaseClient
 from .._fanout import Chunk, Image, Progress
 from .._models import Deployment, ImageResponse
 from .._run import Output
-from ._common import EXIT_OK, Interrupt, Plan, is_terminal, open_client, webhook_options
+from ._common import (
+    EXIT_OK,
+    Interrupt,
+    Plan,
+    is_terminal,
+    open_client,
+    shown_url,
+    webhook_options,
+)
 from ._save import model_stem, save_files, save_text
 
 __all__ = ["generate_command"]
@@ -27,8 +35,10 @@ async def generate_command(plan: Plan, interrupt: Interrupt) -> int:
     async def show(chunk: Output) -> None:
         nonlocal saved_files
         if isinstance(chunk, ImageResponse):
+            # A person gets data: URIs in a few words, a script (a pipe) whole.
+            shown = shown_url if is_terminal(sys.stdout) else str
             for url in chunk.images:
-                out.write((url if not url.startswith("data:") else url[:60] + "…") + "\n")
+                out.write(shown(url) + "\n")
             if save is not None:
                 out.end_line()
                 await save_files(chunk.files, save, stem)

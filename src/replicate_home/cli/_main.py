@@ -40,10 +40,10 @@ from ._common import (
     one_line,
 )
 from ._compare import compare_command
-from ._emulator import check_emulator_installed, serve_emulator
+from ._emulator import check_emulator_installed, listen_problem, serve_emulator
 from ._generate import generate_command
 from ._list_models import print_models
-from ._parser import build_parser
+from ._parser import parse_arguments
 from ._plan import make_plan, make_predictions_plan
 from ._predictions import predictions_command
 
@@ -52,19 +52,7 @@ __all__ = ["main"]
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "compare" and not args.resume:
-        # Required unless the run comes from the database (argparse can't say "unless").
-        if not args.models:
-            parser.error(
-                "compare: the following arguments are required: -m/--model (or -d/--deployment)"
-            )
-        if args.prompt is None and not args.prompts and args.prompts_file is None:
-            parser.error("compare: give a PROMPT, -p/--prompt PROMPT or --prompts FILE")
-    if args.command == "generate" and args.prompt is None and not args.inputs:
-        # Optional only for a model that takes no prompt, run on its -i inputs alone.
-        parser.error("generate: the following arguments are required: PROMPT (or -i inputs)")
+    args = parse_arguments(argv)
     verbose = bool(getattr(args, "verbose", False))
     try:
         if args.command == "models":
@@ -88,6 +76,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
             except KeyboardInterrupt:
                 return EXIT_INTERRUPTED  # how it is meant to stop: nothing to report
+            except OSError as error:
+                problem = listen_problem(error, args.host, args.port, args.stream_port)
+                if problem is None:
+                    raise
+                raise problem from None
             return EXIT_OK
         if args.command == "view":
             from ._view import check_viewer_installed, view_command

@@ -4,6 +4,8 @@ statuses and where predictions run, in each command's epilog)."""
 from __future__ import annotations
 
 import argparse
+import difflib
+from collections.abc import Sequence
 from pathlib import Path
 
 from .._api import BASE_URL_ENV as API_BASE_URL_ENV
@@ -12,11 +14,11 @@ from .._home import BASE_URL_ENV as HOME_BASE_URL_ENV
 from .._home import DEFAULT_BASE_URL as HOME_DEFAULT_URL
 from .._models import Deployment
 from .._version import __version__
-from ._common import positive_float, positive_int
+from ._common import DEFAULT_TIMEOUT, positive_float, positive_int
 from ._predictions import add_predictions_parser
 from ._save import SAVE_HELP
 
-__all__ = ["EPILOG", "build_parser", "deployment_argument"]
+__all__ = ["EPILOG", "build_parser", "deployment_argument", "parse_arguments"]
 
 EPILOG = f"""\
 where predictions run:
@@ -275,7 +277,58 @@ def build_parser() -> argparse.ArgumentParser:
         help="/v1 image outputs as data: URIs, which the official clients wrap as files, or "
         "as http URLs of files the emulator serves (default: %(default)s)",
     )
+    _remember_parsers(parser)
     return parser
+
+
+def _remember_parsers(parser: argparse.ArgumentParser) -> None:
+    """Each (sub)command's namespace gets ``command_parser``, its own parser, so that a
+    problem found after parsing is told with that command's usage, not the top level's
+    (the innermost command's default wins: argparse copies a subcommand's namespace
+    over its parent's)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for command in action.choices.values():
+                command.set_defaults(command_parser=command)
+                _remember_parsers(command)
+
+
+def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The command line, parsed and checked as far as arguments go: a problem exits 2
+    through the usage of the command it concerns (``generate --emulater`` shows
+    ``generate``'s usage and the option it most likely meant)."""
+    parser = build_parser()
+    args, extras = parser.parse_known_args(argv)
+    command: argparse.ArgumentParser = getattr(args, "command_parser", parser)
+    if extras:
+        command.error(_unrecognized(command, extras))
+    if args.command == "compare" and not args.resume:
+        # Required unless the run comes from the database (argparse can't say "unless").
+        if not args.models:
+            command.error("the following arguments are required: -m/--model (or -d/--deployment)")
+        if args.prompt is None and not args.prompts and args.prompts_file is None:
+            command.error("give a PROMPT, -p/--prompt PROMPT or --prompts FILE")
+    if args.command == "generate" and args.prompt is None and not args.inputs:
+        # Optional only for a model that takes no prompt, run on its -i inputs alone.
+        command.error("the following arguments are required: PROMPT (or -i inputs)")
+    return args
+
+
+def _unrecognized(command: argparse.ArgumentParser, extras: Sequence[str]) -> str:
+    """argparse's message for arguments no option took, with the closest option of the
+    command for a misspelt one, and the quotes a prompt of several words needs."""
+    options = [name for action in command._actions for name in action.option_strings]
+    hints = []
+    for extra in extras:
+        if extra.startswith("-"):
+            close = difflib.get_close_matches(extra.partition("=")[0], options, n=1)
+            if close:
+                hint = f"did you mean {close[0]}?"
+                hints.append(hint if len(extras) == 1 else f"{extra}: {hint}")
+    if not any(extra.startswith("-") for extra in extras) and "PROMPT" in command.format_usage():
+        hints.append('a prompt of several words goes in quotes: "a cat in a hat"')
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    return f"{message} ({'; '.join(hints)})" if hints else message
 
 
 def deployment_argument(text: str) -> Deployment:
@@ -362,7 +415,10 @@ def _add_service_options(command: argparse.ArgumentParser) -> None:
         help="run on an emulator started in this process (made-up output)",
     )
     command.add_argument(
-        "--timeout", type=positive_float, default=150.0, help="seconds (default: 150)"
+        "--timeout",
+        type=positive_float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds (default: %(default)g)",
     )
     command.add_argument(
         "--poll-interval", type=positive_float, default=None, help="fixed seconds between polls"

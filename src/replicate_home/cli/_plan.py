@@ -20,8 +20,10 @@ from .._client import BaseClient
 from .._home import BASE_URL_ENV as HOME_BASE_URL_ENV
 from .._home import DEFAULT_BASE_URL as HOME_DEFAULT_URL
 from .._models import Deployment
+from ..comparisons._prompts import PromptRow
 from ._common import Plan, Target, UsageError, make_client, one_line
 from ._emulator import check_emulator_installed
+from ._save import check_save_directory
 from ._view import check_viewer_installed
 
 __all__ = ["choose_target", "make_plan", "make_predictions_plan", "parse_inputs"]
@@ -103,26 +105,48 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
             raise UsageError(one_line(error)) from None
     if getattr(args, "file_encoding", None) is not None and target.service != "api":
         raise UsageError("--file-encoding needs the api service (file inputs are an API feature)")
+    if args.save is not None:
+        check_save_directory(args.save)
     prompt_set = args.command == "compare" and _is_prompt_set(args)
-    prompt = args.prompt
+    # Each call to check: a prompt and the inputs that go with it (a prompt set's rows
+    # each, their own inputs over -i's, as the run merges them).
+    calls: list[tuple[str | None, dict[str, Any] | None]] = [(args.prompt, inputs)]
+    rows: tuple[PromptRow, ...] = ()
     if prompt_set:
         if args.save is not None:
             raise UsageError("--save is for one prompt; a prompt set's outputs are in --db")
         from ._runs import check_prompt_set  # the results database: only when asked
 
-        prompt = check_prompt_set(args)
+        rows = tuple(check_prompt_set(args))
+        calls = [(row.prompt, {**(inputs or {}), **row.input} or None) for row in rows]
     elif args.command == "compare":
-        if prompt is None:
+        if args.prompt is None:
             raise UsageError("compare needs a PROMPT (or a prompt set: -p, --prompts FILE)")
         if not args.models:
             raise UsageError("compare needs at least one -m MODEL")
+    requested = args.models if args.command == "compare" else [args.model]
     try:
         client = make_client(target, args, target.base_url or _PLACEHOLDER_URL)
-        requested = args.models if args.command == "compare" else [args.model]
-        models = [_checked_model(client, target, model, prompt, inputs) for model in requested]
     except ValueError as error:
         raise UsageError(one_line(error)) from None
-    return Plan(args, target, models, inputs, prompt_set)
+    models: list[str | Deployment] = []
+    for number, (prompt, call_inputs) in enumerate(calls, 1):
+        try:
+            checked = [_checked_model(client, target, m, prompt, call_inputs) for m in requested]
+        except ValueError as error:
+            where = f"prompt {number} of the set: " if len(calls) > 1 else ""
+            raise UsageError(where + _for_the_command_line(error, target)) from None
+        models = models or checked
+    return Plan(args, target, models, inputs, prompt_set, rows)
+
+
+def _for_the_command_line(error: ValueError, target: Target) -> str:
+    """The library's message in the command line's terms: what it calls ``ReplicateAPI``
+    is ``--service api`` here."""
+    text = one_line(error)
+    if target.service == "home":
+        text = text.replace("use ReplicateAPI", "use --service api")
+    return text
 
 
 def _is_prompt_set(args: argparse.Namespace) -> bool:

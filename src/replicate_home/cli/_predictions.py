@@ -13,7 +13,15 @@ from .._api import API_IMAGE_MODELS
 from .._models import Prediction
 from .._replicate_api import ReplicateAPI
 from .._run import Output
-from ._common import EXIT_OK, Interrupt, Plan, open_client, positive_float, positive_int
+from ._common import (
+    DEFAULT_TIMEOUT,
+    EXIT_OK,
+    Interrupt,
+    Plan,
+    open_client,
+    positive_float,
+    positive_int,
+)
 
 __all__ = [
     "add_predictions_parser",
@@ -65,7 +73,10 @@ def add_predictions_parser(
             "--emulator", action="store_true", help="run on an emulator started in this process"
         )
         action.add_argument(
-            "--timeout", type=positive_float, default=150.0, help="seconds (default: 150)"
+            "--timeout",
+            type=positive_float,
+            default=DEFAULT_TIMEOUT,
+            help="seconds (default: %(default)g)",
         )
         action.add_argument(
             "--backend", choices=("asyncio", "trio"), default="asyncio", help="event loop"

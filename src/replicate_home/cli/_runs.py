@@ -6,17 +6,16 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shlex
 import sqlite3
 import sys
-import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from .._exceptions import RunBoundElsewhere
+from .._exceptions import RunBoundElsewhere, RunNotFound
 from ..comparisons import (
     END_STATUSES,
     CellRecord,
@@ -30,38 +29,48 @@ from ..comparisons import (
     write_report,
 )
 from ..comparisons._binding import check_binding, origin_of
+from ..comparisons._prompts import prompt_rows
 from ..comparisons._runner import TextListener
 from ._common import (
+    DEFAULT_TIMEOUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
     EXIT_OK,
-    CommandError,
     Interrupt,
     Plan,
     UsageError,
     open_client,
     webhook_options,
 )
+from ._run_view import RunDisplay
+from ._save import nearest_existing
 from ._view import Announcer, served_viewer
 
 __all__ = ["DEFAULT_DB", "check_prompt_set", "comparison_command", "report_command"]
 
 _NEEDS_JINJA = "the report needs Jinja2: pip install 'replicate-home[report]'"
 
+#: How many run names an unknown run's error lists (the latest).
+_RUNS_NAMED = 5
+
 #: The results database when ``--db`` is not given.
 DEFAULT_DB = Path("replicate-home.db")
 
 
-def check_prompt_set(args: argparse.Namespace) -> str:
-    """Check a prompt-set ``compare`` before anything starts (a :class:`UsageError`);
-    a prompt to validate the models with."""
+def check_prompt_set(args: argparse.Namespace) -> list[PromptRow]:
+    """Check a prompt-set ``compare`` before anything starts (a :class:`UsageError`):
+    its options, the report's extra and file, the database a resume needs; the rows of
+    a new run (none for a resume)."""
+    if args.report is not None:
+        check_report_page(args.report, "--report")
     if args.resume:
         if args.models or args.prompts or args.prompts_file or args.prompt or args.name:
             raise UsageError("--resume takes the run's prompts and models from the database")
         if args.webhook is not None or args.webhook_events is not None:
             raise UsageError("--resume sends the webhook recorded with the run")
         retry_statuses(args)
-        return "x"
+        check_database(args.db or DEFAULT_DB, "--resume")
+        return []
     if args.resend_in_doubt:
         raise UsageError("--resend-in-doubt goes with --resume RUN")
     if args.retry is not None:
@@ -69,9 +78,7 @@ def check_prompt_set(args: argparse.Namespace) -> str:
     rows = _rows(args)
     if not args.models:
         raise UsageError("compare needs at least one -m MODEL")
-    first = rows[0]
-    text = first if isinstance(first, str) else first.prompt
-    return text or "x"
+    return rows
 
 
 def retry_statuses(args: argparse.Namespace) -> tuple[str, ...]:
@@ -108,7 +115,32 @@ def check_bound(run: RunRecord, plan: Plan) -> None:
         raise UsageError(f"{error}: resume it there ({_resume_hint(run)})") from None
 
 
-def _rows(args: argparse.Namespace) -> list[str | PromptRow]:
+def check_report_page(page: Path, option: str) -> None:
+    """The report's extra is installed and ``page`` can be written (not a directory,
+    under a directory), or a :class:`UsageError`: found out before a run, not after."""
+    if importlib.util.find_spec("jinja2") is None:
+        raise UsageError(_NEEDS_JINJA)
+    if page.is_dir():
+        raise UsageError(
+            f"{option} {page} is a directory: give the page's file name ({page / 'report.html'})"
+        )
+    parent = nearest_existing(page.parent)
+    if not parent.is_dir():
+        raise UsageError(f"{option} {page}: {parent} is a file, not a directory")
+
+
+def check_database(database: Path, command: str) -> None:
+    """A results database that must already exist (``--resume``, ``report``): never
+    created by them, or a :class:`UsageError`."""
+    if not database.is_file():
+        where = "" if database != DEFAULT_DB else " (the default; --db PATH names another)"
+        raise UsageError(
+            f"{command}: no results database at {database}{where}: a prompt-set compare "
+            "records its runs there"
+        )
+
+
+def _rows(args: argparse.Namespace) -> list[PromptRow]:
     rows: list[str | PromptRow] = []
     if args.prompt is not None:
         rows.append(args.prompt)
@@ -116,78 +148,50 @@ def _rows(args: argparse.Namespace) -> list[str | PromptRow]:
     if args.prompts_file is not None:
         try:
             rows.extend(load_prompts(args.prompts_file))
+        except OSError as error:
+            raise UsageError(f"--prompts {args.prompts_file}: {_os_problem(error)}") from None
         except ValueError as error:
-            raise UsageError(f"{args.prompts_file}: {error}") from None
+            raise UsageError(f"--prompts {args.prompts_file}: {error}") from None
     if not rows:
         raise UsageError("compare needs a PROMPT, -p PROMPT or --prompts FILE")
-    return rows
+    try:
+        return prompt_rows(rows)
+    except ValueError as error:
+        raise UsageError(f"the prompt set: {error}") from None
 
 
-class _Display:
-    """The live line while a run goes (on a terminal, with rich), and the run's name
-    once it is known (always, on stderr: it is what ``--resume`` needs)."""
+def _os_problem(error: OSError) -> str:
+    """What an OS error says, without its number or the file name said already."""
+    return (error.strerror or str(error)).lower()
 
-    def __init__(self, database: Path, live: bool) -> None:
-        self._database = database
-        self._live_wanted = live
-        self._live: Any = None
-        self._last: RunProgress | None = None
-        self._announced = False
-        self._started = time.monotonic()
 
-    def __enter__(self) -> _Display:
-        # The live line is the `cli` extra's; without rich the run goes on without it.
-        if self._live_wanted and importlib.util.find_spec("rich") is not None:
-            from rich.console import Console
-            from rich.live import Live
-
-            console = Console(stderr=True)
-            if console.is_terminal:
-                self._live = Live(
-                    get_renderable=self._render,
-                    console=console,
-                    refresh_per_second=4,
-                    transient=True,
-                )
-                self._live.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        if self._live is not None:
-            self._live.stop()
-
-    def update(self, progress: RunProgress) -> None:
-        self._last = progress
-        if not self._announced:
-            self._announced = True
-            print(
-                f"replicate-home: run {progress.run_id}: {progress.total} cells, "
-                f"recorded in {self._database}",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def _render(self) -> Any:
-        from rich.console import Group
-        from rich.progress_bar import ProgressBar
-        from rich.text import Text
-
-        progress = self._last
-        if progress is None:
-            return Text("starting…")
-        left = "" if progress.remaining is None else f" · about {progress.remaining:.0f} s left"
-        line = Text(
-            f"{progress.done}/{progress.total} done · {progress.running} running · "
-            f"{progress.waiting} waiting for the budget · {progress.failed} failed{left} "
-            f"· {time.monotonic() - self._started:.0f} s"
+async def _check_run_name(store: ResultsStore, args: argparse.Namespace, database: Path) -> None:
+    """The run to resume exists; the name of a new run is free: a :class:`UsageError`
+    with the way out, before anything is sent."""
+    if args.resume:
+        try:
+            await store.run(args.resume)
+        except RunNotFound:
+            raise UsageError(await _no_such_run(store, args.resume, database)) from None
+    elif args.name:
+        try:
+            await store.run(args.name)
+        except RunNotFound:
+            return
+        raise UsageError(
+            f"a run named {args.name!r} is already in {database}: --resume {args.name} "
+            "finishes it, or give another --name"
         )
-        bar = ProgressBar(total=progress.total, completed=progress.done, width=60)
-        return Group(bar, line)
+
+
+async def _no_such_run(store: ResultsStore, name: str, database: Path) -> str:
+    """ "No run NAME", and the names there are (the latest few)."""
+    runs = [run.id for run in await store.runs()]
+    if not runs:
+        return f"no run {name!r} in {database}: it holds no run yet"
+    latest = ", ".join(runs[-_RUNS_NAMED:])
+    more = f" (the latest {_RUNS_NAMED} of {len(runs)})" if len(runs) > _RUNS_NAMED else ""
+    return f"no run {name!r} in {database}; its runs{more}: {latest}"
 
 
 def _cell_json(cell: CellRecord) -> dict[str, Any]:
@@ -220,98 +224,144 @@ def _summary(cells: Sequence[CellRecord], models: Sequence[str]) -> list[str]:
 
 
 async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
-    """Run (or resume) a recorded prompt set; the exit status."""
+    """Run (or resume) a recorded prompt set; the exit status. Ctrl-C stops it, prints
+    the cells so far as the end would, and the command that finishes it."""
     args = plan.args
     database = args.db or DEFAULT_DB
-    rows = [] if args.resume else _rows(args)
     run: RunRecord | None = None
-    cells: list[CellRecord] | None = None
     emulator = plan.target.base_url is None
-    with interrupt.scope:
-        async with _open_store(database) as store:
-            if args.resume:
-                try:
-                    check_bound(await store.run(args.resume), plan)
-                except KeyError:
-                    raise CommandError(f"no run {args.resume!r} in {database}") from None
+    async with _open_store(database) as store:
+        await _check_run_name(store, args, database)
+        if args.resume:
+            check_bound(await store.run(args.resume), plan)
+        with RunDisplay(database, live=not args.json, limit=args.limit) as display, interrupt.scope:
             async with open_client(plan) as client, AsyncExitStack() as viewing:
-                with _Display(database, live=not args.json) as display:
-                    on_progress: Callable[[RunProgress], object] = display.update
-                    on_text: TextListener | None = None
-                    if args.view:  # served while the run goes, texts streamed in memory
-                        viewer, url = await viewing.enter_async_context(
-                            served_viewer(database, "127.0.0.1", 0)
-                        )
-                        on_progress, on_text = Announcer(display.update, url), viewer.hub.text
-                    if args.resume:
-                        run = await resume_comparison(
-                            client,
-                            store,
-                            args.resume,
-                            limit=args.limit,
-                            on_progress=on_progress,
-                            on_text=on_text,
-                            resend_in_doubt=args.resend_in_doubt,
-                            retry=retry_statuses(args),
-                            emulator=emulator,
-                        )
-                    else:
-                        run = await run_comparison(
-                            client,
-                            store,
-                            rows,
-                            plan.models,
-                            input=plan.inputs,
-                            limit=args.limit,
-                            run_id=args.name,
-                            on_progress=on_progress,
-                            on_text=on_text,
-                            emulator=emulator,
-                            **webhook_options(plan),
-                        )
+                on_progress: Callable[[RunProgress], object] = display.update
+                on_text: TextListener | None = None
+                if args.view:  # served while the run goes, texts streamed in memory
+                    viewer, url = await viewing.enter_async_context(
+                        served_viewer(database, "127.0.0.1", 0)
+                    )
+                    on_progress, on_text = Announcer(display.update, url), viewer.hub.text
+                if args.resume:
+                    run = await resume_comparison(
+                        client,
+                        store,
+                        args.resume,
+                        limit=args.limit,
+                        on_progress=on_progress,
+                        on_text=on_text,
+                        resend_in_doubt=args.resend_in_doubt,
+                        retry=retry_statuses(args),
+                        emulator=emulator,
+                    )
+                else:
+                    run = await run_comparison(
+                        client,
+                        store,
+                        list(plan.rows),
+                        plan.models,
+                        input=plan.inputs,
+                        limit=args.limit,
+                        run_id=args.name,
+                        on_progress=on_progress,
+                        on_text=on_text,
+                        emulator=emulator,
+                        **webhook_options(plan),
+                    )
                 if args.report is not None:
                     # While the client (and an emulator of this process) serves the images.
-                    try:
-                        page = await write_report(store, run.id, args.report)
-                    except ImportError:
-                        raise CommandError(_NEEDS_JINJA) from None
+                    args.report.parent.mkdir(parents=True, exist_ok=True)
+                    page = await write_report(store, run.id, args.report)
                     print(f"replicate-home: report {page}", file=sys.stderr)
-            cells = await store.cells(run.id)
-    if run is None or cells is None:  # interrupted: the run's name was printed at its start
+        run_id = run.id if run is not None else display.run_id
+        if run_id is None:  # stopped before the run was recorded: nothing to resume
+            return EXIT_INTERRUPTED
+        record = await store.run(run_id)
+        cells = await store.cells(run_id)
+    _print_run(record, cells, database, as_json=args.json)
+    if run is None:
+        print(
+            f"replicate-home: run {run_id} stopped; to finish it: {resume_command(args, run_id)}",
+            file=sys.stderr,
+            flush=True,
+        )
         return EXIT_INTERRUPTED
-    if args.json:
-        json.dump([_cell_json(cell) for cell in cells], sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(f"run {run.id} ({len(cells)} cells, {database})")
-        for line in _summary(cells, run.models):
-            print(f"  {line}")
-    sys.stdout.flush()
     if args.allow_failures or all(cell.status == "succeeded" for cell in cells):
         return EXIT_OK
     return EXIT_FAILED
 
 
+def _print_run(
+    run: RunRecord, cells: Sequence[CellRecord], database: Path, *, as_json: bool
+) -> None:
+    if as_json:
+        json.dump([_cell_json(cell) for cell in cells], sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"run {run.id} ({_count(len(cells), 'cell')}, {database})")
+        for line in _summary(cells, run.models):
+            print(f"  {line}")
+    sys.stdout.flush()
+
+
+def resume_command(args: argparse.Namespace, run_id: str) -> str:
+    """The command line that finishes run ``run_id`` as this one would have: the same
+    database, service and options (the prompts and models are the database's)."""
+    parts = ["replicate-home", "compare", "--resume", run_id]
+    if args.db is not None:
+        parts += ["--db", str(args.db)]
+    if args.emulator:
+        parts.append("--emulator")
+    options = (
+        ("--service", args.service, None),
+        ("--base-url", args.base_url, None),
+        ("--limit", args.limit, None),
+        ("--timeout", args.timeout, DEFAULT_TIMEOUT),
+        ("--poll-interval", args.poll_interval, None),
+        ("--backend", args.backend, "asyncio"),
+        ("--report", args.report, None),
+    )
+    for option, value, default in options:
+        if value != default:
+            parts += [option, f"{value:g}" if isinstance(value, float) else str(value)]
+    parts += [
+        flag
+        for flag, on in (
+            ("--json", args.json),
+            ("--allow-failures", args.allow_failures),
+            ("--view", args.view),
+        )
+        if on
+    ]
+    return shlex.join(parts)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+
+
 @asynccontextmanager
 async def _open_store(path: Path) -> AsyncIterator[ResultsStore]:
-    """The results database, or a :class:`CommandError` saying why it can't be used (a
+    """The results database, or a :class:`UsageError` saying why it can't be used (a
     newer schema, not a database)."""
     async with AsyncExitStack() as stack:
         try:
             store = await stack.enter_async_context(ResultsStore.open(path))
         except (ValueError, sqlite3.DatabaseError) as error:
-            raise CommandError(f"{path}: {error}") from None
+            raise UsageError(f"{path}: {error}") from None
         yield store
 
 
 async def report_command(args: argparse.Namespace) -> None:
-    if not args.db.exists():
-        raise CommandError(f"no results database at {args.db}")
+    """``replicate-home report RUN``: every check (the extra, the database, the run, the
+    page) before the page is written."""
+    check_report_page(args.output, "-o")
+    check_database(args.db, "report")
     async with _open_store(args.db) as store:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
         try:
             page = await write_report(store, args.run, args.output)
-        except ImportError:
-            raise CommandError(_NEEDS_JINJA) from None
-        except KeyError:
-            raise CommandError(f"no run {args.run!r} in {args.db}") from None
+        except RunNotFound:
+            raise UsageError(await _no_such_run(store, args.run, args.db)) from None
     print(page)

@@ -19,14 +19,44 @@ from typing import Any
 from .._downloads import FileOutput, file_urls
 from .._fanout import ComparisonResult
 from .._saving import safe_file_name, save_bytes
+from ._common import UsageError
 
-__all__ = ["SAVE_HELP", "model_stem", "save_files", "save_result", "save_text"]
+__all__ = [
+    "SAVE_HELP",
+    "check_save_directory",
+    "model_stem",
+    "nearest_existing",
+    "save_files",
+    "save_result",
+    "save_text",
+]
 
 SAVE_HELP = (
     "save every output file into DIR (created if needed), data: URIs and URLs alike, as "
     "MODEL-N.EXT (compare: K-MODEL-N.EXT, K the model's place in the -m list); a text "
     "output is written as MODEL.txt; a taken name gets -2, -3 …, nothing is overwritten"
 )
+
+
+def check_save_directory(directory: Path) -> None:
+    """A :class:`UsageError`, before anything is paid for, when ``--save DIR`` can't be a
+    directory: DIR is a file, or the nearest of its parents that exists is one."""
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(
+            f"--save {directory}: a file is there, and --save takes a directory (created if needed)"
+        )
+    parent = nearest_existing(directory)
+    if not parent.is_dir():
+        raise UsageError(f"--save {directory}: {parent} is a file, not a directory")
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or the nearest of its parents that exists (the current directory for a
+    relative path none of whose parts exist)."""
+    for candidate in (path, *path.parents):
+        if candidate.exists():
+            return candidate
+    return Path.cwd()
 
 
 def model_stem(model: str) -> str:

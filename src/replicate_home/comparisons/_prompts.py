@@ -77,8 +77,11 @@ def parse_prompts(text: str, format: str) -> list[PromptRow]:
     """Rows from the text of a prompt file: ``"jsonl"`` (an object a line: ``prompt``
     and any other inputs, or a bare string), ``"csv"`` (a header row; a ``prompt``
     column, any other columns are inputs, JSON values where they parse) or ``"lines"``
-    (one prompt a line). Blank lines are skipped. An ``assert`` key or column holds
-    the row's assertions (a spec, or a JSON list of them): never a model input."""
+    (one prompt a line). Blank lines are skipped, and a byte-order mark at the start
+    (spreadsheet programs write one before the CSV they export). An ``assert`` key or
+    column holds the row's assertions (a spec, or a JSON list of them): never a model
+    input."""
+    text = text.removeprefix("\ufeff")
     if format == "jsonl":
         items: list[object] = []
         for number, line in enumerate(text.splitlines(), 1):
@@ -125,8 +128,14 @@ def _csv_row(row: Mapping[str, str | None]) -> dict[str, Any]:
 
 def load_prompts(path: str | Path) -> list[PromptRow]:
     """Rows of a prompt file, by its suffix: ``.jsonl`` (or ``.ndjson``), ``.csv``, else
-    one prompt a line."""
+    one prompt a line. UTF-8, with or without the byte-order mark that spreadsheet
+    programs put before a CSV they export (Excel's "CSV UTF-8"); a file that is not
+    UTF-8 is a ``ValueError``."""
     path = Path(path)
     suffix = path.suffix.lower()
     format = "jsonl" if suffix in (".jsonl", ".ndjson") else "csv" if suffix == ".csv" else "lines"
-    return parse_prompts(path.read_text(encoding="utf-8"), format)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(f"not UTF-8 text (byte {error.start}): save it as UTF-8") from None
+    return parse_prompts(text, format)

@@ -224,8 +224,8 @@ async def resume_comparison(
     The run is then scored (:func:`~._scoring.score_run`) with its stored assertions
     and judges and the ``assertions`` and ``judges`` given (added to the run's); judge
     predictions follow the same rules as cells. ``on_text`` sees each text chunk as it
-    arrives, as for :func:`run_comparison`. ``KeyError`` if there is no such run,
-    ``ValueError`` for an unknown status."""
+    arrives, as for :func:`run_comparison`. :class:`~replicate_home.RunNotFound` (a
+    ``KeyError``) if there is no such run, ``ValueError`` for an unknown status."""
     statuses = _retry_statuses(retry)
     origin = _origin(client)
     run = await store.run(run_id)

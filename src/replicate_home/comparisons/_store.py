@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 import anyio
 
+from .._exceptions import RunNotFound
 from ._records import (
     END_STATUSES,
     IN_DOUBT,
@@ -200,10 +201,11 @@ class ResultsStore(ScoreTables):
         )
 
     async def run(self, run_id: str) -> RunRecord:
-        """The run named ``run_id``; ``KeyError`` if there is none."""
+        """The run named ``run_id``; :class:`~replicate_home.RunNotFound` (a
+        ``KeyError``) if there is none."""
         rows = await self._run("SELECT * FROM runs WHERE id = ?", (run_id,))
         if not rows:
-            raise KeyError(run_id)
+            raise RunNotFound(run_id)
         return run_from_row(rows[0])
 
     async def runs(self) -> list[RunRecord]:
