@@ -274,3 +274,27 @@ def test_cli_retry_failed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert "--retry takes end statuses" in capsys.readouterr().err
     assert main([*argv, "--retry", "failed", "-p", "a", "-m", LLAMA]) == 2
     assert "--retry goes with --resume" in capsys.readouterr().err
+
+
+@pytest.mark.anyio
+async def test_a_lost_create_must_carry_the_runs_webhook(tmp_path: Path) -> None:
+    hook = "http://127.0.0.1:9/hooks/replicate"
+    emulator = Emulator(Scenario(duration=0.2))
+    async with emulator.serve(), ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateAPI(TOKEN, base_url=emulator.base_url) as client:
+            run = await store.create_run(
+                service="api",
+                models=[LLAMA],
+                cells=[(0, 0, LLAMA, "w", {"prompt": "w"})],
+                settings={"webhook": hook, "webhook_events_filter": None},
+            )
+            await store.record_sending(run.id, 0, deadline=60)
+            # Inside the cell's window: another program's create of the same input, with
+            # no webhook, then the run's own (lost) create, with the run's webhook.
+            foreign = await client.create(LLAMA, prompt="w")
+            ours = await client.create(LLAMA, prompt="w", webhook=hook)
+            assert ours.webhook == hook  # the service shows it
+            await resume_comparison(client, store, run.id)
+        (cell,) = await store.cells(run.id)
+    assert emulator.stats().creates == 2  # found, not sent again
+    assert cell.prediction_id == ours.id != foreign.id

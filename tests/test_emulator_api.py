@@ -357,6 +357,7 @@ async def test_create_by_model_then_poll_a_text_prediction() -> None:
             "metrics": {},
             "source": "api",
             "data_removed": False,
+            "webhook": "https://example.com/hook",  # shown, as a webhook body shows it
             "urls": {
                 "cancel": f"{base}/v1/predictions/{prediction_id}/cancel",
                 "get": f"{base}/v1/predictions/{prediction_id}",

@@ -241,7 +241,8 @@ class Prediction:
     less, and leaves these empty): ``input``, ``logs``, ``metrics``, the timestamps
     ``created_at``, ``started_at`` and ``completed_at`` (timezone-aware ``datetime``),
     ``source`` (``"api"`` or ``"web"``), ``data_removed``, ``deadline`` (when the service
-    will cancel it, if it has one) and ``deployment`` (the deployment that ran it).
+    will cancel it, if it has one), ``deployment`` (the deployment that ran it) and
+    ``webhook`` (the URL its create gave).
     A field the service did not send, or sent malformed, is ``None`` (or empty).
     """
 
@@ -266,6 +267,9 @@ class Prediction:
     data_removed: bool = field(default=False, repr=False, compare=False)
     deadline: datetime | None = field(default=None, repr=False, compare=False)
     deployment: str | None = field(default=None, repr=False, compare=False)
+    #: The webhook URL its create gave, when the service shows it (it may carry a
+    #: secret in its query: never in a repr).
+    webhook: str | None = field(default=None, repr=False, compare=False)
     #: How :attr:`files` download: through the client that read this state.
     _downloads: Downloads | None = field(default=None, repr=False, compare=False)
 

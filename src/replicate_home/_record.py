@@ -70,7 +70,7 @@ def record_fields(data: dict[str, Any]) -> dict[str, Any]:
         moment = parse_timestamp(data.get(name))
         if moment is not None:
             fields[name] = moment
-    for name in ("source", "deployment"):
+    for name in ("source", "deployment", "webhook"):
         text = _string(data.get(name))
         if text:
             fields[name] = text

@@ -12,7 +12,7 @@ prediction is taken for such a cell only when
   the service's clock lies between its mark and its answer on ours); a fixed, bounded
   allowance when nothing is measured yet;
 - it is on the same model or deployment (the same version, when the cell names one),
-  with exactly the same input;
+  with exactly the same input, and the run's webhook (or none, for a run without);
 - no cell of the whole store has claimed it (the database refuses a second claim).
 
 Cells of other runs in the store may be waiting for a create of the same call at the
@@ -107,8 +107,13 @@ def _wanted(cell: CellRecord, run: RunRecord, now: datetime) -> _Wanted:
     return _Wanted(cell.run_id, cell.cell, _key(cell, run), start, end)
 
 
-def _matches(prediction: Prediction, model: str, values: str) -> bool:
-    """Whether ``prediction`` is of the call a cell of ``model`` with ``values`` sends."""
+def _matches(prediction: Prediction, key: tuple[str, str, str | None]) -> bool:
+    """Whether ``prediction`` is of the call a cell sends: ``key`` is its model column,
+    its input (canonical JSON) and its run's webhook."""
+    model, values, hook = key
+    if prediction.webhook != hook:
+        # The official API shows the webhook a create gave: the run's, or none for none.
+        return False
     target = column(model)
     if isinstance(target, Deployment):
         same = prediction.deployment == target.name
@@ -186,7 +191,7 @@ async def find_lost_creates(
             assert prediction.created_at is not None
             if prediction.id in taken or not low <= prediction.created_at <= high:
                 continue
-            if _matches(prediction, want.key[0], want.key[1]):
+            if _matches(prediction, want.key):
                 taken.add(prediction.id)
                 if (want.run_id, want.cell) in mine:
                     found[want.cell] = prediction

@@ -233,6 +233,8 @@ class PredictionCreator:
         self._registry.remember_version(model, info.version)
         request_info(request).prediction_id = pred.id
         webhook = payload.get("webhook")
+        if isinstance(webhook, str):
+            pred.webhook = webhook
         if isinstance(webhook, str) and emu.sender is not None:
             events = payload.get("webhook_events_filter") or WEBHOOK_EVENTS
             emu.sender.start(pred, webhook, list(events), str(request.base_url).rstrip("/"))

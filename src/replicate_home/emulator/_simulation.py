@@ -130,6 +130,8 @@ class Prediction:
     """Emulator-clock time a cancel request stopped it, if any."""
     deployment: str | None = None
     """The deployment (``owner/name``) it was created on, if any."""
+    webhook: str | None = None
+    """The webhook URL its create gave, if any (the API shows it in the object)."""
     polls: int = field(default=0)
     """Polls seen so far."""
     number: int = field(default=0)
@@ -430,8 +432,10 @@ def render(
 
 
 def _extra_fields(pred: Prediction) -> dict[str, Any]:
-    """The deadline and deployment of a prediction, where it has them."""
+    """The deadline, deployment and webhook of a prediction, where it has them."""
     extra: dict[str, Any] = {}
+    if pred.webhook is not None:
+        extra["webhook"] = pred.webhook
     if pred.deadline is not None:
         extra["deadline"] = _iso(pred.wall_created + (pred.deadline - pred.created))
     if pred.deployment is not None:
