@@ -89,7 +89,7 @@ def test_a_summary_per_model_with_latency_lengths_scores_and_errors() -> None:
 
 def test_thresholds_name_each_model_that_misses_them() -> None:
     cells = [cell(0, "good", "succeeded", text="a"), cell(1, "bad", "succeeded", text="b")]
-    cells.append(cell(2, "unscored", "succeeded", text="c"))
+    cells += [cell(2, "unscored", "succeeded", text="c"), cell(3, "image", "succeeded")]
     summaries = summarize(
         cells, checks={0: True, 1: False}, scores=[Score(0, 9), Score(1, 4), Score(2, None)]
     )
@@ -97,11 +97,16 @@ def test_thresholds_name_each_model_that_misses_them() -> None:
     assert threshold_failures(summaries, fail_under=5) == [
         "bad: judge mean 4.00 is under 5",
         "unscored: no judged output scored (fail-under 5)",
-    ]
-    assert threshold_failures(summaries[:2], min_pass_rate=0.5) == [
+    ]  # the image model was never judged: left out
+    assert threshold_failures(summaries, min_pass_rate=0.5) == [
         "bad: assertion pass rate 0% is under 50%"
     ]
     assert threshold_failures(summaries[:1], fail_under=9, min_pass_rate=1) == []
+    # Nothing to measure at all: a threshold is never met by default.
+    assert threshold_failures(summaries[3:], fail_under=1, min_pass_rate=0) == [
+        "no output was judged (fail-under 1)",
+        "no cell was checked by an assertion",
+    ]
 
 
 @given(st.lists(st.floats(0, 1e6), min_size=1), st.floats(0, 1))

@@ -96,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             anyio.run(report_command, args)
             return EXIT_OK
+        if args.command == "export":
+            from ._export import export_command  # the results database: only when asked
+
+            anyio.run(export_command, args)
+            return EXIT_OK
         command: Command
         if args.command == "predictions":
             plan = make_predictions_plan(args, os.environ)

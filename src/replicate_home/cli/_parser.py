@@ -17,6 +17,7 @@ from .._version import __version__
 from ._common import DEFAULT_TIMEOUT, positive_float, positive_int
 from ._predictions import add_predictions_parser
 from ._save import SAVE_HELP
+from ._scoring import add_scoring_options
 
 __all__ = ["EPILOG", "build_parser", "deployment_argument", "parse_arguments"]
 
@@ -32,7 +33,8 @@ where predictions run:
 exit status:
   0    success
   1    a prediction failed, was canceled or timed out, or the service could not be
-       reached (compare: any model did not succeed, unless --allow-failures)
+       reached (compare: any model did not succeed, unless --allow-failures; a
+       scored run under --fail-under or --min-pass-rate)
   2    usage: bad arguments, an unknown model, missing configuration or a missing
        extra (checked before any emulator or network starts; nothing on stdout)
   130  interrupted (Ctrl-C); what had arrived is printed first
@@ -179,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 even when a model did not succeed (default: exit 1)",
     )
+    add_scoring_options(compare)
     _add_service_options(compare)
 
     report = commands.add_parser(
@@ -193,6 +196,34 @@ def build_parser() -> argparse.ArgumentParser:
         help="the page to write; images go beside it (default: %(default)s)",
     )
     report.add_argument(
+        "--db",
+        type=Path,
+        default=Path("replicate-home.db"),
+        metavar="PATH",
+        help="the results database (default: %(default)s)",
+    )
+
+    export = commands.add_parser(
+        "export",
+        help="write a recorded run's cells, scores and votes as CSV or JSON Lines",
+        description="Write a recorded prompt-set run as CSV or JSON Lines: its cells (output, "
+        "assertion results, judge verdicts, votes and thumbs), its votes, or a row a model "
+        "(the summary beside the Bradley-Terry rating). docs/judging.md describes the columns.",
+    )
+    export.add_argument("run", metavar="RUN", help="the run's name (compare prints it)")
+    export.add_argument(
+        "--format", choices=("csv", "jsonl"), default="jsonl", help="default: %(default)s"
+    )
+    export.add_argument(
+        "--table",
+        choices=("cells", "votes", "models"),
+        default="cells",
+        help="what to write, a row a cell, a vote or a model (default: %(default)s)",
+    )
+    export.add_argument(
+        "-o", "--output", type=Path, default=None, help="the file to write (default: stdout)"
+    )
+    export.add_argument(
         "--db",
         type=Path,
         default=Path("replicate-home.db"),

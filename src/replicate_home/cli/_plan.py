@@ -24,6 +24,7 @@ from ..comparisons._prompts import PromptRow
 from ._common import Plan, Target, UsageError, make_client, one_line
 from ._emulator import check_emulator_installed
 from ._save import check_save_directory
+from ._scoring import is_scored
 from ._view import check_viewer_installed
 
 __all__ = ["choose_target", "make_plan", "make_predictions_plan", "parse_inputs"]
@@ -137,6 +138,13 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
             where = f"prompt {number} of the set: " if len(calls) > 1 else ""
             raise UsageError(where + _for_the_command_line(error, target)) from None
         models = models or checked
+    if prompt_set:
+        from ._scoring import check_judges, scoring_from_args
+
+        try:
+            check_judges(client, scoring_from_args(args)[1])
+        except ValueError as error:
+            raise UsageError("a judge: " + _for_the_command_line(error, target)) from None
     return Plan(args, target, models, inputs, prompt_set, rows)
 
 
@@ -160,6 +168,7 @@ def _is_prompt_set(args: argparse.Namespace) -> bool:
         or args.name
         or args.resend_in_doubt
         or args.retry
+        or is_scored(args)
         or args.view
     )
 

@@ -19,6 +19,9 @@ from .._exceptions import RunBoundElsewhere, RunNotFound
 from ..comparisons import (
     END_STATUSES,
     CellRecord,
+    CheckRecord,
+    JudgementRecord,
+    ModelSummary,
     PromptRow,
     ResultsStore,
     RunProgress,
@@ -26,6 +29,7 @@ from ..comparisons import (
     load_prompts,
     resume_comparison,
     run_comparison,
+    summarize,
     write_report,
 )
 from ..comparisons._binding import check_binding, origin_of
@@ -44,9 +48,17 @@ from ._common import (
 )
 from ._run_view import RunDisplay
 from ._save import nearest_existing
+from ._scoring import scoring_from_args, summary_lines, threshold_lines
 from ._view import Announcer, served_viewer
 
-__all__ = ["DEFAULT_DB", "check_prompt_set", "comparison_command", "report_command"]
+__all__ = [
+    "DEFAULT_DB",
+    "check_database",
+    "check_prompt_set",
+    "comparison_command",
+    "open_store",
+    "report_command",
+]
 
 _NEEDS_JINJA = "the report needs Jinja2: pip install 'replicate-home[report]'"
 
@@ -69,6 +81,7 @@ def check_prompt_set(args: argparse.Namespace) -> list[PromptRow]:
         if args.webhook is not None or args.webhook_events is not None:
             raise UsageError("--resume sends the webhook recorded with the run")
         retry_statuses(args)
+        scoring_from_args(args)
         check_database(args.db or DEFAULT_DB, "--resume")
         return []
     if args.resend_in_doubt:
@@ -76,6 +89,7 @@ def check_prompt_set(args: argparse.Namespace) -> list[PromptRow]:
     if args.retry is not None:
         raise UsageError("--retry goes with --resume RUN")
     rows = _rows(args)
+    scoring_from_args(args)
     if not args.models:
         raise UsageError("compare needs at least one -m MODEL")
     return rows
@@ -230,7 +244,8 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
     database = args.db or DEFAULT_DB
     run: RunRecord | None = None
     emulator = plan.target.base_url is None
-    async with _open_store(database) as store:
+    assertions, judges = scoring_from_args(args)
+    async with open_store(database) as store:
         await _check_run_name(store, args, database)
         if args.resume:
             check_bound(await store.run(args.resume), plan)
@@ -254,6 +269,8 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
                         resend_in_doubt=args.resend_in_doubt,
                         retry=retry_statuses(args),
                         emulator=emulator,
+                        assertions=assertions,
+                        judges=judges,
                     )
                 else:
                     run = await run_comparison(
@@ -267,6 +284,8 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
                         on_progress=on_progress,
                         on_text=on_text,
                         emulator=emulator,
+                        assertions=assertions,
+                        judges=judges,
                         **webhook_options(plan),
                     )
                 if args.report is not None:
@@ -279,7 +298,20 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
             return EXIT_INTERRUPTED
         record = await store.run(run_id)
         cells = await store.cells(run_id)
-    _print_run(record, cells, database, as_json=args.json)
+        checks = await store.checks(run_id)
+        judgements = await store.judgements(run_id)
+    passed: dict[int, bool] = {}
+    for check in checks:
+        passed[check.cell] = passed.get(check.cell, True) and check.outcome == "passed"
+    summaries = summarize(cells, checks=passed, scores=judgements, models=record.models)
+    if args.json:
+        by_cell = _scores_by_cell(checks, judgements)
+        rows = [{**_cell_json(cell), **by_cell.get(cell.cell, {})} for cell in cells]
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    else:
+        _print_run(record, cells, database, summaries)
     if run is None:
         print(
             f"replicate-home: run {run_id} stopped; to finish it: {resume_command(args, run_id)}",
@@ -287,22 +319,54 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
             flush=True,
         )
         return EXIT_INTERRUPTED
+    missed = threshold_lines(summaries, args)
+    for line in missed:
+        print(f"replicate-home: below the threshold: {line}", file=sys.stderr)
+    if missed:
+        return EXIT_FAILED
     if args.allow_failures or all(cell.status == "succeeded" for cell in cells):
         return EXIT_OK
     return EXIT_FAILED
 
 
 def _print_run(
-    run: RunRecord, cells: Sequence[CellRecord], database: Path, *, as_json: bool
+    run: RunRecord,
+    cells: Sequence[CellRecord],
+    database: Path,
+    summaries: Sequence[ModelSummary],
 ) -> None:
-    if as_json:
-        json.dump([_cell_json(cell) for cell in cells], sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        print(f"run {run.id} ({_count(len(cells), 'cell')}, {database})")
-        for line in _summary(cells, run.models):
-            print(f"  {line}")
+    """The run's end summary: a model's statuses, then its numbers and commonest errors."""
+    print(f"run {run.id} ({_count(len(cells), 'cell')}, {database})")
+    numbers = {summary.model: summary for summary in summaries}
+    for model, line in zip(run.models, _summary(cells, run.models), strict=True):
+        print(f"  {line}")
+        for detail in summary_lines(numbers[model]):
+            print(f"    {detail}")
     sys.stdout.flush()
+
+
+def _scores_by_cell(
+    checks: Sequence[CheckRecord], judgements: Sequence[JudgementRecord]
+) -> dict[int, dict[str, list[dict[str, Any]]]]:
+    """Each cell's assertion results and judge verdicts, for ``--json``."""
+    scores: dict[int, dict[str, list[dict[str, Any]]]] = {}
+    for check in checks:
+        scores.setdefault(check.cell, {"checks": [], "judgements": []})["checks"].append(
+            {"name": check.name, "outcome": check.outcome, "reason": check.reason}
+        )
+    for judgement in judgements:
+        entry = scores.setdefault(judgement.cell, {"checks": [], "judgements": []})
+        entry["judgements"].append(
+            {
+                "judge": judgement.model,
+                "status": judgement.status,
+                "score": judgement.score,
+                "answer": judgement.answer,
+                "reason": judgement.reason,
+                "error": judgement.error,
+            }
+        )
+    return scores
 
 
 def resume_command(args: argparse.Namespace, run_id: str) -> str:
@@ -342,7 +406,7 @@ def _count(number: int, noun: str) -> str:
 
 
 @asynccontextmanager
-async def _open_store(path: Path) -> AsyncIterator[ResultsStore]:
+async def open_store(path: Path) -> AsyncIterator[ResultsStore]:
     """The results database, or a :class:`UsageError` saying why it can't be used (a
     newer schema, not a database)."""
     async with AsyncExitStack() as stack:
@@ -358,7 +422,7 @@ async def report_command(args: argparse.Namespace) -> None:
     page) before the page is written."""
     check_report_page(args.output, "-o")
     check_database(args.db, "report")
-    async with _open_store(args.db) as store:
+    async with open_store(args.db) as store:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         try:
             page = await write_report(store, args.run, args.output)

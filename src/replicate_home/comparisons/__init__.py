@@ -18,6 +18,7 @@ from ._prompts import PromptRow, load_prompts, parse_prompts
 from ._ranking import Leaderboard, PairRecord, Rating, Vote, leaderboard
 from ._report import write_report
 from ._runner import RunProgress, resume_comparison, run_comparison
+from ._score_store import CheckRecord, JudgementRecord, ThumbRecord, VoteRecord
 from ._store import (
     END_STATUSES,
     IN_DOUBT,
@@ -40,8 +41,10 @@ __all__ = [
     "AttemptRecord",
     "CellChecks",
     "CellRecord",
+    "CheckRecord",
     "ErrorGroup",
     "Judge",
+    "JudgementRecord",
     "Leaderboard",
     "ModelSummary",
     "PairRecord",
@@ -50,8 +53,10 @@ __all__ = [
     "ResultsStore",
     "RunProgress",
     "RunRecord",
+    "ThumbRecord",
     "Verdict",
     "Vote",
+    "VoteRecord",
     "judge_prompt",
     "leaderboard",
     "load_prompts",

@@ -129,6 +129,8 @@ async def run_comparison(
     rows = prompt_rows(prompts)
     checks = tuple(Assertion.parse(spec) for spec in assertions)
     judges = tuple(judges)
+    for judge in judges:  # a judge the service can't run fails here, before anything
+        client._prepare_call(judge.model, "x", None)
     if isinstance(models, (str, Deployment)) or not models:
         raise ValueError("models must be a non-empty list of model names or deployments")
     origin = _origin(client)

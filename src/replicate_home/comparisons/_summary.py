@@ -178,14 +178,20 @@ def threshold_failures(
     fail_under: float | None = None,
     min_pass_rate: float | None = None,
 ) -> list[str]:
-    """Why the run misses a CI threshold, one line per model that misses one (empty:
-    every model meets them). ``fail_under``: every model's judge mean must reach it;
-    ``min_pass_rate`` (0..1): every model's assertion pass rate must reach it. A model
-    with nothing to measure (no scored output, no checked cell) misses it: a threshold
-    is never met by default."""
+    """Why the run misses a CI threshold, one line per miss (empty: it meets them).
+
+    ``fail_under``: the judge mean of every model that was judged must reach it (a model
+    judged whose outputs all went unscored misses it). ``min_pass_rate`` (0..1): the
+    assertion pass rate of every model that was checked must reach it. A model never
+    judged (an image model among text judges) or never checked is left out, but a run
+    with nothing at all to measure misses the threshold: it is never met by default."""
+    summaries = list(summaries)
     lines: list[str] = []
-    for summary in summaries:
-        if fail_under is not None:
+    if fail_under is not None:
+        judged = [summary for summary in summaries if summary.judged]
+        if not judged:
+            lines.append(f"no output was judged (fail-under {fail_under:g})")
+        for summary in judged:
             if summary.score_mean is None:
                 lines.append(
                     f"{summary.model}: no judged output scored (fail-under {fail_under:g})"
@@ -194,12 +200,14 @@ def threshold_failures(
                 lines.append(
                     f"{summary.model}: judge mean {summary.score_mean:.2f} is under {fail_under:g}"
                 )
-        if min_pass_rate is not None:
-            if summary.pass_rate is None:
-                lines.append(f"{summary.model}: no cell checked by an assertion")
-            elif summary.pass_rate < min_pass_rate:
+    if min_pass_rate is not None:
+        checked = [summary for summary in summaries if summary.pass_rate is not None]
+        if not checked:
+            lines.append("no cell was checked by an assertion")
+        for summary in checked:
+            rate = summary.pass_rate or 0.0
+            if rate < min_pass_rate:
                 lines.append(
-                    f"{summary.model}: assertion pass rate {summary.pass_rate:.0%} is under"
-                    f" {min_pass_rate:.0%}"
+                    f"{summary.model}: assertion pass rate {rate:.0%} is under {min_pass_rate:.0%}"
                 )
     return lines
