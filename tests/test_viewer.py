@@ -198,3 +198,71 @@ def test_view_checks_its_database_and_run(
     err = capsys.readouterr().err
     assert "no run 'nope'" in err
     assert not (tmp_path / "missing.db").exists()
+
+
+async def finished_run(store: ResultsStore, prompts: int, name: str = "done") -> str:
+    run_id = await make_run(store, prompts, name=name)
+    for cell in range(prompts * len(MODELS)):
+        await store.record_end(run_id, cell, status="succeeded", output_text=f"output {cell}")
+    return run_id
+
+
+@pytest.mark.anyio
+async def test_blind_votes_thumbs_and_the_leaderboard(tmp_path: Path) -> None:
+    database = tmp_path / "runs.db"
+    async with ResultsStore.open(database) as store:
+        run_id = await finished_run(store, 4)
+    async with served(database) as (viewer, http):
+        token = {"x-viewer-token": viewer.token}
+        seen_pairs = set()
+        for _ in range(6):
+            pair = (await http.get(f"/api/runs/{run_id}/pair")).json()
+            assert set(pair) == {"pair", "prompt", "a", "b", "votes"}
+            assert set(pair["a"]) == {"text", "media"}  # nothing names the model or cell
+            assert all(model not in json.dumps(pair) for model in MODELS)
+            answer = await http.post(
+                f"/api/runs/{run_id}/votes",
+                json={"pair": pair["pair"], "choice": "a", "voter": "ann"},
+                headers=token,
+            )
+            assert answer.status_code == 200
+            revealed = answer.json()
+            assert revealed["recorded"] is True
+            assert {revealed["a"], revealed["b"]} <= set(MODELS)
+            assert revealed["a"] != revealed["b"]
+            seen_pairs.add(pair["pair"])
+            again = await http.post(
+                f"/api/runs/{run_id}/votes",
+                json={"pair": pair["pair"], "choice": "b", "voter": "ann"},
+                headers=token,
+            )
+            assert again.status_code == 409  # one vote per pair
+        assert len(seen_pairs) == 6
+        skipped = (await http.get(f"/api/runs/{run_id}/pair")).json()
+        answer = await http.post(
+            f"/api/runs/{run_id}/votes",
+            json={"pair": skipped["pair"], "choice": "skip", "voter": "ann"},
+            headers=token,
+        )
+        assert answer.json() == {"recorded": False}  # nothing about its models
+        bad = await http.post(
+            f"/api/runs/{run_id}/votes",
+            json={"pair": "x", "choice": "a", "voter": ""},
+            headers=token,
+        )
+        assert bad.status_code == 400
+        thumb = await http.post(
+            f"/api/runs/{run_id}/thumbs",
+            json={"cell": 0, "value": 1, "voter": "ann"},
+            headers=token,
+        )
+        assert thumb.status_code == 200
+        page = (await http.get(f"/runs/{run_id}/leaderboard")).text
+        assert "6 votes" in page
+        for model in MODELS:
+            assert model in page
+    async with ResultsStore.open(database) as store:
+        votes = await store.votes(run_id)
+        assert len(votes) == 6
+        assert {vote.voter for vote in votes} == {"ann"}
+        assert [(t.cell, t.value) for t in await store.thumbs(run_id)] == [(0, 1)]

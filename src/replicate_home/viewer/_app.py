@@ -11,6 +11,7 @@ connection (:class:`~._reading.Reader`).
 from __future__ import annotations
 
 import json
+import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -27,9 +28,13 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..comparisons import ResultsStore
+from ..comparisons._ranking import VoteResult
+from ..comparisons._standings import standings
 from ._live import Hub
 from ._reading import Reader, RunInfo
 from ._security import TOKEN_HEADER, SecurityMiddleware
+from ._votes import PairBook, choose_pair, parse_thumb, parse_vote
 
 __all__ = ["PAGE_ROWS", "Viewer"]
 
@@ -53,6 +58,9 @@ class Viewer:
         self.database = Path(database)
         self.token = secrets.token_urlsafe(24)
         self._reader: Reader | None = None
+        self._store: ResultsStore | None = None
+        self._pairs = PairBook()
+        self._random = random.Random()
         self._limiter = anyio.CapacityLimiter(1)
         self.hub = Hub(self._call)
         self._templates = jinja2.Environment(
@@ -72,13 +80,19 @@ class Viewer:
         """Open the database and watch it for the length of the block."""
         self._reader = await anyio.to_thread.run_sync(Reader, self.database)
         try:
-            async with anyio.create_task_group() as group:
+            # Votes and thumbs are written through the store (its own connection).
+            async with (
+                ResultsStore.open(self.database) as store,
+                anyio.create_task_group() as group,
+            ):
+                self._store = store
                 group.start_soon(self.hub.run)
                 try:
                     yield self
                 finally:
                     group.cancel_scope.cancel()
         finally:
+            self._store = None
             reader, self._reader = self._reader, None
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(reader.close)
@@ -105,9 +119,14 @@ class Viewer:
         routes = [
             Route("/", self._runs_page),
             Route("/runs/{run_id:path}/grid", self._grid_page),
+            Route("/runs/{run_id:path}/vote", self._vote_page),
+            Route("/runs/{run_id:path}/leaderboard", self._leaderboard_page),
             Route("/api/runs", self._runs_json),
             Route("/api/runs/{run_id:path}/window", self._window_json),
             Route("/api/runs/{run_id:path}/events", self._events),
+            Route("/api/runs/{run_id:path}/pair", self._pair_json),
+            Route("/api/runs/{run_id:path}/votes", self._vote, methods=["POST"]),
+            Route("/api/runs/{run_id:path}/thumbs", self._thumb, methods=["POST"]),
             Mount("/static", StaticFiles(directory=_STATIC), name="static"),
         ]
         return Starlette(routes=routes)
@@ -132,6 +151,74 @@ class Viewer:
     async def _grid_page(self, request: Request) -> Response:
         run = await self.run_info(request.path_params["run_id"])
         return self.page("grid.html.j2", run=run, models_json=json.dumps(list(run.models)))
+
+    @property
+    def store(self) -> ResultsStore:
+        if self._store is None:
+            raise RuntimeError("the viewer is not running")
+        return self._store
+
+    async def _vote_page(self, request: Request) -> Response:
+        run = await self.run_info(request.path_params["run_id"])
+        return self.page("vote.html.j2", run=run)
+
+    async def _leaderboard_page(self, request: Request) -> Response:
+        run = await self.run_info(request.path_params["run_id"])
+        # Reads the run's cells whole (the summary's percentiles need every latency).
+        return self.page(
+            "leaderboard.html.j2", run=run, standings=await standings(self.store, run.id)
+        )
+
+    async def _pair_json(self, request: Request) -> Response:
+        """Two outputs of one prompt from two models, the models hidden."""
+        run = await self.run_info(request.path_params["run_id"])
+        rows = await self._call(Reader.pairs_for_vote, run.id)
+        chosen = choose_pair(rows, self._random)
+        if chosen is None:
+            return JSONResponse({"pair": None, "votes": await self._vote_count(run.id)})
+        first, second = await self._call(Reader.cells, run.id, list(chosen))
+        if first["cell"] != chosen[0]:
+            first, second = second, first
+        pair = self._pairs.add(
+            run.id, first["cell"], second["cell"], first["model"], second["model"]
+        )
+        return JSONResponse(
+            {
+                "pair": pair.id,
+                "prompt": first["prompt"],
+                "a": _blind(first),
+                "b": _blind(second),
+                "votes": await self._vote_count(run.id),
+            }
+        )
+
+    async def _vote_count(self, run_id: str) -> int:
+        count: int = await self._call(Reader.vote_count, run_id)
+        return count
+
+    async def _vote(self, request: Request) -> Response:
+        run = await self.run_info(request.path_params["run_id"])
+        try:
+            pair_id, choice, voter = parse_vote(await _json_body(request))
+        except ValueError as error:
+            raise HTTPException(400, str(error)) from None
+        pair = self._pairs.take(run.id, pair_id)
+        if pair is None:
+            raise HTTPException(409, "that pair was voted on, skipped or forgotten: take another")
+        if choice == "skip":
+            return JSONResponse({"recorded": False})
+        result: VoteResult = "a" if choice == "a" else "b" if choice == "b" else "tie"
+        await self.store.record_vote(run.id, pair.cell_a, pair.cell_b, result, voter)
+        return JSONResponse({"recorded": True, "a": pair.model_a, "b": pair.model_b})
+
+    async def _thumb(self, request: Request) -> Response:
+        run = await self.run_info(request.path_params["run_id"])
+        try:
+            cell, value, voter = parse_thumb(await _json_body(request))
+            await self.store.record_thumb(run.id, cell, voter, value)
+        except (ValueError, KeyError) as error:
+            raise HTTPException(400, str(error)) from None
+        return JSONResponse({"recorded": True, "cell": cell, "value": value})
 
     async def _runs_json(self, request: Request) -> Response:
         runs = await self._call(Reader.runs)
@@ -194,6 +281,29 @@ class Viewer:
                     except anyio.EndOfStream:
                         return  # dropped for falling behind: the page reconnects
                 yield ": keep-alive\n\n" if event is None else _event(event)
+
+
+#: The largest JSON body a vote or a thumb may have.
+MAX_BODY = 4096
+
+
+async def _json_body(request: Request) -> object:
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        raise ValueError("send JSON (application/json)")
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise ValueError("too large")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise ValueError("not JSON") from None
+
+
+def _blind(cell: dict[str, Any]) -> dict[str, Any]:
+    """What a voter sees of a cell: its output, nothing that names its model."""
+    return {"text": cell["text"], "media": cell["media"]}
 
 
 def _event(data: dict[str, Any]) -> str:

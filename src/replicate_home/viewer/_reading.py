@@ -293,6 +293,14 @@ class Reader:
             (run_id,),
         )
 
+    def vote_count(self, run_id: str) -> int:
+        """The run's votes so far (0 before the votes table exists)."""
+        try:
+            ((count,),) = self._rows("SELECT COUNT(*) FROM votes WHERE run_id = ?", (run_id,))
+        except sqlite3.OperationalError:  # a database from before votes
+            return 0
+        return int(count)
+
     def pairs_for_vote(self, run_id: str) -> list[sqlite3.Row]:
         """Succeeded cells (number, prompt row, model) that a vote may compare."""
         return self._rows(

@@ -100,8 +100,10 @@
     var state = {offset: 0, limit: 25, matching: 0, shown: [], source: null};
     var cells = {};  // cell number -> its <td>
 
+    function modelBoxes() { return form.querySelectorAll('input[name="model"]'); }
+
     function query() {
-      var chosen = Array.prototype.filter.call(form.elements.model, function (box) {
+      var chosen = Array.prototype.filter.call(modelBoxes(), function (box) {
         return box.checked;
       }).map(function (box) { return box.value; });
       state.shown = chosen.map(Number);
@@ -123,9 +125,9 @@
       if (cell.latency !== null && cell.latency !== undefined) {
         head.appendChild(el("span", "latency", cell.latency.toFixed(2) + " s"));
       }
-      var up = el("button", "thumb-up", "\u{1F44D}");
+      var up = el("button", "thumb-up", "\u25B2");
       up.type = "button"; up.title = "thumbs up";
-      var down = el("button", "thumb-down", "\u{1F44E}");
+      var down = el("button", "thumb-down", "\u25BC");
       down.type = "button"; down.title = "thumbs down";
       [[up, 1], [down, -1]].forEach(function (pair) {
         pair[0].addEventListener("click", function () {
@@ -236,7 +238,7 @@
     document.getElementById("side-by-side").addEventListener("click", function () {
       var left = form.elements.left.value;
       var right = form.elements.right.value;
-      Array.prototype.forEach.call(form.elements.model, function (box) {
+      Array.prototype.forEach.call(modelBoxes(), function (box) {
         box.checked = box.value === left || box.value === right;
       });
       state.offset = 0;
@@ -253,7 +255,91 @@
     connect();
   }
 
-  var pages = {grid: gridPage};
+  /* -- the vote page: keyboard first ---------------------------------------------- */
+  function votePage() {
+    var run = body.dataset.run;
+    var problem = document.getElementById("vote-problem");
+    var reveal = document.getElementById("reveal");
+    var count = document.getElementById("vote-count");
+    var current = null;
+    var busy = false;
+    var cast = 0;
+
+    function say(text) {
+      problem.textContent = text || "";
+      problem.hidden = !text;
+    }
+
+    function show(side, output) {
+      var container = document.querySelector("#side-" + side + " .output");
+      container.textContent = "";
+      renderOutput(container, output);
+    }
+
+    function next() {
+      body.dataset.ready = "no";
+      return fetch("/api/runs/" + runPath(run) + "/pair", {credentials: "same-origin"})
+        .then(function (response) { return response.json(); })
+        .then(function (data) {
+          count.textContent = data.votes + " vote" + (data.votes === 1 ? "" : "s") + " so far.";
+          if (!data.pair) {
+            current = null;
+            say("No prompt has outputs from two models yet.");
+            return;
+          }
+          current = data.pair;
+          document.getElementById("vote-prompt").textContent = data.prompt || "";
+          show("a", data.a);
+          show("b", data.b);
+          body.dataset.ready = "yes";
+        });
+    }
+
+    function choose(choice) {
+      if (!current || busy) { return; }
+      var name = voter();
+      if (!name) {
+        say("Give your name first (top right): votes are counted per voter.");
+        voterInput().focus();
+        return;
+      }
+      say("");
+      busy = true;
+      post("/api/runs/" + runPath(run) + "/votes", {pair: current, choice: choice, voter: name})
+        .then(function (answer) {
+          if (answer.recorded) {
+            cast += 1;
+            body.dataset.votes = String(cast);
+            reveal.textContent = "You voted " + (choice === "tie" ? "a tie" : choice.toUpperCase()) +
+              ": A was " + answer.a + ", B was " + answer.b + ".";
+          } else {
+            reveal.textContent = "Skipped.";
+          }
+          return next();
+        })
+        .catch(function (error) { say(String(error.message || error)); return next(); })
+        .then(function () { busy = false; });
+    }
+
+    document.addEventListener("keydown", function (event) {
+      var target = event.target;
+      if (event.ctrlKey || event.metaKey || event.altKey) { return; }
+      if (target && (target.tagName === "INPUT" || target.tagName === "TEXTAREA")) { return; }
+      var key = event.key.toLowerCase();
+      var choice = {a: "a", b: "b", t: "tie", s: "skip"}[key];
+      if (choice) {
+        event.preventDefault();
+        choose(choice);
+      }
+    });
+    Array.prototype.forEach.call(document.querySelectorAll("button[data-choice]"), function (button) {
+      button.addEventListener("click", function () { choose(button.dataset.choice); });
+    });
+    body.dataset.votes = "0";
+    next();
+  }
+
+  var pages = {grid: gridPage, vote: votePage};
   window.replicateHomeViewer = {renderOutput: renderOutput, post: post, el: el,
                                 runPath: runPath, voter: voter, voterInput: voterInput,
                                 showFull: showFull};
