@@ -25,6 +25,7 @@ from . import (
     scale,
     streaming,
     uploads,
+    viewer,
 )
 from ._common import REPO_ROOT, Settings, Table, machine_lines
 
@@ -44,6 +45,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Path | None], list[Table]]]
         lambda s, plot: scale.run(s, None if plot is None else plot.with_name(scale.PLOT.name)),
     ),
     "uploads": ("a fan-out over one file", lambda s, _: uploads.run(s)),
+    "viewer": ("the viewer's first page of a large run", lambda s, _: viewer.run(s)),
 }
 
 

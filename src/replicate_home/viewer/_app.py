@@ -41,6 +41,8 @@ __all__ = ["PAGE_ROWS", "Viewer"]
 #: Prompt rows in one page of a run's grid (at most :data:`MAX_ROWS`).
 PAGE_ROWS = 25
 MAX_ROWS = 200
+#: Prompt rows drawn at random for a vote before every succeeded cell is read.
+PAIR_TRIES = 8
 #: Seconds between two keep-alive comments on an idle event stream.
 KEEPALIVE = 15.0
 
@@ -138,14 +140,15 @@ class Viewer:
         )
         return HTMLResponse(html)
 
-    async def run_info(self, run_id: str) -> RunInfo:
-        info: RunInfo | None = await self._call(Reader.run, run_id)
+    async def run_info(self, run_id: str, *, counts: bool = False) -> RunInfo:
+        """The run (its cell counts too, with ``counts``: a read of all its cells)."""
+        info: RunInfo | None = await self._call(partial(Reader.run, counts=counts), run_id)
         if info is None:
             raise HTTPException(404, f"no run {run_id!r}")
         return info
 
     async def _runs_page(self, request: Request) -> Response:
-        runs = await self._call(Reader.runs)
+        runs = await self._call(Reader.runs)  # every run's counts: a read of all cells
         return self.page("runs.html.j2", runs=runs, database=str(self.database))
 
     async def _grid_page(self, request: Request) -> Response:
@@ -172,8 +175,7 @@ class Viewer:
     async def _pair_json(self, request: Request) -> Response:
         """Two outputs of one prompt from two models, the models hidden."""
         run = await self.run_info(request.path_params["run_id"])
-        rows = await self._call(Reader.pairs_for_vote, run.id)
-        chosen = choose_pair(rows, self._random)
+        chosen = await self._choose(run)
         if chosen is None:
             return JSONResponse({"pair": None, "votes": await self._vote_count(run.id)})
         first, second = await self._call(Reader.cells, run.id, list(chosen))
@@ -191,6 +193,16 @@ class Viewer:
                 "votes": await self._vote_count(run.id),
             }
         )
+
+    async def _choose(self, run: RunInfo) -> tuple[int, int] | None:
+        """A pair from a few prompt rows drawn at random (a read of one row each),
+        else from every succeeded cell of the run (a run with few pairs to vote on)."""
+        for _ in range(PAIR_TRIES if run.prompts else 0):
+            row = self._random.randrange(run.prompts)
+            chosen = choose_pair(await self._call(Reader.votable, run.id, row), self._random)
+            if chosen is not None:
+                return chosen
+        return choose_pair(await self._call(Reader.pairs_for_vote, run.id), self._random)
 
     async def _vote_count(self, run_id: str) -> int:
         count: int = await self._call(Reader.vote_count, run_id)
@@ -237,6 +249,7 @@ class Viewer:
         cells = [self._with_partial(run.id, cell) for cell in window.cells]
         return {
             "run": _run_json(run),
+            "progress": await self._call(Reader.progress, run.id),
             "offset": offset,
             "limit": limit,
             "rows": list(window.rows),

@@ -2,10 +2,11 @@
 
 One :class:`Hub` per viewer. Every ``interval`` it asks the database whether anything
 was committed since it last looked (``PRAGMA data_version``, a few microseconds); only
-then does it read each watched run's cell signatures, and it sends the cells that
-changed to the pages watching them (server-sent events, one bounded queue per page). A
-run recorded by another process therefore shows its new cells within ``interval`` plus
-a read, with no page reload.
+then does it read the signatures of the cells the pages show (a range of the primary key
+per page: a window of prompt rows, never the whole run) and the run's counts, and it
+sends the cells that changed to the pages watching them (server-sent events, one bounded
+queue per page). A run recorded by another process therefore shows its new cells within
+``interval`` plus a read, with no page reload.
 
 Text as it is generated (token by token) does not go through the database: a run that
 writes its partial outputs there would commit for every few tokens. When the viewer
@@ -42,8 +43,13 @@ QUEUE = 64
 @dataclass(eq=False)
 class _Watcher:
     run_id: str
-    cells: frozenset[int] | None  # None: every cell (the run list's counters)
+    cells: frozenset[int]
     send: MemoryObjectSendStream[dict[str, Any]]
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """The cell numbers ``[low, high)`` its cells lie in."""
+        return (min(self.cells), max(self.cells) + 1) if self.cells else (0, 0)
 
 
 @dataclass
@@ -91,14 +97,16 @@ class Hub:
 
     @asynccontextmanager
     async def watch(
-        self, run_id: str, cells: Collection[int] | None
+        self, run_id: str, cells: Collection[int]
     ) -> AsyncIterator[MemoryObjectReceiveStream[dict[str, Any]]]:
-        """Changes to ``cells`` of ``run_id`` (all of them: ``None``) while in the block."""
+        """Changes to ``cells`` of ``run_id`` while in the block."""
         send, receive = anyio.create_memory_object_stream[dict[str, Any]](QUEUE)
-        watcher = _Watcher(run_id, None if cells is None else frozenset(cells), send)
+        watcher = _Watcher(run_id, frozenset(cells), send)
         self._watchers.add(watcher)
-        if run_id not in self._signatures:
-            self._signatures[run_id] = await self._call(Reader.signatures, run_id)
+        known = self._signatures.setdefault(run_id, {})
+        fresh = await self._call(Reader.signatures, run_id, *watcher.span)
+        for cell, signature in fresh.items():  # cells others watch keep their last look
+            known.setdefault(cell, signature)
         try:
             with receive:
                 yield receive
@@ -124,12 +132,16 @@ class Hub:
         self._flush_text()
 
     async def _changes(self, run_id: str) -> None:
-        now = await self._call(Reader.signatures, run_id)
         before = self._signatures.get(run_id)
         if before is None:  # nobody watches it any more
             return
-        self._signatures[run_id] = now
+        now: dict[int, tuple[Any, ...]] = {}
+        spans = {watcher.span for watcher in self._watchers if watcher.run_id == run_id}
+        for low, high in sorted(spans):
+            if not all(cell in now for cell in range(low, high)):
+                now.update(await self._call(Reader.signatures, run_id, low, high))
         changed = sorted(cell for cell, signature in now.items() if before.get(cell) != signature)
+        before.update(now)
         if not changed:
             return
         for cell in changed:
@@ -140,12 +152,12 @@ class Hub:
             text = self.partial_text(run_id, row["cell"])
             if row["state"] != "done" and text is not None:
                 row["text"] = text
-        progress = _progress(now)
+        progress = await self._call(Reader.progress, run_id)
         for watcher in list(self._watchers):
             if watcher.run_id != run_id:
                 continue
-            shown = [row for row in rows if watcher.cells is None or row["cell"] in watcher.cells]
-            if shown or watcher.cells is None:
+            shown = [row for row in rows if row["cell"] in watcher.cells]
+            if shown:
                 self._send(watcher, {"type": "cells", "cells": shown, "progress": progress})
 
     def _flush_text(self) -> None:
@@ -157,7 +169,7 @@ class Hub:
             partial.length += len(delta)
             partial.sent = len(partial.text)
             for watcher in list(self._watchers):
-                if watcher.run_id == run_id and (watcher.cells is None or cell in watcher.cells):
+                if watcher.run_id == run_id and cell in watcher.cells:
                     self._send(watcher, event)
 
     def _send(self, watcher: _Watcher, event: dict[str, Any]) -> None:
@@ -169,14 +181,3 @@ class Hub:
             watcher.send.close()
         except (anyio.BrokenResourceError, anyio.ClosedResourceError):
             self._watchers.discard(watcher)
-
-
-def _progress(signatures: dict[int, tuple[Any, ...]]) -> dict[str, int]:
-    done = sum(1 for signature in signatures.values() if signature[0] == "done")
-    failed = sum(
-        1
-        for signature in signatures.values()
-        if signature[0] == "done" and signature[1] != "succeeded"
-    )
-    running = sum(1 for signature in signatures.values() if signature[0] in ("sending", "running"))
-    return {"total": len(signatures), "done": done, "failed": failed, "running": running}

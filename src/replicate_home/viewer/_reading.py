@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -167,41 +167,42 @@ class Reader:
             )
         return runs
 
-    def run(self, run_id: str) -> RunInfo | None:
-        """The run named ``run_id``, or ``None``."""
-        for info in self.runs_named((run_id,)):
-            return info
-        return None
-
-    def runs_named(self, names: Iterable[str]) -> list[RunInfo]:
-        wanted = list(names)
-        found = []
-        for name in wanted:
-            rows = self._rows(
-                "SELECT id, created_at, service, models FROM runs WHERE id = ?", (name,)
-            )
-            if not rows:
-                continue
-            row = rows[0]
-            ((cells, done, failed, prompts),) = self._rows(
+    def run(self, run_id: str, *, counts: bool = True) -> RunInfo | None:
+        """The run named ``run_id``, or ``None``. Without ``counts`` only its row is
+        read (and its last prompt row, through the primary key): the cost of a small
+        run's, whatever its size."""
+        rows = self._rows(
+            "SELECT id, created_at, service, models FROM runs WHERE id = ?", (run_id,)
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        prompts = self.prompt_rows(run_id)
+        cells = done = failed = 0
+        if counts:
+            ((cells, done, failed),) = self._rows(
                 "SELECT COUNT(*), SUM(state = 'done'),"
-                " SUM(state = 'done' AND status != 'succeeded'), MAX(prompt_index) + 1"
-                " FROM cells WHERE run_id = ?",
-                (name,),
+                " SUM(state = 'done' AND status != 'succeeded') FROM cells WHERE run_id = ?",
+                (run_id,),
             )
-            found.append(
-                RunInfo(
-                    row["id"],
-                    row["created_at"],
-                    row["service"],
-                    tuple(json.loads(row["models"])),
-                    cells or 0,
-                    done or 0,
-                    failed or 0,
-                    prompts or 0,
-                )
-            )
-        return found
+        return RunInfo(
+            row["id"],
+            row["created_at"],
+            row["service"],
+            tuple(json.loads(row["models"])),
+            cells or 0,
+            done or 0,
+            failed or 0,
+            prompts,
+        )
+
+    def prompt_rows(self, run_id: str) -> int:
+        """How many prompt rows the run has (its last cell's, by the primary key)."""
+        rows = self._rows(
+            "SELECT prompt_index FROM cells WHERE run_id = ? ORDER BY cell DESC LIMIT 1",
+            (run_id,),
+        )
+        return int(rows[0][0]) + 1 if rows else 0
 
     def window(
         self,
@@ -214,60 +215,80 @@ class Reader:
     ) -> Window:
         """Prompt rows ``offset`` .. ``offset + limit`` of the run that match the filters:
         ``models`` (column numbers shown), ``status`` (a row matches when one of its shown
-        cells has it: an end status, or a state such as ``running`` or ``pending``)."""
-        where = ["run_id = ?"]
-        parameters: list[Any] = [run_id]
-        if models is not None:
-            where.append(f"model_index IN ({','.join('?' * len(models))})")
-            parameters.extend(models)
-        if status is not None:
-            if status in OPEN_STATES:
-                where.append("state = ?")
-            else:
-                where.append("state = 'done' AND status = ?")
-            parameters.append(status)
-        condition = " AND ".join(where)
+        cells has it: an end status, or a state such as ``running`` or ``pending``).
+
+        Without ``status`` the window is a range of cell numbers (the primary key: the
+        same cost in any run); with it, the run's cells are searched."""
+        columns = self.columns(run_id)
+        shown = "" if models is None else f" AND model_index IN ({','.join('?' * len(models))})"
         if status is None:
-            # Every prompt row has cells: the row count is the last index plus one.
-            ((matching,),) = self._rows(
-                "SELECT COALESCE(MAX(prompt_index) + 1, 0) FROM cells WHERE run_id = ?",
-                (run_id,),
-            )
+            matching = self.prompt_rows(run_id)
             rows = list(range(offset, min(offset + limit, matching)))
-        else:
-            ((matching,),) = self._rows(
-                f"SELECT COUNT(DISTINCT prompt_index) FROM cells WHERE {condition}", parameters
+            found = self._rows(
+                f"SELECT {CELL_COLUMNS} FROM cells WHERE run_id = ? AND cell >= ? AND cell < ?"
+                f"{shown} ORDER BY cell",
+                [run_id, offset * columns, (offset + limit) * columns, *(models or ())],
             )
-            rows = [
-                row[0]
-                for row in self._rows(
-                    f"SELECT DISTINCT prompt_index FROM cells WHERE {condition}"
-                    " ORDER BY prompt_index LIMIT ? OFFSET ?",
-                    [*parameters, limit, offset],
-                )
-            ]
+            return Window(tuple(rows), tuple(cell_json(row) for row in found), matching)
+        where = f"run_id = ?{shown}"
+        parameters: list[Any] = [run_id, *(models or ())]
+        if status in OPEN_STATES:
+            where += " AND state = ?"
+        else:
+            where += " AND state = 'done' AND status = ?"
+        parameters.append(status)
+        ((matching,),) = self._rows(
+            f"SELECT COUNT(DISTINCT prompt_index) FROM cells WHERE {where}", parameters
+        )
+        rows = [
+            row[0]
+            for row in self._rows(
+                f"SELECT DISTINCT prompt_index FROM cells WHERE {where}"
+                " ORDER BY prompt_index LIMIT ? OFFSET ?",
+                [*parameters, limit, offset],
+            )
+        ]
         cells: list[dict[str, Any]] = []
-        if rows:
-            shown = "" if models is None else f" AND model_index IN ({','.join('?' * len(models))})"
-            cells = [
-                cell_json(row)
-                for row in self._rows(
-                    f"SELECT {CELL_COLUMNS} FROM cells WHERE run_id = ?"
-                    f" AND prompt_index IN ({','.join('?' * len(rows))}){shown} ORDER BY cell",
-                    [run_id, *rows, *(models or ())],
+        for row in rows:  # each prompt row's cells: a range of the primary key
+            cells.extend(
+                cell_json(found)
+                for found in self._rows(
+                    f"SELECT {CELL_COLUMNS} FROM cells WHERE run_id = ? AND cell >= ?"
+                    f" AND cell < ?{shown} ORDER BY cell",
+                    [run_id, row * columns, (row + 1) * columns, *(models or ())],
                 )
-            ]
+            )
         return Window(tuple(rows), tuple(cells), matching or 0)
 
-    def signatures(self, run_id: str) -> dict[int, tuple[Any, ...]]:
-        """One narrow tuple per cell that changes whenever the cell does."""
+    def columns(self, run_id: str) -> int:
+        """The run's number of models (cells per prompt row)."""
+        rows = self._rows("SELECT models FROM runs WHERE id = ?", (run_id,))
+        return len(json.loads(rows[0][0])) if rows else 0
+
+    def signatures(self, run_id: str, low: int, high: int) -> dict[int, tuple[Any, ...]]:
+        """One narrow tuple per cell numbered ``low`` .. ``high - 1``, which changes
+        whenever the cell does."""
         return {
             row[0]: tuple(row[1:])
             for row in self._rows(
                 "SELECT cell, state, status, ended_at, prediction_id, length(output_text),"
-                " length(images) FROM cells WHERE run_id = ?",
-                (run_id,),
+                " length(images) FROM cells WHERE run_id = ? AND cell >= ? AND cell < ?",
+                (run_id, low, high),
             )
+        }
+
+    def progress(self, run_id: str) -> dict[str, int]:
+        """The run's cells in all, done, failed and running."""
+        ((total, done, failed, running),) = self._rows(
+            "SELECT COUNT(*), SUM(state = 'done'), SUM(state = 'done' AND status != 'succeeded'),"
+            " SUM(state IN ('sending', 'running')) FROM cells WHERE run_id = ?",
+            (run_id,),
+        )
+        return {
+            "total": total or 0,
+            "done": done or 0,
+            "failed": failed or 0,
+            "running": running or 0,
         }
 
     def cells(self, run_id: str, numbers: Sequence[int]) -> list[dict[str, Any]]:
@@ -285,14 +306,6 @@ class Reader:
             )
         return found
 
-    def all_cells(self, run_id: str) -> list[sqlite3.Row]:
-        """Every cell's narrow columns for the summary (no outputs)."""
-        return self._rows(
-            "SELECT cell, model, state, status, length(output_text) AS chars, images, error,"
-            " latency, predict_time FROM cells WHERE run_id = ? ORDER BY cell",
-            (run_id,),
-        )
-
     def vote_count(self, run_id: str) -> int:
         """The run's votes so far (0 before the votes table exists)."""
         try:
@@ -301,8 +314,18 @@ class Reader:
             return 0
         return int(count)
 
+    def votable(self, run_id: str, row: int) -> list[sqlite3.Row]:
+        """The succeeded cells (number, prompt row, model) of prompt row ``row``."""
+        columns = self.columns(run_id)
+        return self._rows(
+            "SELECT cell, prompt_index, model_index, model FROM cells WHERE run_id = ?"
+            " AND cell >= ? AND cell < ? AND state = 'done' AND status = 'succeeded'"
+            " ORDER BY cell",
+            (run_id, row * columns, (row + 1) * columns),
+        )
+
     def pairs_for_vote(self, run_id: str) -> list[sqlite3.Row]:
-        """Succeeded cells (number, prompt row, model) that a vote may compare."""
+        """Every succeeded cell (number, prompt row, model) of the run."""
         return self._rows(
             "SELECT cell, prompt_index, model_index, model FROM cells WHERE run_id = ?"
             " AND state = 'done' AND status = 'succeeded' ORDER BY cell",

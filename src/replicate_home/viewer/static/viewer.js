@@ -209,6 +209,11 @@
       td.dataset.streamed = String(pre.textContent.length);
     }
 
+    function showProgress(p) {
+      progressLine.textContent = p.done + " / " + p.total + " cells done, " +
+        p.failed + " failed" + (p.running ? ", " + p.running + " running" : "");
+    }
+
     function connect() {
       if (state.source) { state.source.close(); }
       var source = new EventSource("/api/runs/" + runPath(run) + "/events?" + query());
@@ -217,15 +222,12 @@
         var event = JSON.parse(message.data);
         if (event.type === "snapshot") {
           render(event);
-          progressLine.textContent = event.run.done + " / " + event.run.cells +
-            " cells done, " + event.run.failed + " failed";
+          showProgress(event.progress);
         } else if (event.type === "cells") {
           event.cells.forEach(function (cell) {
             if (cells[cell.cell]) { fillCell(cells[cell.cell], cell); }
           });
-          var p = event.progress;
-          progressLine.textContent = p.done + " / " + p.total + " cells done, " +
-            p.failed + " failed" + (p.running ? ", " + p.running + " running" : "");
+          showProgress(event.progress);
         } else if (event.type === "text") {
           appendText(event);
         }
