@@ -306,3 +306,27 @@ async def test_a_retried_cell_is_judged_afresh(tmp_path: Path) -> None:
     assert emulator.stats().creates == 5  # the cell again, and its judgement
     assert [(j.cell, j.attempt) for j in judgements] == [(0, 1), (1, 2)]
     assert judgements[1].score == judge_score(cells[1].output_text or "")
+
+
+@pytest.mark.anyio
+async def test_a_lost_judge_create_is_never_taken_from_another_runs_judgement(
+    tmp_path: Path,
+) -> None:
+    # Two runs of one prompt on one model: the same output, so the same judge input.
+    emulator = Emulator(Scenario(duration=0.1))
+    judge = Judge("replicate-home/text-judge", RUBRIC)
+    async with emulator.serve(), ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateAPI(TOKEN, base_url=emulator.base_url) as client:
+            first = await run_comparison(client, store, ["calm"], [LLAMA], judges=[judge])
+            second = await run_comparison(client, store, ["calm"], [LLAMA])
+            (taken,) = await store.judgements(first.id)
+            # The second run's judgement was marked sending, and its create never left.
+            await store.update_settings(second.id, {**second.settings, "judges": [judge.to_json()]})
+            await store.create_judgements(second.id, 0, judge.model, [(0, 1)])
+            await store.record_judge_sending(second.id, 0, 0)
+            creates = emulator.stats().creates
+            await resume_comparison(client, store, second.id)
+            (own,) = await store.judgements(second.id)
+    assert emulator.stats().creates == creates + 1  # sent: the listed one was the first's
+    assert own.prediction_id != taken.prediction_id
+    assert own.score == taken.score

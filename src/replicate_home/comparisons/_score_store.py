@@ -191,6 +191,18 @@ class ScoreTables:
         )
         return [_judgement(row) for row in rows]
 
+    async def judged(self, prediction_ids: Sequence[str]) -> set[str]:
+        """Which of ``prediction_ids`` a judgement of the store (any run) recorded."""
+        found: set[str] = set()
+        for start in range(0, len(prediction_ids), 500):
+            chunk = list(prediction_ids[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = await self._run(
+                f"SELECT prediction_id FROM judgements WHERE prediction_id IN ({marks})", chunk
+            )
+            found.update(row["prediction_id"] for row in rows)
+        return found
+
     async def record_judge_sending(self, run_id: str, cell: int, judge: int) -> None:
         """The judgement's create is about to leave."""
         await self._run(

@@ -218,16 +218,21 @@ async def _find_lost(
     lost: Sequence[JudgementRecord],
 ) -> dict[tuple[int, int], Prediction]:
     """Judge predictions the service created whose answer was never recorded: matched
-    by model and input in the account's listing, each claimed once."""
+    by model and input in the account's listing (no webhook, no id the store holds),
+    each taken once."""
     if not isinstance(client, ReplicateAPI):
         return {}
-    known = {r.prediction_id for r in await store.judgements(run.id) if r.prediction_id}
-    known |= {cell.prediction_id for cell in cells.values() if cell.prediction_id}
-    candidates = [
+    listed = [
         prediction
         async for prediction in client.list(created_after=run.created_at - CLOCK_SLACK)
-        if prediction.id not in known
+        # A judge's create carries no webhook; one that does is some cell's.
+        if prediction.webhook is None
     ]
+    # Ids any judgement of the store recorded, or any cell claimed, are taken: another
+    # run judging the same output with the same judge sends the very same input.
+    ids = [prediction.id for prediction in listed]
+    known = await store.judged(ids) | await store.claimed(ids)
+    candidates = [prediction for prediction in listed if prediction.id not in known]
     candidates.reverse()  # the listing is newest first
     found: dict[tuple[int, int], Prediction] = {}
     for record in lost:
