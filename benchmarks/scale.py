@@ -13,16 +13,27 @@ against the limit.
 
 Targets (the issue's): wall <= 1.05 x the bound; no 429 with one process; with four,
 429s <= 2 % of requests and throughput >= 90 % of the limit.
+
+Kill and resume: two ``replicate-home compare`` runs of the same prompt set on one token
+and one results database at once, the second killed (SIGKILL) at seeded random moments
+and resumed each time, then to its end. Measured: the emulator's creates against the two
+runs' cells (exactly once: 1.00), the cells a resume found in the account's listing, and
+the killed run's total time against the other's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import random
+import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from datetime import datetime
 from pathlib import Path
@@ -162,6 +173,133 @@ def _scenario(
     }
 
 
+def _compare(url: str, database: Path, run: str, prompts: Path | None) -> subprocess.Popen[str]:
+    """``replicate-home compare`` of run ``run`` (``prompts``: a new run; else resumed)."""
+    command = [sys.executable, "-m", "replicate_home", "compare", "--service", "api"]
+    command += ["--base-url", url, "--db", str(database), "--allow-failures", "--json"]
+    if prompts is None:
+        command += ["--resume", run]
+    else:
+        command += ["--name", run, "--prompts", str(prompts)]
+        for model in MODELS:
+            command += ["-m", model]
+    env = {**_child_env(), "REPLICATE_API_TOKEN": TOKEN}
+    return subprocess.Popen(
+        command,
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def _recorded(database: Path, run: str) -> bool:
+    try:
+        with sqlite3.connect(database) as db:
+            return bool(db.execute("SELECT 1 FROM runs WHERE id = ?", (run,)).fetchall())
+    except sqlite3.OperationalError:  # killed before the tables were made
+        return False
+
+
+def _killed_scenario(
+    cells: int, durations: list[float], directory: Path, kills: int, seed: int = 7
+) -> dict[str, Any]:
+    """Two runs of one prompt set at once, the second killed ``kills`` times."""
+    chance = random.Random(seed)
+    count = cells // len(MODELS)
+    prompts = directory / "killed-prompts.txt"
+    prompts.write_text("\n".join(_prompts(count, durations, 0)) + "\n", encoding="utf-8")
+    database = directory / "killed.db"
+    with EmulatorProcess(
+        duration=0.5, durations=durations, count=count, rate_limits=LIMITS
+    ) as emulator:
+        before = emulator.stats()
+        started = time.perf_counter()
+        other = _compare(emulator.url, database, "other", prompts)
+        other_ended: list[float] = []
+
+        def wait_for_other() -> None:  # when it ended, while the killed run goes on
+            other.wait(timeout=3600)
+            other_ended.append(time.perf_counter())
+
+        waiter = threading.Thread(target=wait_for_other)
+        waiter.start()
+        killed_wall = 0.0
+        # Each life is cut at a random moment of the time the run would take alone.
+        alone = count * len(MODELS) / CREATES_PER_SECOND + max(durations)
+        for _ in range(kills):
+            begun = time.perf_counter()
+            life = _compare(
+                emulator.url, database, "killed", None if _recorded(database, "killed") else prompts
+            )
+            time.sleep(chance.uniform(0.5, max(1.0, alone / kills)))
+            if life.poll() is None:
+                os.kill(life.pid, signal.SIGKILL)
+            life.wait(timeout=60)
+            killed_wall += time.perf_counter() - begun
+        begun = time.perf_counter()
+        last = _compare(
+            emulator.url, database, "killed", None if _recorded(database, "killed") else prompts
+        )
+        last.wait(timeout=3600)
+        killed_wall += time.perf_counter() - begun
+        waiter.join()
+        if last.returncode != 0 or other.returncode != 0:
+            raise RuntimeError("a kill/resume run failed")
+        other_wall = other_ended[0] - started
+        after = emulator.stats()
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT run_id, status, COUNT(*) FROM cells GROUP BY run_id, status")
+        statuses = {(run, status): number for run, status, number in rows}
+        (found,) = db.execute("SELECT COUNT(*) FROM claims WHERE found = 1").fetchone()
+        (claimed,) = db.execute("SELECT COUNT(*) FROM claims").fetchone()
+    return {
+        "cells": 2 * count * len(MODELS),
+        "creates": after["creates"] - before["creates"],
+        "succeeded": sum(n for (_, status), n in statuses.items() if status == "succeeded"),
+        "claimed": claimed,
+        "found": found,
+        "kills": kills,
+        "killed_wall": killed_wall,
+        "other_wall": other_wall,
+    }
+
+
+def _killed_table(result: dict[str, Any], cells: int) -> Table:
+    table = Table(
+        f"Kill and resume beside another run: two runs of one prompt set of {cells} cells, "
+        "one killed with SIGKILL and resumed",
+        [
+            "kills",
+            "creates / cells",
+            "succeeded",
+            "ids claimed (found in the listing)",
+            "killed run's time / the other's",
+            "target",
+        ],
+    )
+    ratio = result["creates"] / max(1, result["cells"])
+    table.add(
+        result["kills"],
+        f"{result['creates']} / {result['cells']} = {ratio:.2f}",
+        f"{result['succeeded']} / {result['cells']}",
+        f"{result['claimed']} ({result['found']})",
+        f"{result['killed_wall']:.1f} s / {result['other_wall']:.1f} s = "
+        f"{result['killed_wall'] / result['other_wall']:.2f}",
+        f"exactly once {'met' if result['creates'] == result['cells'] else 'MISSED'}",
+    )
+    table.notes = [
+        "both runs on one token and one results database, started together; the killed "
+        "run is killed at seeded random moments, each time resumed (--resume), then run "
+        "to its end.",
+        "creates: the emulator's count; cells: both runs'. Every id is claimed by one cell "
+        "of the database (its primary key); found: cells whose create had left with no "
+        "answer recorded, re-attached from the account's listing.",
+    ]
+    return table
+
+
 def _spans(sent: list[list[str]]) -> list[tuple[float, float]]:
     times = [[datetime.fromisoformat(moment).timestamp() for moment in each] for each in sent]
     start = min((each[0] for each in times if each), default=0.0)
@@ -212,6 +350,8 @@ def run(settings: Settings, plot_path: Path | None = None) -> list[Table]:
         each = _scenario(1, cells, durations, Path(directory), bulk=False)
         one = _scenario(1, cells, durations, Path(directory))
         four = _scenario(4, cells, durations, Path(directory))
+        killed_cells = settings.pick(200, 20)
+        killed = _killed_scenario(killed_cells, durations, Path(directory), settings.pick(5, 3))
     if plot_path is not None:
         plot(four, plot_path)
     table = Table(
@@ -279,7 +419,7 @@ def run(settings: Settings, plot_path: Path | None = None) -> list[Table]:
         + ", ".join(str(allowed) for allowed in four["allowed"])
         + " creates a minute (equal shares finish together).",
     ]
-    return [table]
+    return [table, _killed_table(killed, killed_cells)]
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ TITLES = [
     "The official API: ours (ReplicateAPI.predict) vs the official client",
     "Streaming cost per event",
     "A prompt set at scale",
+    "Kill and resume beside another run",
     "A fan-out over one file",
 ]
 

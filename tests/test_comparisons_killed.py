@@ -13,9 +13,11 @@ import sqlite3
 import subprocess
 import sys
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 import anyio
+import httpx
 import pytest
 from anyio.abc import Process
 
@@ -120,6 +122,22 @@ def _lost(db: Path, run: str) -> int:
     return int(rows[0][0])
 
 
+async def _check_latencies(emulator: Emulator, db: Path, run: str) -> None:
+    """Every cell's latency is the emulator's created_at -> completed_at (within 0.25 s),
+    however many times its run was killed and resumed."""
+    with sqlite3.connect(db) as database:
+        rows = database.execute(
+            "SELECT prediction_id, latency FROM cells WHERE run_id = ?", (run,)
+        ).fetchall()
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(base_url=emulator.base_url, headers=headers) as http:
+        for prediction_id, latency in rows:
+            answer = (await http.get(f"/v1/predictions/{prediction_id}")).json()
+            created = datetime.fromisoformat(answer["created_at"].replace("Z", "+00:00"))
+            completed = datetime.fromisoformat(answer["completed_at"].replace("Z", "+00:00"))
+            assert latency == pytest.approx((completed - created).total_seconds(), abs=0.25)
+
+
 def _check(emulator: Emulator, db: Path, runs: list[str]) -> None:
     """Each run created one prediction per cell, and holds exactly those."""
     creates = [
@@ -174,6 +192,7 @@ async def test_a_run_killed_at_random_and_resumed_beside_another_takes_only_its_
             assert last.returncode == 0, last.stderr.decode()
             with anyio.fail_after(120):
                 assert await first.wait() == 0
+            await _check_latencies(emulator, db, "second")
         finally:
             await first.aclose()
     _check(emulator, db, ["first", "second"])
