@@ -34,6 +34,9 @@ PURE = (
     "comparisons._judging",
     "comparisons._ranking",
     "comparisons._summary",
+    "emulator._account_models",
+    "emulator._directory",
+    "emulator._search",
 )
 # Libraries that reach the network, the disk or a server: no pure module imports one,
 # directly or through a package module. (anyio is allowed: the rate budget waits on its

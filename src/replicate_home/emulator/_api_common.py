@@ -13,6 +13,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ._account_models import ACCOUNT_NAME
 from ._api_rules import TokenBucket, api_object, quirky_json
 from ._responses import json_bytes, problem
 from ._scenarios import FileOutput
@@ -37,13 +38,13 @@ __all__ = [
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 JSON = "application/json"
-#: The account every token belongs to (the real API's ``GET /v1/account`` fields).
+#: The account every token belongs to (the real API's ``GET /v1/account`` fields). It has
+#: no avatar and no GitHub account: the real API leaves such fields out (they are
+#: described as strings, never null).
 ACCOUNT: dict[str, Any] = {
     "type": "user",
-    "username": "emulator",
+    "username": ACCOUNT_NAME,
     "name": "Replicate Home Emulator",
-    "github_url": None,
-    "avatar_url": None,
 }
 #: The account the emulator's token belongs to: deployments created over HTTP are its.
 EMULATOR_ACCOUNT = str(ACCOUNT["username"])

@@ -28,6 +28,7 @@ __all__ = [
     "deployment_object",
     "encode_cursor",
     "format_event",
+    "model_description",
     "model_object",
     "parse_cancel_after",
     "parse_prefer_wait",
@@ -248,11 +249,12 @@ def _openapi_schema(kind: str) -> dict[str, Any]:
     }
 
 
-def version_object(info: ModelInfo) -> dict[str, Any]:
-    """The version object of a model (``GET /v1/models/{owner}/{name}/versions/{id}``)."""
+def version_object(info: ModelInfo, created_at: str | None = None) -> dict[str, Any]:
+    """The version object of a model (``GET /v1/models/{owner}/{name}/versions/{id}``);
+    ``created_at`` for a version the emulator made (a trained one)."""
     return {
         "id": info.version,
-        "created_at": _VERSION_CREATED_AT,
+        "created_at": created_at or _VERSION_CREATED_AT,
         "cog_version": _COG_VERSION,
         "openapi_schema": _openapi_schema(info.kind),
     }
@@ -269,15 +271,19 @@ _KIND_DESCRIPTIONS = {
 }
 
 
+def model_description(info: ModelInfo) -> str:
+    """The description of one of the emulator's catalogue models (what it does)."""
+    return f"An emulated {_KIND_DESCRIPTIONS[info.kind]} model"
+
+
 def model_object(model: str, info: ModelInfo, run_count: int) -> dict[str, Any]:
     """The model object of ``owner/name`` (``GET /v1/models/{owner}/{name}``)."""
     owner, name = model.split("/", 1)
-    what = _KIND_DESCRIPTIONS[info.kind]
     return {
         "url": f"https://replicate.com/{model}",
         "owner": owner,
         "name": name,
-        "description": f"An emulated {what} model",
+        "description": model_description(info),
         "visibility": "public",
         "is_official": info.official,
         "github_url": None,
@@ -361,6 +367,10 @@ def api_object(
         as_created=as_created,
         file_output=file_output,
     )
+    for moment in ("started_at", "completed_at"):
+        # Left out until they happen, as the real API answers (never null).
+        if obj[moment] is None:
+            del obj[moment]
     if pred.is_terminal(now) and not as_created:
         # Documented beside predict_time: from creation to the terminal status.
         obj["metrics"]["total_time"] = round(pred.end_time - pred.created, 6)

@@ -29,11 +29,13 @@ from starlette.middleware import Middleware
 from ._account_routes import account_routes
 from ._api_common import ApiGate, ApiSettings
 from ._api_rules import TokenBucket
+from ._collection_routes import collection_routes
 from ._creates import PredictionCreator
 from ._deployment_routes import deployment_routes
 from ._emulator_routes import emulator_routes
 from ._file_store import FileStore
 from ._files_routes import files_routes
+from ._hardware_routes import hardware_routes
 from ._home_routes import home_routes
 from ._model_routes import model_routes
 from ._prediction_routes import prediction_routes
@@ -42,6 +44,7 @@ from ._registry import ModelRegistry
 from ._responses import routing_error
 from ._scenarios import FileOutput, Scenario
 from ._schemas import ModelKind
+from ._search_routes import search_routes
 from ._state import EmulatorState
 from ._store import PredictionStore
 from ._stream_routes import stream_routes
@@ -135,11 +138,12 @@ class Emulator:
         page_size = _positive_int("page_size", page_size)
         if file_output not in ("data", "url"):
             raise ValueError(f"file_output must be 'data' or 'url', got {file_output!r}")
-        self._registry = ModelRegistry(community_models, models or {})
         if webhook_secret is not None and (
             not isinstance(webhook_secret, str) or not webhook_secret.startswith("whsec_")
         ):
             raise ValueError("webhook_secret must be a string that starts with 'whsec_'")
+        self._state = state = EmulatorState(default, store, clock, history)
+        self._registry = ModelRegistry(community_models, models or {}, state.now_or_last)
         delays = tuple(webhook_retry_delays)
         if any(isinstance(d, bool) or not isinstance(d, (int, float)) or d < 0 for d in delays):
             raise ValueError("webhook_retry_delays must be non-negative numbers of seconds")
@@ -154,7 +158,6 @@ class Emulator:
             webhook_secret=webhook_secret if webhook_secret is not None else new_secret(),
         )
         self._settings = settings
-        self._state = state = EmulatorState(default, store, clock, history)
         self._base_url: str | None = None
         self._serving_now = False
         #: Files uploaded through ``/v1/files``.
@@ -166,7 +169,10 @@ class Emulator:
                 *home_routes(state),
                 *prediction_routes(state, settings, gate, creator),
                 *account_routes(gate, settings.webhook_secret),
-                *model_routes(state, self._registry, gate, creator),
+                *model_routes(state, settings, self._registry, gate, creator),
+                *search_routes(state, self._registry, gate),
+                *collection_routes(state, self._registry, gate),
+                *hardware_routes(gate),
                 *deployment_routes(self._registry, gate, creator),
                 *files_routes(gate, self.files),
                 *emulator_routes(state, self.stats),

@@ -48,30 +48,31 @@ def _refuse_constant(name: str) -> Any:
 
 
 def _check_options(payload: dict[str, Any]) -> Response | None:
-    """The 422 answer for bad ``stream`` and webhook fields, if any."""
-    stream = payload.get("stream")
-    if stream is not None and not isinstance(stream, bool):
+    """The 422 answer for bad ``stream`` and webhook fields, if any. A field sent as
+    ``null`` is a field of the wrong type (the official clients leave unset ones out)."""
+    if "stream" in payload and not isinstance(payload["stream"], bool):
         return invalid(
-            f"stream must be a boolean, got {json.dumps(stream)}",
+            f"stream must be a boolean, got {json.dumps(payload['stream'])}",
             field="stream",
             kind="invalid_type",
         )
     for name in ("webhook", "webhook_completed"):
-        value = payload.get(name)
-        if value is not None and not isinstance(value, str):
+        if name in payload and not isinstance(payload[name], str):
             return invalid(
-                f"{name} must be a URL string, got {json.dumps(value)}",
+                f"{name} must be a URL string, got {json.dumps(payload[name])}",
                 field=name,
                 kind="invalid_type",
             )
-    events = payload.get("webhook_events_filter")
-    if events is not None and (
-        not isinstance(events, list) or not all(event in WEBHOOK_EVENTS for event in events)
-    ):
-        allowed = ", ".join(sorted(WEBHOOK_EVENTS))
-        return invalid(
-            f"webhook_events_filter must be a list of: {allowed}", field="webhook_events_filter"
-        )
+    if "webhook_events_filter" in payload:
+        events = payload["webhook_events_filter"]
+        if not isinstance(events, list) or not all(
+            isinstance(event, str) and event in WEBHOOK_EVENTS for event in events
+        ):
+            allowed = ", ".join(sorted(WEBHOOK_EVENTS))
+            return invalid(
+                f"webhook_events_filter must be a list of: {allowed}",
+                field="webhook_events_filter",
+            )
     return None
 
 
@@ -108,14 +109,14 @@ class PredictionCreator:
             model = model_name(owner, name)
             if model is None:
                 return invalid(f"version {version!r} must look like owner/name:version_id")
-            info = self._registry.info(model)
-            if version_id != info.version:
+            found = self._registry.version_info(model, version_id)
+            if found is None:
                 return problem(
                     422,
                     "Invalid version or not permitted",
                     f"version {version_id!r} is not a version of model {model}",
                 )
-            return model, info, True
+            return model, found, True
         if "/" in version:
             # `owner/name` alone: the real API runs an official model by name here too.
             owner, _, name = version.partition("/")
@@ -137,13 +138,14 @@ class PredictionCreator:
                 f"an official model, owner/name; got {version!r}"
             )
         known = self._registry.model_of_version(version)
-        if known is None:
+        known_info = None if known is None else self._registry.version_info(known, version)
+        if known is None or known_info is None:
             return problem(
                 422,
                 "Invalid version or not permitted",
                 f"version {version} does not exist (or you are not permitted to use it)",
             )
-        return known, self._registry.info(known), True
+        return known, known_info, True
 
     def _input_files(
         self, model_input: dict[str, Any], schema: dict[str, Any], base: str

@@ -106,6 +106,8 @@ class _FilesRoutes:
                 metadata = json.loads(raw_metadata)
             except ValueError:
                 return problem(422, "Unprocessable Entity", "metadata must be valid JSON")
+            if not isinstance(metadata, dict):
+                return problem(422, "Unprocessable Entity", "metadata must be a JSON object")
         if len(name.encode()) > 255:
             return problem(422, "Unprocessable Entity", "filename must be at most 255 bytes")
         stored = StoredFile(

@@ -138,6 +138,11 @@ class _PredictionRoutes:
         if isinstance(window, Response):
             return window
         after, before = window
+        source = request.query_params.get("source")
+        if source is not None:
+            if source != "web":
+                return problem(400, "Invalid source", "source can only be 'web'")
+            newest_first = [pred for pred in newest_first if pred.source == "web"]
         if after is not None or before is not None:
             newest_first = [
                 pred
@@ -160,7 +165,7 @@ class _PredictionRoutes:
                 page = [pred for pred in newest_first if pred.number > number][-size:]
         kept = {
             name: request.query_params[name]
-            for name in ("created_after", "created_before")
+            for name in ("created_after", "created_before", "source")
             if name in request.query_params
         }
         base = str(request.url.replace(query="")).rstrip("/")
