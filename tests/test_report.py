@@ -1,20 +1,25 @@
-"""The HTML report in a real headless Chromium: every image decodes, the grid has every
-cell, and a hostile output stays text (no script of an output ever runs)."""
+"""The HTML report in a real headless Chromium: every image decodes, audio and video
+play, the grid has every cell, and a hostile output stays text (no script of an output
+ever runs)."""
 
 from __future__ import annotations
 
 import html
 import json
+import math
 import re
 import shutil
+import struct
 import subprocess
+import wave
+from io import BytesIO
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from replicate_home import ReplicateAPI
-from replicate_home.comparisons import ResultsStore, run_comparison, write_report
+from replicate_home.comparisons import PromptRow, ResultsStore, run_comparison, write_report
 from replicate_home.emulator import Emulator, Scenario
 
 LLAMA = "meta/meta-llama-3-8b-instruct"
@@ -62,14 +67,15 @@ def chromium() -> str:
     pytest.skip("no Chromium installed (.ci/run installs Debian's chromium)")
 
 
-def read_in_browser(directory: Path) -> dict[str, Any]:
-    (directory / "harness.html").write_text(HARNESS, encoding="utf-8")
+def read_in_browser(directory: Path, harness: str = HARNESS) -> dict[str, Any]:
+    (directory / "harness.html").write_text(harness, encoding="utf-8")
     command = [
         chromium(),
         "--headless",
         "--no-sandbox",  # CI runs as root
         "--disable-gpu",
         "--allow-file-access-from-files",  # the harness reads the framed report's DOM
+        "--autoplay-policy=no-user-gesture-required",  # the harness presses play
         "--virtual-time-budget=10000",
         "--dump-dom",
         (directory / "harness.html").as_uri(),
@@ -115,3 +121,109 @@ async def test_the_report_in_chromium(tmp_path: Path) -> None:
     assert HOSTILE in seen["cells"][2]["text"]  # the text model's output
     assert HOSTILE in seen["cells"][3]["text"]  # the image model's error
     assert all(image["src"] != "x" for image in seen["images"])
+
+
+#: The page that plays the report's media: every image decoded, every audio and video
+#: element loaded and played until its clock moved, read from the framed report.
+MEDIA_HARNESS = """<!DOCTYPE html><html><body>
+<iframe id="report" src="report.html" style="width:1400px;height:1000px"></iframe>
+<pre id="result">pending</pre>
+<script>
+window.addEventListener("load", function () {
+  var out = document.getElementById("result");
+  var doc = document.getElementById("report").contentDocument;
+  var images = Array.prototype.map.call(doc.querySelectorAll("img"), function (img) {
+    return {src: img.getAttribute("src"), width: img.naturalWidth};
+  });
+  var media = Array.prototype.slice.call(doc.querySelectorAll("audio, video"));
+  var played = [];
+  var left = media.length;
+  function finish() {
+    out.textContent = JSON.stringify({images: images, media: played,
+      missing: doc.querySelectorAll(".missing-file").length});
+  }
+  function done() { left -= 1; if (left === 0) { finish(); } }
+  media.forEach(function (element) {
+    var seen = {tag: element.tagName.toLowerCase(), src: element.getAttribute("src"),
+                played: false, error: null};
+    played.push(seen);
+    element.muted = true;
+    element.addEventListener("error", function () {
+      seen.error = "error " + (element.error ? element.error.code : "?"); done();
+    }, {once: true});
+    element.addEventListener("timeupdate", function moved() {
+      if (element.currentTime > 0) {
+        element.removeEventListener("timeupdate", moved);
+        seen.played = true;
+        seen.duration = element.duration;
+        seen.width = element.videoWidth || 0;
+        element.pause();
+        done();
+      }
+    });
+    element.play().catch(function (error) { seen.error = "play: " + error; done(); });
+  });
+  if (left === 0) { finish(); }
+});
+</script></body></html>
+"""
+
+
+def wav(seconds: float = 1.0, rate: int = 8000) -> bytes:
+    """A WAV file of a 440 Hz tone (16-bit mono)."""
+    frames = b"".join(
+        struct.pack("<h", int(8000 * math.sin(2 * math.pi * 440 * n / rate)))
+        for n in range(int(seconds * rate))
+    )
+    buffer = BytesIO()
+    with wave.open(buffer, "wb") as file:
+        file.setnchannels(1)
+        file.setsampwidth(2)
+        file.setframerate(rate)
+        file.writeframes(frames)
+    return buffer.getvalue()
+
+
+#: A short VP8 WebM, 96x64 (the viewer's browser tests play it too).
+WEBM = Path(__file__).parent / "data" / "tiny.webm"
+SONG = "acme/tone-maker"  # any other model name is a text model: scripted to give a file
+VIDEO = "minimax/video-01"
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_report_written_offline_after_the_emulator_stopped_shows_and_plays_everything(
+    tmp_path: Path,
+) -> None:
+    emulator = Emulator(Scenario(duration=0.1), file_output="url")
+    db = tmp_path / "runs.db"
+    async with emulator.serve():
+        async with ReplicateAPI("token", base_url=emulator.base_url) as client:
+            # The audio and video outputs are files the emulator serves by URL, as
+            # Replicate's delivery host does (uploaded, then scripted as the output).
+            tone = await client.upload_file(wav(), filename="tone.wav")
+            clip = await client.upload_file(WEBM.read_bytes(), filename="clip.webm")
+            emulator.script("a tone", Scenario(output=emulator.download_url(tone.id)), model=SONG)
+            emulator.script("a clip", Scenario(output=emulator.download_url(clip.id)), model=VIDEO)
+            async with ResultsStore.open(db) as store:
+                images = await run_comparison(client, store, ["a lighthouse", "pears"], [FLUX])
+                sounds = await run_comparison(client, store, ["a tone"], [SONG])
+                clips = await run_comparison(client, store, [PromptRow("a clip")], [VIDEO])
+    # Offline, days later as far as the report knows: one page of every run's files.
+    async with ResultsStore.open(db) as store:
+        for run, name in ((images, "images"), (sounds, "sounds"), (clips, "clips")):
+            folder = tmp_path / name
+            folder.mkdir()
+            await write_report(store, run.id, folder / "report.html")
+    seen = read_in_browser(tmp_path / "images", MEDIA_HARNESS)
+    assert len(seen["images"]) == 2
+    assert seen["missing"] == 0
+    assert all(image["width"] > 0 for image in seen["images"])
+    (sound,) = read_in_browser(tmp_path / "sounds", MEDIA_HARNESS)["media"]
+    assert (sound["tag"], sound["error"], sound["played"]) == ("audio", None, True)
+    assert sound["src"].endswith(".wav")
+    assert sound["duration"] == pytest.approx(1.0, abs=0.05)
+    (video,) = read_in_browser(tmp_path / "clips", MEDIA_HARNESS)["media"]
+    assert (video["tag"], video["error"], video["played"]) == ("video", None, True)
+    assert video["src"].endswith(".webm")
+    assert video["width"] == 96

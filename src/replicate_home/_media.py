@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import mimetypes
 
-__all__ = ["content_type_of", "data_uri", "suffix_for"]
+__all__ = ["content_type_of", "data_uri", "sniff", "suffix_for"]
 
 #: Suffixes for content types ``mimetypes`` spells oddly or may not know.
 _SUFFIXES = {
@@ -31,10 +31,18 @@ _MAGIC = (
     (b"\x89PNG\r\n\x1a\n", "image/png"),
     (b"\xff\xd8\xff", "image/jpeg"),
     (b"GIF8", "image/gif"),
-    (b"RIFF", "audio/wav"),  # WAV and WebP both start RIFF: told apart below
     (b"ID3", "audio/mpeg"),
+    (b"\xff\xfb", "audio/mpeg"),  # an MPEG audio frame with no ID3 tag before it
+    (b"\xff\xf3", "audio/mpeg"),
+    (b"\xff\xf2", "audio/mpeg"),
+    (b"OggS", "audio/ogg"),
+    (b"fLaC", "audio/flac"),
+    (b"\x1a\x45\xdf\xa3", "video/webm"),  # EBML: WebM (Matroska)
     (b"%PDF", "application/pdf"),
 )
+
+#: RIFF containers, by the form type at bytes 8-12.
+_RIFF = {b"WAVE": "audio/wav", b"WEBP": "image/webp", b"AVI ": "video/x-msvideo"}
 
 
 def suffix_for(content_type: str | None) -> str:
@@ -45,6 +53,19 @@ def suffix_for(content_type: str | None) -> str:
     return _SUFFIXES.get(base) or mimetypes.guess_extension(base) or ".bin"
 
 
+def sniff(head: bytes) -> str | None:
+    """The content type a file's first bytes (at least 12 of them) say, if they say one:
+    common image, audio, video and document formats."""
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if head.startswith(b"RIFF"):
+        return _RIFF.get(head[8:12])
+    if head[4:8] == b"ftyp":  # ISO base media: MP4, or M4A for audio alone
+        return "audio/mp4" if head[8:12] == b"M4A " else "video/mp4"
+    return None
+
+
 def content_type_of(name: str | None, head: bytes) -> str:
     """A content type from a file's name, else its first bytes, else
     ``application/octet-stream``."""
@@ -52,12 +73,7 @@ def content_type_of(name: str | None, head: bytes) -> str:
         guessed, _ = mimetypes.guess_type(name)
         if guessed:
             return guessed
-    for magic, kind in _MAGIC:
-        if head.startswith(magic):
-            if magic == b"RIFF" and head[8:12] == b"WEBP":
-                return "image/webp"
-            return kind
-    return "application/octet-stream"
+    return sniff(head) or "application/octet-stream"
 
 
 def data_uri(data: bytes, content_type: str) -> str:

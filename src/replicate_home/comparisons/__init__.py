@@ -4,7 +4,9 @@ results database (SQLite), resumable without a duplicate prediction, with an HTM
 ``run_comparison(client, store, prompts, models)`` runs every prompt on every model;
 ``resume_comparison(client, store, run_id)`` finishes an interrupted run;
 ``write_report(store, run_id, path)`` (the ``report`` extra: Jinja2) writes a
-self-contained page with the outputs side by side and the images saved beside it.
+self-contained page with the outputs side by side, from the run's archive: every output
+file is kept beside the database as its cell ends (``store.files(run_id)`` says where,
+or why not; ``fetch_files`` tries again for those not kept).
 
 Scoring: :class:`Assertion` checks on each output, :class:`Judge` models that score
 outputs by a rubric (:func:`parse_score` reads their answers), :func:`summarize` for
@@ -12,7 +14,9 @@ per-model numbers, and :func:`leaderboard` for Bradley-Terry ratings from pairwi
 :class:`Vote` values.
 """
 
+from ._archive import DEFAULT_MAX_FILE_BYTES, fetch_files
 from ._assertions import Assertion, AssertionResult, CellChecks
+from ._file_store import FILE_STATES, ArchivedFile
 from ._judging import Judge, Verdict, judge_prompt, parse_score
 from ._prompts import PromptRow, load_prompts, parse_prompts
 from ._ranking import Leaderboard, PairRecord, Rating, Vote, leaderboard
@@ -32,10 +36,13 @@ from ._store import (
 from ._summary import ErrorGroup, ModelSummary, summarize, threshold_failures
 
 __all__ = [
+    "DEFAULT_MAX_FILE_BYTES",
     "END_STATUSES",
+    "FILE_STATES",
     "IN_DOUBT",
     "SCHEMA",
     "SCHEMA_VERSION",
+    "ArchivedFile",
     "Assertion",
     "AssertionResult",
     "AttemptRecord",
@@ -57,6 +64,7 @@ __all__ = [
     "Verdict",
     "Vote",
     "VoteRecord",
+    "fetch_files",
     "judge_prompt",
     "leaderboard",
     "load_prompts",

@@ -2,16 +2,18 @@
 
 Rendered by Jinja2 with autoescaping on (every model output is untrusted text), under a
 Content-Security-Policy that allows no script at all, so even a template mistake can't
-let an output run code. Images are downloaded beside the page (``NAME_files/``), never
-hot-linked: a service's image URLs expire, an emulator's die with it. Only files whose
-bytes are PNG, JPEG, GIF or WebP are kept, named by what they are, not by their URL.
+let an output run code. Output files come from the run's archive (see
+:mod:`._archive`), never from the service: they are linked (or copied) beside the page
+(``NAME_files/``), so the page shows every kept image, plays every kept audio and video,
+and links any other file, with no network, days after the run. A file the archive does
+not hold is named with why (``fetch=True``, ``report --fetch``, tries to keep it first).
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
+import os
+import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,45 +23,48 @@ from urllib.parse import quote, urlsplit
 import anyio
 import httpx
 
+from .._client import BaseClient
+from ._archive import fetch_files
+from ._file_store import ArchivedFile
 from ._store import CellRecord, ResultsStore, RunRecord
 
-__all__ = ["MAX_IMAGE_BYTES", "write_report"]
+__all__ = ["write_report"]
 
-#: The largest image the report saves, in bytes; a larger answer is left out.
-MAX_IMAGE_BYTES = 25 * 1024 * 1024
-#: Image downloads at once.
-DOWNLOADS = 8
-#: Seconds one image download may take.
-DOWNLOAD_TIMEOUT = 30.0
-
-_MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", ".png"),
-    (b"\xff\xd8\xff", ".jpg"),
-    (b"GIF87a", ".gif"),
-    (b"GIF89a", ".gif"),
-)
-
-
-def _image_suffix(data: bytes) -> str | None:
-    for magic, suffix in _MAGIC:
-        if data.startswith(magic):
-            return suffix
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return ".webp"
-    return None
+#: Content types the page shows as an image (what every browser decodes).
+_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif"})
 
 
 @dataclass
-class _SavedImage:
-    url: str
-    src: str | None = None  # the page-relative path, when saved
-    problem: str | None = None
+class _FileView:
+    """One output file as the page shows it."""
+
+    file: ArchivedFile
+    src: str | None = None  # the page-relative path, when kept
+
+    @property
+    def kind(self) -> str:
+        """``image``, ``audio``, ``video`` or ``file`` (a link)."""
+        content_type = (self.file.content_type or "").split(";", 1)[0]
+        if content_type in _IMAGES:
+            return "image"
+        if content_type.startswith(("audio/", "video/")):
+            return content_type.split("/", 1)[0]
+        return "file"
+
+    @property
+    def shown_url(self) -> str:
+        """The file's URL without its query (a signature, maybe), a ``data:`` URI cut."""
+        url = self.file.url
+        if url[:5].lower() == "data:":
+            return url[: url.find(",") + 1 or 40] + "…"
+        parts = urlsplit(url)
+        return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
 @dataclass
 class _CellView:
     record: CellRecord
-    images: list[_SavedImage] = field(default_factory=list)
+    files: list[_FileView] = field(default_factory=list)
 
     @property
     def input_json(self) -> str:
@@ -71,12 +76,18 @@ async def write_report(
     run_id: str,
     path: str | Path,
     *,
+    fetch: bool = False,
+    client: BaseClient | None = None,
     http_client: httpx.AsyncClient | None = None,
 ) -> Path:
-    """Write the report of run ``run_id`` to ``path`` (an ``.html`` file), its images in
-    ``<stem>_files/`` beside it; return the page's path. Needs the ``report`` extra
-    (Jinja2). ``http_client`` downloads the images (one without credentials is opened
-    by default: image hosts get no token)."""
+    """Write the report of run ``run_id`` to ``path`` (an ``.html`` file), its files in
+    ``<stem>_files/`` beside it (hard links to the archive where the file system allows,
+    else copies); return the page's path. Needs the ``report`` extra (Jinja2).
+
+    The page is written from the database and the archive alone, with no network.
+    ``fetch`` first tries to keep the files the archive lacks (see
+    :func:`fetch_files`), through ``client`` or ``http_client`` if given (else an HTTP
+    client with no credentials)."""
     try:
         import jinja2
     except ImportError:
@@ -84,19 +95,41 @@ async def write_report(
     page = Path(path)
     run = await store.run(run_id)
     cells = await store.cells(run_id)
-    files = page.with_name(f"{page.stem}_files")
-    views = [_CellView(cell) for cell in cells]
-    if any(cell.images for cell in cells):
-        await anyio.Path(files).mkdir(parents=True, exist_ok=True)
-        await _save_images(views, files, http_client)
+    if fetch:
+        await fetch_files(store, run_id, client=client, http_client=http_client)
+    views = {cell.cell: _CellView(cell) for cell in cells}
+    folder = page.with_name(f"{page.stem}_files")
+    for file in await store.files(run_id):
+        view = _FileView(file)
+        if file.path is not None:
+            name = file.path.name
+            if await anyio.to_thread.run_sync(_place, file.path, folder / name):
+                view.src = f"{quote(folder.name)}/{quote(name)}"
+        if file.cell in views:
+            views[file.cell].files.append(view)
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("replicate_home.comparisons", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    html = environment.get_template("report.html.j2").render(**_context(run, views))
+    html = environment.get_template("report.html.j2").render(**_context(run, list(views.values())))
     await anyio.Path(page).write_text(html, encoding="utf-8")
     return page
+
+
+def _place(source: Path, target: Path) -> bool:
+    """Put a kept file beside the page (in a worker thread): a hard link, else a copy.
+    ``False`` if the archive lost it (removed by hand)."""
+    if not source.is_file():
+        return False
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        return True  # named by its bytes: it is this file
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or no hard links
+        shutil.copyfile(source, target)
+    return True
 
 
 def _context(run: RunRecord, views: Sequence[_CellView]) -> dict[str, Any]:
@@ -136,74 +169,3 @@ def _webhook(run: RunRecord) -> str | None:
     if isinstance(events, list) and events:
         shown += f" (events: {', '.join(str(event) for event in events)})"
     return shown
-
-
-async def _save_images(
-    views: Sequence[_CellView],
-    files: Path,
-    http_client: httpx.AsyncClient | None,
-) -> None:
-    limiter = anyio.CapacityLimiter(DOWNLOADS)
-    owned = http_client is None
-    http = http_client or httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True)
-    try:
-        async with anyio.create_task_group() as group:
-            for view in views:
-                for number, url in enumerate(view.record.images):
-                    image = _SavedImage(url)
-                    view.images.append(image)
-                    name = f"cell-{view.record.cell}-{number}"
-                    group.start_soon(_save_one, http, image, files / name, limiter)
-    finally:
-        if owned:
-            with anyio.CancelScope(shield=True):
-                await http.aclose()
-
-
-async def _save_one(
-    http: httpx.AsyncClient,
-    image: _SavedImage,
-    stem: Path,
-    limiter: anyio.CapacityLimiter,
-) -> None:
-    async with limiter:
-        try:
-            data = await _fetch(http, image.url)
-        except (httpx.HTTPError, ValueError) as error:
-            image.problem = f"not saved: {error}"
-            return
-        suffix = _image_suffix(data)
-        if suffix is None:
-            image.problem = "not saved: not a PNG, JPEG, GIF or WebP image"
-            return
-        target = stem.with_suffix(suffix)
-        await anyio.Path(target).write_bytes(data)
-        image.src = f"{quote(target.parent.name)}/{quote(target.name)}"
-
-
-async def _fetch(http: httpx.AsyncClient, url: str) -> bytes:
-    """The bytes behind an output URL (``https``/``http``, or a ``data:`` URI), at most
-    :data:`MAX_IMAGE_BYTES`."""
-    if url.startswith("data:"):
-        header, sep, payload = url.partition(",")
-        if not sep or not header.endswith(";base64"):
-            raise ValueError("a data URI that is not base64")
-        if len(payload) > MAX_IMAGE_BYTES * 4 // 3 + 4:
-            raise ValueError("larger than the report keeps")
-        try:
-            return base64.b64decode(payload, validate=True)
-        except binascii.Error:
-            raise ValueError("a data URI that is not valid base64") from None
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise ValueError("not an http(s) URL")
-    async with http.stream("GET", url) as response:
-        if not response.is_success:
-            raise ValueError(f"HTTP {response.status_code}")
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in response.aiter_bytes():
-            size += len(chunk)
-            if size > MAX_IMAGE_BYTES:
-                raise ValueError("larger than the report keeps")
-            chunks.append(chunk)
-    return b"".join(chunks)

@@ -20,6 +20,10 @@ A run is bound to its service (:mod:`._binding`); a resume can also open a new a
 of the cells that ended with given statuses (``retry``). A cell's latency runs from its
 create to its end: the service's ``created_at`` to its ``completed_at`` where it gives
 them, else from the recorded ``sending`` mark, so a resume never restarts it.
+
+A cell's output files are kept in the archive beside the database as the cell ends
+(:mod:`._archive`), downloaded while the run goes on; the run returns once they are
+kept. A resume tries again the files a run meant to keep and has not.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 import anyio
@@ -39,6 +44,15 @@ from .._models import Deployment, Prediction
 from .._provider import ReplicateHome
 from .._replicate_api import ReplicateAPI
 from .._service import PredictionCall
+from ._archive import (
+    ARCHIVE_DOWNLOADS,
+    DEFAULT_MAX_FILE_BYTES,
+    RETRIED,
+    ArchivePolicy,
+    fetch_files,
+    keep_cell_files,
+    output_files,
+)
 from ._assertions import Assertion
 from ._binding import check_binding, origin_of
 from ._judging import Judge
@@ -102,6 +116,8 @@ async def run_comparison(
     assertions: Sequence[str | Mapping[str, Any] | Assertion] = (),
     judges: Sequence[Judge] = (),
     on_text: TextListener | None = None,
+    keep_files: bool = True,
+    max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
 ) -> RunRecord:
     """Run every prompt on every model, recording each cell in ``store``; return the run.
 
@@ -125,7 +141,14 @@ async def run_comparison(
     of their kind that succeeded, once the cells have ended
     (:func:`~._scoring.score_run`). Both are stored with the run (callables aside), so
     a resume scores with them too.
+
+    Each cell's output files (images, audio, video, any file) are kept in the store's
+    archive as the cell ends (:meth:`ResultsStore.files` says where, or why not), each
+    up to ``max_file_bytes`` (``None``: no cap); with ``keep_files=False`` none is kept
+    (their URLs are recorded ``not kept``; :func:`~._archive.fetch_files` can keep them
+    later, while the service still has them).
     """
+    policy = ArchivePolicy(keep_files, max_file_bytes)
     rows = prompt_rows(prompts)
     checks = tuple(Assertion.parse(spec) for spec in assertions)
     judges = tuple(judges)
@@ -146,7 +169,7 @@ async def run_comparison(
                 call = replace(call, webhook=hook, webhook_events_filter=events)
             calls.append(call)
             specs.append((p, m, str(model), row.prompt, call.input))
-    settings: dict[str, Any] = {"timeout": timeout, "limit": limit}
+    settings: dict[str, Any] = {"timeout": timeout, "limit": limit, "archive": policy.settings()}
     settings.update(scoring_settings(checks, [row.assertions for row in rows], judges))
     if hook is not None:
         settings["webhook"] = hook
@@ -161,17 +184,8 @@ async def run_comparison(
         emulator=emulator,
     )
     cells = await store.cells(run.id)
-    await _drive(
-        client,
-        store,
-        run,
-        list(zip(cells, calls, strict=True)),
-        limit,
-        timeout,
-        on_progress,
-        0,
-        on_text,
-    )
+    work = list(zip(cells, calls, strict=True))
+    await _drive(client, store, run, work, limit, timeout, on_progress, 0, policy, on_text)
     callables = [check for check in checks if check.kind == "python"]
     await score_run(client, store, run.id, assertions=callables, limit=limit, timeout=timeout)
     return run
@@ -226,8 +240,10 @@ async def resume_comparison(
     The run is then scored (:func:`~._scoring.score_run`) with its stored assertions
     and judges and the ``assertions`` and ``judges`` given (added to the run's); judge
     predictions follow the same rules as cells. ``on_text`` sees each text chunk as it
-    arrives, as for :func:`run_comparison`. :class:`~replicate_home.RunNotFound` (a
-    ``KeyError``) if there is no such run, ``ValueError`` for an unknown status."""
+    arrives, as for :func:`run_comparison`. The output files the run meant to keep and
+    has not (``pending``, ``failed``) are downloaded again, while the service still has
+    them. :class:`~replicate_home.RunNotFound` (a ``KeyError``) if there is no such run,
+    ``ValueError`` for an unknown status."""
     statuses = _retry_statuses(retry)
     origin = _origin(client)
     run = await store.run(run_id)
@@ -277,8 +293,15 @@ async def resume_comparison(
             continue
         work.append((cell, call))
     done = len(cells) - len(work)
-    if work:
-        await _drive(client, store, run, work, limit, timeout, on_progress, done, on_text)
+    policy = ArchivePolicy.of(run.settings)
+    async with anyio.create_task_group() as group:
+        if policy.keep:
+            keep = partial(fetch_files, client=client, max_file_bytes=policy.max_file_bytes)
+            group.start_soon(partial(keep, store, run_id, states=RETRIED))
+        if work:
+            await _drive(
+                client, store, run, work, limit, timeout, on_progress, done, policy, on_text
+            )
     await score_run(
         client,
         store,
@@ -351,6 +374,7 @@ async def _drive(
     timeout: float | None,
     on_progress: Callable[[RunProgress], object] | None,
     already_done: int,
+    policy: ArchivePolicy,
     on_text: TextListener | None = None,
 ) -> None:
     total = already_done + len(work)
@@ -389,8 +413,13 @@ async def _drive(
     # Marked "sending" right before each create leaves: a cell caught between its create
     # and the commit of the answer is then known to be in doubt, never silently re-sent.
     calls = [replace(call, before_create=mark(index)) for index, (_, call) in enumerate(work)]
+    downloads = anyio.CapacityLimiter(ARCHIVE_DOWNLOADS)
     try:
-        async with client._fan_out_calls(calls, limit=limit, timeout=timeout) as events:
+        # The files of each ended cell download in this group while the run goes on.
+        async with (
+            anyio.create_task_group() as archiving,
+            client._fan_out_calls(calls, limit=limit, timeout=timeout) as events,
+        ):
             async for event in events:
                 index = event.index
                 cell = work[index][0]
@@ -414,7 +443,10 @@ async def _drive(
                     images[index].extend(event.image.images)
                 elif isinstance(event, Finished):
                     prediction = event.prediction
-                    text = "".join(texts[index]) if not images[index] else None
+                    files = prediction.files if output_files(prediction.output) else []
+                    # Text stays in the database; an output that is only files has none.
+                    only_files = files and not isinstance(prediction.output, dict)
+                    text = None if images[index] or only_files else "".join(texts[index])
                     seconds = latency(index, prediction, prediction.elapsed)
                     await store.record_end(
                         run.id,
@@ -427,7 +459,13 @@ async def _drive(
                         predict_time=prediction.predict_time,
                         created_at=prediction.created_at,
                         completed_at=prediction.completed_at,
+                        files=[file.url for file in files],
+                        keep_files=policy.keep,
                     )
+                    if files and policy.keep:
+                        archiving.start_soon(
+                            keep_cell_files, store, run.id, cell.cell, files, policy, downloads
+                        )
                     ended[index] = True
                     tally.running -= created[index]
                     tally.done += 1

@@ -166,8 +166,37 @@ _SCORES = (
 )""",
 )
 
+#: Step 4: the output archive. Each output file of a cell's attempt: where it was served,
+#: and where its bytes are kept beside the database, or why they are not.
+_FILES = (
+    """CREATE TABLE IF NOT EXISTS files (
+    run_id        TEXT NOT NULL,
+    cell          INTEGER NOT NULL,
+    attempt       INTEGER NOT NULL, -- the cell's attempt that made it
+    position      INTEGER NOT NULL, -- its place in the output, from 0
+    url           TEXT NOT NULL,    -- where the service served it (a kept data: URI:
+                                    -- its header only, the bytes are in the archive)
+    state         TEXT NOT NULL,    -- pending | kept | failed | too large | not kept
+    name          TEXT,             -- kept: its path in the archive, ab/ab12…ef.png
+    sha256        TEXT,             -- kept: the hex SHA-256 of its bytes
+    content_type  TEXT,             -- kept: its media type (from its bytes where known)
+    size          INTEGER,          -- kept: bytes
+    error         TEXT,             -- not kept: why
+    updated_at    TEXT NOT NULL,    -- ISO 8601, UTC
+    PRIMARY KEY (run_id, cell, attempt, position)
+)""",
+    "CREATE INDEX IF NOT EXISTS files_by_state ON files (run_id, state)",
+    # The image URLs of cells that ended before the archive: to be kept by the next
+    # resume or `report --fetch`, while the service still has them.
+    "INSERT OR IGNORE INTO files (run_id, cell, attempt, position, url, state, updated_at)"
+    " SELECT cells.run_id, cells.cell, cells.attempt, CAST(image.key AS INTEGER),"
+    " image.value, 'pending', strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    " FROM cells, json_each(cells.images) AS image"
+    " WHERE cells.state = 'done' AND json_valid(cells.images) AND image.type = 'text'",
+)
+
 #: Step ``n`` (from 1) turns a database of version ``n - 1`` into version ``n``.
-MIGRATIONS: tuple[Sequence[str], ...] = (_TABLES, _BOUND_CLAIMED_ATTEMPTS, _SCORES)
+MIGRATIONS: tuple[Sequence[str], ...] = (_TABLES, _BOUND_CLAIMED_ATTEMPTS, _SCORES, _FILES)
 
 #: The version of the schema this library writes (``PRAGMA user_version``).
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -11,6 +11,9 @@ A prediction id is *claimed* by at most one cell in the whole store (the ``claim
 table's primary key, checked by SQLite itself in the transaction that records it), so
 two runs, or two processes sharing the file, never record one prediction twice.
 
+A cell's output files are recorded with its end, then kept in the archive beside the
+database (:attr:`ResultsStore.archive`; the ``files`` table, :mod:`._file_store`).
+
 The database carries a schema version (``PRAGMA user_version``, :data:`SCHEMA_VERSION`);
 an older one is brought up to date step by step when opened (:mod:`._schema`), a newer
 one is refused with a clear :class:`ValueError` rather than misread.
@@ -31,6 +34,7 @@ from typing import Any, TypeVar
 import anyio
 
 from .._exceptions import RunNotFound
+from ._file_store import FileTables, file_rows
 from ._records import (
     END_STATUSES,
     IN_DOUBT,
@@ -107,25 +111,33 @@ class _Database:
             return result
 
 
-class ResultsStore(ScoreTables):
+class ResultsStore(ScoreTables, FileTables):
     """A results database (SQLite), opened with ``async with ResultsStore.open(path)``.
 
     Every method runs off the event loop. Query the file with any SQLite tool too: see
-    :data:`SCHEMA`.
+    :data:`SCHEMA`. Output files are kept in :attr:`archive`, a directory beside it
+    (:meth:`files` says where each is).
     """
 
-    def __init__(self, database: _Database) -> None:
+    def __init__(self, database: _Database, path: Path) -> None:
         self._database = database
         self._limiter = anyio.CapacityLimiter(1)
+        #: The database file.
+        self.path = path
+        #: The directory that keeps the runs' output files, beside the database
+        #: (``results.db`` keeps them in ``results.db-archive/``), each named by the
+        #: SHA-256 of its bytes.
+        self.archive = path.with_name(path.name + "-archive")
 
     @classmethod
     @asynccontextmanager
     async def open(cls, path: str | Path) -> AsyncIterator[ResultsStore]:
         """Open (creating if needed) the database at ``path``, bringing an older one up
         to the current schema."""
-        database = await anyio.to_thread.run_sync(_Database, Path(path))
+        where = Path(path)
+        database = await anyio.to_thread.run_sync(_Database, where)
         try:
-            yield cls(database)
+            yield cls(database, where)
         finally:
             with anyio.CancelScope(shield=True):
                 await anyio.to_thread.run_sync(database.close)
@@ -387,34 +399,51 @@ class ResultsStore(ScoreTables):
         predict_time: float | None = None,
         created_at: datetime | None = None,
         completed_at: datetime | None = None,
+        files: Sequence[str] = (),
+        keep_files: bool = True,
     ) -> None:
         """The cell ended (``status`` is its outcome). The end of a prediction another
-        cell holds (its claim moved to the cell that created it) is not recorded."""
-        await self._run(
-            "UPDATE cells SET state = 'done', status = ?,"
-            " prediction_id = COALESCE(?, prediction_id), output_text = ?, images = ?,"
-            " error = ?, error_type = ?, latency = ?, predict_time = ?, ended_at = ?,"
-            " created_at = COALESCE(?, created_at), completed_at = ?"
-            " WHERE run_id = ? AND cell = ? AND (? IS NULL OR NOT EXISTS (SELECT 1 FROM"
-            " claims WHERE prediction_id = ? AND (run_id != cells.run_id OR cell != cells.cell)))",
-            (
-                status,
-                prediction_id,
-                output_text,
-                json.dumps(list(images)),
-                error,
-                error_type,
-                latency,
-                predict_time,
-                iso_text(utc_now()),
-                iso_text(created_at),
-                iso_text(completed_at),
-                run_id,
-                cell,
-                prediction_id,
-                prediction_id,
-            ),
+        cell holds (its claim moved to the cell that created it) is not recorded. The
+        output ``files`` (URLs) are recorded in the same transaction, ``pending`` (to be
+        kept in the archive) or, without ``keep_files``, ``not kept``."""
+        values = (
+            status,
+            prediction_id,
+            output_text,
+            json.dumps(list(images)),
+            error,
+            error_type,
+            latency,
+            predict_time,
+            iso_text(utc_now()),
+            iso_text(created_at),
+            iso_text(completed_at),
+            run_id,
+            cell,
+            prediction_id,
+            prediction_id,
         )
+
+        def end(connection: sqlite3.Connection) -> None:
+            ended = connection.execute(
+                "UPDATE cells SET state = 'done', status = ?,"
+                " prediction_id = COALESCE(?, prediction_id), output_text = ?, images = ?,"
+                " error = ?, error_type = ?, latency = ?, predict_time = ?, ended_at = ?,"
+                " created_at = COALESCE(?, created_at), completed_at = ?"
+                " WHERE run_id = ? AND cell = ? AND (? IS NULL OR NOT EXISTS (SELECT 1 FROM"
+                " claims WHERE prediction_id = ? AND (run_id != cells.run_id"
+                " OR cell != cells.cell)))",
+                values,
+            )
+            if ended.rowcount:
+                connection.execute(
+                    "DELETE FROM files WHERE run_id = ? AND cell = ? AND attempt ="
+                    " (SELECT attempt FROM cells WHERE run_id = ? AND cell = ?)",
+                    (run_id, cell, run_id, cell),
+                )
+                file_rows(connection, run_id, cell, files, keep_files)
+
+        await self._transaction(end)
 
     async def record_interrupted(self, run_id: str, cells: Sequence[int]) -> None:
         """The run was left while these cells ran: their predictions were cancelled."""
