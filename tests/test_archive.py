@@ -5,8 +5,10 @@ report written from the archive with no network."""
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
+import json
 import sqlite3
 from pathlib import Path
 
@@ -16,7 +18,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from replicate_home import ReplicateAPI, ReplicateHome
+from replicate_home.cli import main
+from replicate_home.cli._common import DEFAULT_FILE_CAP, byte_size
 from replicate_home.comparisons import (
+    DEFAULT_MAX_FILE_BYTES,
     FILE_STATES,
     SCHEMA_VERSION,
     ArchivedFile,
@@ -333,3 +338,79 @@ def test_archive_names_never_make_a_page() -> None:
     for risky in ("text/html", "image/svg+xml", "application/xhtml+xml", None, ""):
         assert archive_name(digest, risky).endswith(".bin")
     assert set(FILE_STATES) == {"pending", "kept", "failed", "too large", "not kept"}
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def test_compare_save_on_the_in_process_emulator_saves_every_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The docs' command as a new user runs it: no service configured, so the emulator
+    # runs in this process; its files are saved before it stops.
+    monkeypatch.delenv("REPLICATE_HOME_BASE_URL")
+    monkeypatch.chdir(tmp_path)
+    argv = ["compare", "-m", "sdxl", "-m", "gemma-2b", "--json", "--save", "results", "a hat"]
+    assert main(argv) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [result["status"] for result in results] == ["succeeded"] * 2
+    image, text = sorted((tmp_path / "results").iterdir())
+    assert image.name == "1-sdxl-lightning-4step-1.png"
+    assert image.read_bytes().startswith(b"\x89PNG")
+    assert text.name == "2-gemma-2b-it.txt"
+    assert text.read_text(encoding="utf-8") == results[1]["text"]
+
+
+def test_cli_prompt_set_keeps_files_under_its_cap_and_report_fetch_tries_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "runs.db"
+    argv = ["compare", "--emulator", "--service", "api", "--json", "--db", str(db)]
+    argv += ["-p", "waves", "-m", FLUX, "-m", VIDEO, "-i", "output_bytes=50000"]
+    assert main([*argv, "--max-file-bytes", "20K", "--name", "capped"]) == 0
+    image, video = json.loads(capsys.readouterr().out)
+    (png,) = image["files"]
+    assert png["state"] == "kept"
+    assert png["content_type"] == "image/png"
+    assert Path(png["path"]).read_bytes()[:4] == b"\x89PNG"
+    (clip,) = video["files"]
+    assert clip["state"] == "too large"
+    assert "20480 bytes" in clip["error"]
+    assert clip["path"] is None
+    page = tmp_path / "report.html"
+    assert main(["report", "capped", "--db", str(db), "-o", str(page)]) == 0
+    assert 'data-file-state="too large"' in page.read_text(encoding="utf-8")
+    # --fetch keeps it (up to the default cap): the emulator that made the run is gone,
+    # but this one gave its files as data: URIs, which need no network.
+    assert main(["report", "capped", "--db", str(db), "-o", str(page), "--fetch"]) == 0
+    html = page.read_text(encoding="utf-8")
+    assert "data-file-state" not in html
+    assert html.count("<img src=") == 1
+    assert html.count("<video controls") == 1
+    assert capsys.readouterr().out.splitlines() == [str(page)] * 2
+    # Keeping none is recorded as such; the options are a prompt set's, kept by a resume.
+    assert main([*argv, "--no-keep-files", "--name", "none"]) == 0
+    states = [[f["state"] for f in cell["files"]] for cell in json.loads(capsys.readouterr().out)]
+    assert states == [["not kept"], ["not kept"]]
+    for options in (["--no-keep-files"], ["--max-file-bytes", "5M"]):
+        assert main(["compare", "--resume", "none", "--db", str(db), *options]) == 2
+        assert main(["compare", "-m", FLUX, "--emulator", "a hat", *options]) == 2
+    assert "for a prompt set" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("512", 512), ("64K", 65536), ("100m", 100 * 1024**2), ("2GiB", 2 * 1024**3), ("none", None)],
+)
+def test_max_file_bytes_reads_sizes(text: str, size: int | None) -> None:
+    assert byte_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "0", "-1", "1.5M", "lots", "K"])
+def test_max_file_bytes_refuses_what_is_not_a_size(text: str) -> None:
+    with pytest.raises(argparse.ArgumentTypeError):
+        byte_size(text)
+
+
+def test_the_command_lines_default_cap_is_the_librarys() -> None:
+    assert DEFAULT_FILE_CAP == DEFAULT_MAX_FILE_BYTES

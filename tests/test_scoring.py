@@ -286,7 +286,7 @@ async def test_an_older_database_gains_the_score_tables_and_keeps_its_runs(tmp_p
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
     db.close()
-    assert SCHEMA_VERSION == 3
+    assert SCHEMA_VERSION >= 3  # the score tables are step 3; later steps add others
 
 
 @pytest.mark.anyio

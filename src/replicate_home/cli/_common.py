@@ -85,6 +85,30 @@ def positive_int(text: str) -> int:
     return value
 
 
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+#: ``--max-file-bytes`` unless given: the comparisons' ``DEFAULT_MAX_FILE_BYTES``
+#: (written here so the command line imports the comparisons only when it runs one).
+DEFAULT_FILE_CAP = 1024**3
+
+
+def byte_size(text: str) -> int | None:
+    """A size in bytes (``512``, ``64K``, ``100M``, ``2G``: binary units), or ``none``
+    (no limit: ``None``)."""
+    cleaned = text.strip().lower().removesuffix("ib").removesuffix("b")
+    if cleaned == "none":
+        return None
+    unit = cleaned[-1:] if cleaned[-1:] in _SIZE_UNITS else ""
+    number = cleaned[: len(cleaned) - len(unit)]
+    try:
+        value = int(number) * _SIZE_UNITS[unit]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size (e.g. 500M, 2G, none): {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 byte, not {text}")
+    return value
+
+
 # -- the plan ---------------------------------------------------------------------------
 
 

@@ -9,6 +9,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from contextlib import nullcontext
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .._fanout import ComparisonResult, Failed, Finished, ResultCollector
@@ -41,6 +42,7 @@ async def compare_command(plan: Plan, interrupt: Interrupt) -> int:
     names = [str(model) for model in models]
     collector = ResultCollector(names)
     live = None if args.json else _live_view(names)
+    saved = False
     with interrupt.scope:
         async with open_client(plan) as client:
             events = client.fan_out(
@@ -60,14 +62,23 @@ async def compare_command(plan: Plan, interrupt: Interrupt) -> int:
                         if isinstance(event, (Finished, Failed)):
                             status = collector.result(event.index).status
                             logger.debug("%d %s: %s", event.index, event.model, status)
+            if args.save is not None:
+                # While the client is open: through its connection pool, and before an
+                # emulator started for this command stops serving the files.
+                saved = True
+                await _save(collector.results(unfinished=INTERRUPTED), args.save)
     results = collector.results(unfinished=INTERRUPTED)
     print_results(results, as_json=args.json)
-    if args.save is not None:
-        for result in results:
-            await save_result(result, args.save)
+    if args.save is not None and not saved:  # interrupted: what ended before is saved
+        await _save(results, args.save)
     if interrupt.happened or args.allow_failures or all(result.ok for result in results):
         return EXIT_OK
     return EXIT_FAILED
+
+
+async def _save(results: Sequence[ComparisonResult], directory: Path) -> None:
+    for result in results:
+        await save_result(result, directory)
 
 
 def _live_view(models: Sequence[str]) -> LiveView | None:

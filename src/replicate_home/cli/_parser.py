@@ -14,7 +14,7 @@ from .._home import BASE_URL_ENV as HOME_BASE_URL_ENV
 from .._home import DEFAULT_BASE_URL as HOME_DEFAULT_URL
 from .._models import Deployment
 from .._version import __version__
-from ._common import DEFAULT_TIMEOUT, positive_float, positive_int
+from ._common import DEFAULT_FILE_CAP, DEFAULT_TIMEOUT, byte_size, positive_float, positive_int
 from ._predictions import add_predictions_parser
 from ._save import SAVE_HELP
 from ._scoring import add_scoring_options
@@ -172,6 +172,21 @@ def build_parser() -> argparse.ArgumentParser:
         "'not sent', 'in doubt', error)",
     )
     compare.add_argument(
+        "--max-file-bytes",
+        type=byte_size,
+        default=DEFAULT_FILE_CAP,
+        metavar="SIZE",
+        help="keep each output file of a prompt set up to SIZE bytes in the archive beside "
+        "the database (K, M, G suffixes; 'none' for no cap; default: 1G)",
+    )
+    compare.add_argument(
+        "--no-keep-files",
+        dest="keep_files",
+        action="store_false",
+        help="keep no output file of a prompt set (their URLs are recorded; "
+        "report --fetch can keep them later, while the service still has them)",
+    )
+    compare.add_argument(
         "--limit", type=positive_int, default=None, help="predictions in flight at most"
     )
     compare.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -193,7 +208,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--output",
         type=Path,
         default=Path("report.html"),
-        help="the page to write; images go beside it (default: %(default)s)",
+        help="the page to write; its files go beside it (default: %(default)s)",
+    )
+    report.add_argument(
+        "--fetch",
+        action="store_true",
+        help="first try to keep the run's output files the archive lacks (failed, too "
+        "large, not kept), while the service still has them",
     )
     report.add_argument(
         "--db",

@@ -21,7 +21,7 @@ from .._home import BASE_URL_ENV as HOME_BASE_URL_ENV
 from .._home import DEFAULT_BASE_URL as HOME_DEFAULT_URL
 from .._models import Deployment
 from ..comparisons._prompts import PromptRow
-from ._common import Plan, Target, UsageError, make_client, one_line
+from ._common import DEFAULT_FILE_CAP, Plan, Target, UsageError, make_client, one_line
 from ._emulator import check_emulator_installed
 from ._save import check_save_directory
 from ._scoring import is_scored
@@ -121,6 +121,8 @@ def make_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
         rows = tuple(check_prompt_set(args))
         calls = [(row.prompt, {**(inputs or {}), **row.input} or None) for row in rows]
     elif args.command == "compare":
+        if not args.keep_files or args.max_file_bytes != DEFAULT_FILE_CAP:
+            raise UsageError("--no-keep-files and --max-file-bytes are for a prompt set")
         if args.prompt is None:
             raise UsageError("compare needs a PROMPT (or a prompt set: -p, --prompts FILE)")
         if not args.models:

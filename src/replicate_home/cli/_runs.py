@@ -18,6 +18,7 @@ from typing import Any
 from .._exceptions import RunBoundElsewhere, RunNotFound
 from ..comparisons import (
     END_STATUSES,
+    ArchivedFile,
     CellRecord,
     CheckRecord,
     JudgementRecord,
@@ -36,6 +37,7 @@ from ..comparisons._binding import check_binding, origin_of
 from ..comparisons._prompts import prompt_rows
 from ..comparisons._runner import TextListener
 from ._common import (
+    DEFAULT_FILE_CAP,
     DEFAULT_TIMEOUT,
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -80,6 +82,8 @@ def check_prompt_set(args: argparse.Namespace) -> list[PromptRow]:
             raise UsageError("--resume takes the run's prompts and models from the database")
         if args.webhook is not None or args.webhook_events is not None:
             raise UsageError("--resume sends the webhook recorded with the run")
+        if not args.keep_files or args.max_file_bytes != DEFAULT_FILE_CAP:
+            raise UsageError("--resume keeps the output files as the run was told to")
         retry_statuses(args)
         scoring_from_args(args)
         check_database(args.db or DEFAULT_DB, "--resume")
@@ -208,7 +212,18 @@ async def _no_such_run(store: ResultsStore, name: str, database: Path) -> str:
     return f"no run {name!r} in {database}; its runs{more}: {latest}"
 
 
-def _cell_json(cell: CellRecord) -> dict[str, Any]:
+def _file_json(file: ArchivedFile) -> dict[str, Any]:
+    return {
+        "state": file.state,
+        "path": None if file.path is None else str(file.path),
+        "content_type": file.content_type,
+        "size": file.size,
+        "sha256": file.sha256,
+        "error": file.error,
+    }
+
+
+def _cell_json(cell: CellRecord, files: Sequence[ArchivedFile]) -> dict[str, Any]:
     return {
         "cell": cell.cell,
         "prompt_index": cell.prompt_index,
@@ -225,6 +240,7 @@ def _cell_json(cell: CellRecord) -> dict[str, Any]:
         "latency": cell.latency,
         "predict_time": cell.predict_time,
         "attempts": cell.attempt,
+        "files": [_file_json(file) for file in files if file.cell == cell.cell],
     }
 
 
@@ -286,10 +302,11 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
                         emulator=emulator,
                         assertions=assertions,
                         judges=judges,
+                        keep_files=args.keep_files,
+                        max_file_bytes=args.max_file_bytes,
                         **webhook_options(plan),
                     )
                 if args.report is not None:
-                    # While the client (and an emulator of this process) serves the images.
                     args.report.parent.mkdir(parents=True, exist_ok=True)
                     page = await write_report(store, run.id, args.report)
                     print(f"replicate-home: report {page}", file=sys.stderr)
@@ -298,6 +315,7 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
             return EXIT_INTERRUPTED
         record = await store.run(run_id)
         cells = await store.cells(run_id)
+        files = await store.files(run_id)
         checks = await store.checks(run_id)
         judgements = await store.judgements(run_id)
     passed: dict[int, bool] = {}
@@ -306,7 +324,7 @@ async def comparison_command(plan: Plan, interrupt: Interrupt) -> int:
     summaries = summarize(cells, checks=passed, scores=judgements, models=record.models)
     if args.json:
         by_cell = _scores_by_cell(checks, judgements)
-        rows = [{**_cell_json(cell), **by_cell.get(cell.cell, {})} for cell in cells]
+        rows = [{**_cell_json(cell, files), **by_cell.get(cell.cell, {})} for cell in cells]
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
         sys.stdout.flush()
@@ -425,7 +443,7 @@ async def report_command(args: argparse.Namespace) -> None:
     async with open_store(args.db) as store:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         try:
-            page = await write_report(store, args.run, args.output)
+            page = await write_report(store, args.run, args.output, fetch=args.fetch)
         except RunNotFound:
             raise UsageError(await _no_such_run(store, args.run, args.db)) from None
     print(page)
