@@ -177,3 +177,13 @@ def test_export_writes_cells_votes_and_models_as_csv_and_jsonl(
     assert models[0]["judged"] == 2
     assert main(["export", "nope", "--db", str(db)]) == 2
     assert main(["export", run_id, "--db", str(tmp_path / "none.db")]) == 2
+
+
+def test_the_live_line_says_when_judges_score() -> None:
+    from replicate_home.cli._run_view import progress_counts
+    from replicate_home.comparisons import RunProgress
+
+    cells = RunProgress("r", 4, 1, 2, 1, 0, None)
+    judges = RunProgress("r", 4, 3, 1, 0, 1, None, "judges")
+    assert progress_counts(cells, 2.0, None).startswith("1/4 cells done")
+    assert progress_counts(judges, 2.0, None).startswith("judging: 3/4 outputs judged")

@@ -13,6 +13,7 @@ from replicate_home import ReplicateAPI, ReplicateHome
 from replicate_home.comparisons import (
     Judge,
     ResultsStore,
+    RunProgress,
     Vote,
     leaderboard,
     resume_comparison,
@@ -85,8 +86,14 @@ async def test_a_judge_that_answers_garbage_leaves_outputs_unscored_with_its_ans
     async with emulator.serve(), ResultsStore.open(tmp_path / "runs.db") as store:
         async with ReplicateAPI(TOKEN, base_url=emulator.base_url) as client:
             # An ordinary text model as judge: it writes words, never a SCORE line.
+            seen: list[RunProgress] = []
             run = await run_comparison(
-                client, store, ["calm", "windy"], [GEMMA], judges=[Judge(LLAMA, RUBRIC)]
+                client,
+                store,
+                ["calm", "windy"],
+                [GEMMA],
+                judges=[Judge(LLAMA, RUBRIC)],
+                on_progress=seen.append,
             )
             judgements = await store.judgements(run.id)
             cells = await store.cells(run.id)
@@ -102,6 +109,13 @@ async def test_a_judge_that_answers_garbage_leaves_outputs_unscored_with_its_ans
         assert judgement.prediction_id
     (summary,) = summarize(cells, scores=judgements)
     assert (summary.judged, summary.unscored, summary.score_mean) == (2, 2, None)
+    # The cells' progress, then the judges': the stage says which.
+    stages = [progress.stage for progress in seen]
+    assert stages == sorted(stages)  # "cells" < "judges"
+    cells_end = [p for p in seen if p.stage == "cells"][-1]
+    judges = [p for p in seen if p.stage == "judges"]
+    assert (cells_end.done, cells_end.total) == (2, 2)
+    assert (judges[0].done, judges[0].waiting, judges[-1].done, judges[-1].total) == (0, 2, 2, 2)
 
 
 @pytest.mark.anyio

@@ -32,7 +32,10 @@ def _count(number: int, noun: str) -> str:
 def progress_counts(progress: RunProgress, elapsed: float, limit: int | None) -> str:
     """The live line's words: done, running, queued (and why, where it is known: cells
     held back by ``--limit``), failed, the time left and the time so far."""
-    parts = [f"{progress.done}/{_count(progress.total, 'cell')} done"]
+    if progress.stage == "judges":  # the cells have ended: judge models score them
+        parts = [f"judging: {progress.done}/{_count(progress.total, 'output')} judged"]
+    else:
+        parts = [f"{progress.done}/{_count(progress.total, 'cell')} done"]
     if progress.running:
         parts.append(f"{progress.running} running")
     if progress.waiting:

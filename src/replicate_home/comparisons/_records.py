@@ -1,4 +1,5 @@
-"""What the results store hands out: runs, cells, attempts and clock samples, as values.
+"""What the results store hands out: runs, cells, attempts and clock samples, as values,
+and where a run stands while it goes (:class:`RunProgress`).
 
 Plain frozen records read from the database's rows (:mod:`._store` does the reading and
 writing), and the statuses a cell can end with. No I/O here, so the runner, the report
@@ -166,3 +167,22 @@ def run_from_row(row: sqlite3.Row) -> RunRecord:
         row["origin"],
         None if emulator is None else bool(emulator),
     )
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """Where a run stands: cells ``done`` (of which ``failed`` did not succeed),
+    ``running`` (created, not ended), ``waiting`` (not created yet: for the rate budget
+    or ``limit``), out of ``total``; ``remaining`` estimates the seconds left (``None``
+    until it can), from the create rate the budget allows and the latency so far.
+    ``stage`` is ``"cells"``, or ``"judges"`` once the cells have ended and judge models
+    score them: the counts are then judge predictions."""
+
+    run_id: str
+    total: int
+    done: int
+    running: int
+    waiting: int
+    failed: int
+    remaining: float | None
+    stage: str = "cells"

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timezone
 from functools import partial
 from typing import Any
@@ -58,6 +58,7 @@ from ._binding import check_binding, origin_of
 from ._judging import Judge
 from ._lost import column, find_lost_creates
 from ._prompts import PromptRow, prompt_rows
+from ._records import RunProgress
 from ._scoring import score_run, scoring_settings
 from ._store import END_STATUSES, IN_DOUBT, CellRecord, ResultsStore, RunRecord
 
@@ -81,22 +82,6 @@ def _origin(client: BaseClient) -> str:
     if not isinstance(client, (ReplicateAPI, ReplicateHome)):
         raise TypeError("a comparison runs on a ReplicateAPI or a ReplicateHome client")
     return origin_of(client.base_url)
-
-
-@dataclass(frozen=True)
-class RunProgress:
-    """Where a run stands: cells ``done`` (of which ``failed`` did not succeed),
-    ``running`` (created, not ended), ``waiting`` (not created yet: for the rate budget
-    or ``limit``), out of ``total``; ``remaining`` estimates the seconds left (``None``
-    until it can), from the create rate the budget allows and the latency so far."""
-
-    run_id: str
-    total: int
-    done: int
-    running: int
-    waiting: int
-    failed: int
-    remaining: float | None
 
 
 async def run_comparison(
@@ -187,7 +172,15 @@ async def run_comparison(
     work = list(zip(cells, calls, strict=True))
     await _drive(client, store, run, work, limit, timeout, on_progress, 0, policy, on_text)
     callables = [check for check in checks if check.kind == "python"]
-    await score_run(client, store, run.id, assertions=callables, limit=limit, timeout=timeout)
+    await score_run(
+        client,
+        store,
+        run.id,
+        assertions=callables,
+        limit=limit,
+        timeout=timeout,
+        on_progress=on_progress,
+    )
     return run
 
 
@@ -311,6 +304,7 @@ async def resume_comparison(
         limit=limit,
         timeout=timeout,
         resend_in_doubt=resend_in_doubt,
+        on_progress=on_progress,
     )
     return run
 

@@ -19,7 +19,7 @@ a Python callable can't be stored and is passed again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
@@ -34,6 +34,7 @@ from .._replicate_api import ReplicateAPI
 from .._service import PredictionCall
 from ._assertions import Assertion, AssertionResult, CellChecks, check_output
 from ._judging import Judge, parse_score
+from ._records import RunProgress
 from ._score_store import JudgementRecord
 from ._store import IN_DOUBT, CellRecord, ResultsStore, RunRecord
 
@@ -113,6 +114,7 @@ async def score_run(
     limit: int | None = None,
     timeout: float | None = None,
     resend_in_doubt: bool = False,
+    on_progress: Callable[[RunProgress], object] | None = None,
 ) -> None:
     """Check the run's ended cells and judge its succeeded ones (text outputs by text
     judges, images by vision judges: ``Judge(..., images=True)``).
@@ -120,7 +122,8 @@ async def score_run(
     ``assertions`` and ``judges`` are added to the ones the run holds (stored with it,
     callables aside); ``limit`` and ``timeout`` apply to the judge predictions as to
     cells. A judge that fails or answers what :func:`~._judging.parse_score` can't read
-    leaves that cell *unscored*, its answer or error recorded; never an exception."""
+    leaves that cell *unscored*, its answer or error recorded; never an exception.
+    ``on_progress`` sees the judge predictions' progress (``stage="judges"``)."""
     run = await store.run(run_id)
     extra = tuple(Assertion.parse(spec) for spec in assertions)
     settings = dict(run.settings)
@@ -147,7 +150,9 @@ async def score_run(
     ]
     await store.record_checks(run_id, [checks for checks in checked if checks.results])
     if every_judge:
-        await _judge(client, store, run, cells, every_judge, limit, timeout, resend_in_doubt)
+        await _judge(
+            client, store, run, cells, every_judge, limit, timeout, resend_in_doubt, on_progress
+        )
 
 
 async def _judge(
@@ -159,6 +164,7 @@ async def _judge(
     limit: int | None,
     timeout: float | None,
     resend_in_doubt: bool,
+    on_progress: Callable[[RunProgress], object] | None,
 ) -> None:
     succeeded = {cell.cell: cell for cell in cells if cell.status == "succeeded"}
     for index, judge in enumerate(judges):
@@ -206,7 +212,7 @@ async def _judge(
             continue
         work.append((record, call))
     if work:
-        await _drive_judges(client, store, run, work, judges, limit, timeout)
+        await _drive_judges(client, store, run, work, judges, limit, timeout, on_progress)
 
 
 async def _find_lost(
@@ -255,9 +261,22 @@ async def _drive_judges(
     judges: Sequence[Judge],
     limit: int | None,
     timeout: float | None,
+    on_progress: Callable[[RunProgress], object] | None,
 ) -> None:
     created = [False] * len(work)
     ended = [False] * len(work)
+    failed = 0
+
+    def report() -> None:
+        if on_progress is not None:
+            total, done = len(work), sum(ended)
+            running = sum(c and not e for c, e in zip(created, ended, strict=True))
+            progress = RunProgress(
+                run.id, total, done, running, total - done - running, failed, None, "judges"
+            )
+            on_progress(progress)
+
+    report()
     calls = [
         replace(
             call,
@@ -276,6 +295,7 @@ async def _drive_judges(
                             await store.record_judge_sent(
                                 run.id, record.cell, record.judge, event.prediction.id
                             )
+                        report()
                 elif isinstance(event, Finished):
                     answer = event.prediction.text
                     verdict = parse_score(answer or "", judges[record.judge].scale)
@@ -290,6 +310,7 @@ async def _drive_judges(
                         reason=verdict.reason or None,
                     )
                     ended[event.index] = True
+                    report()
                 elif isinstance(event, Failed):
                     prediction_id = getattr(event.error, "prediction_id", None)
                     await store.record_judge_end(
@@ -302,6 +323,8 @@ async def _drive_judges(
                         reason="the judge's prediction did not succeed",
                     )
                     ended[event.index] = True
+                    failed += 1
+                    report()
     except BaseException:
         left = [
             (work[i][0].cell, work[i][0].judge)
