@@ -8,9 +8,10 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import datetime
 from typing import Any, TextIO
 
 import anyio
@@ -35,10 +36,13 @@ __all__ = [
     "Plan",
     "Target",
     "UsageError",
+    "add_api_options",
+    "format_table",
     "is_terminal",
     "make_client",
     "one_line",
     "open_client",
+    "plain",
     "positive_float",
     "positive_int",
     "shown_url",
@@ -106,6 +110,53 @@ def byte_size(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"not a size (e.g. 500M, 2G, none): {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1 byte, not {text}")
+    return value
+
+
+def add_api_options(action: argparse.ArgumentParser) -> None:
+    """The options of a command that runs on the official API only (``predictions``,
+    ``trainings``, ``deployments``, ``collections`` ...): ``--json``, where it runs,
+    its deadline, the event loop, ``-v``."""
+    action.add_argument("--json", action="store_true", help="print JSON")
+    where = action.add_mutually_exclusive_group()
+    where.add_argument("--base-url", help="the API's URL (default: $REPLICATE_BASE_URL)")
+    where.add_argument(
+        "--emulator", action="store_true", help="run on an emulator started in this process"
+    )
+    action.add_argument(
+        "--timeout",
+        type=positive_float,
+        default=DEFAULT_TIMEOUT,
+        help="seconds (default: %(default)g)",
+    )
+    action.add_argument(
+        "--backend", choices=("asyncio", "trio"), default="asyncio", help="event loop"
+    )
+    action.add_argument("-v", "--verbose", action="store_true", help="log requests")
+    action.set_defaults(service="api", poll_interval=None, inputs=[])
+
+
+def format_table(rows: Sequence[Sequence[str]]) -> str:
+    """Rows of text as aligned columns (the first row is the header)."""
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    return "".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        + "\n"
+        for row in rows
+    )
+
+
+def plain(value: Any) -> Any:
+    """A record (a frozen dataclass of the library) as plain JSON data: its public
+    fields, timestamps in ISO 8601."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value) if f.name[0] != "_"}
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(key): plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(item) for item in value]
     return value
 
 

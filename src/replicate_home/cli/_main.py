@@ -26,6 +26,7 @@ import anyio
 import httpx
 
 from .._exceptions import ReplicateHomeError
+from ._catalogue import catalogue_command
 from ._common import (
     EXIT_FAILED,
     EXIT_INTERRUPTED,
@@ -40,14 +41,26 @@ from ._common import (
     one_line,
 )
 from ._compare import compare_command
+from ._deployments import deployments_command
 from ._emulator import check_emulator_installed, listen_problem, serve_emulator
 from ._generate import generate_command
 from ._list_models import print_models
 from ._parser import parse_arguments
-from ._plan import make_plan, make_predictions_plan
+from ._plan import make_api_plan, make_plan
 from ._predictions import predictions_command
+from ._trainings import trainings_command
 
 __all__ = ["main"]
+
+#: The commands of the official API only, each with its module's entry.
+API_COMMANDS: dict[str, Command] = {
+    "predictions": predictions_command,
+    "trainings": trainings_command,
+    "deployments": deployments_command,
+    "models": catalogue_command,
+    "collections": catalogue_command,
+    "hardware": catalogue_command,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -55,8 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_arguments(argv)
     verbose = bool(getattr(args, "verbose", False))
     try:
-        if args.command == "models":
-            print_models(sys.stdout)
+        if args.command == "models" and args.action is None:
+            print_models(sys.stdout)  # this library's catalog: no network
             return EXIT_OK
         if args.command == "emulator":
             check_emulator_installed()
@@ -102,10 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             anyio.run(export_command, args)
             return EXIT_OK
         command: Command
-        if args.command == "predictions":
-            plan = make_predictions_plan(args, os.environ)
-            command = predictions_command
+        if args.command in API_COMMANDS:
+            plan = make_api_plan(args, os.environ)
+            command = API_COMMANDS[args.command]
         else:
+            if args.command == "compare" and (args.collection or args.search):
+                from ._columns import resolve_columns
+
+                args.models = [*args.models, *resolve_columns(args, os.environ)]
             plan = make_plan(args, os.environ)
             command = compare_command if args.command == "compare" else generate_command
             if args.command == "compare" and plan.prompt_set:

@@ -14,10 +14,13 @@ from .._home import BASE_URL_ENV as HOME_BASE_URL_ENV
 from .._home import DEFAULT_BASE_URL as HOME_DEFAULT_URL
 from .._models import Deployment
 from .._version import __version__
+from ._catalogue import add_catalogue_parsers
 from ._common import DEFAULT_FILE_CAP, DEFAULT_TIMEOUT, byte_size, positive_float, positive_int
+from ._deployments import add_deployments_parser
 from ._predictions import add_predictions_parser
 from ._save import SAVE_HELP
 from ._scoring import add_scoring_options
+from ._trainings import add_trainings_parser
 
 __all__ = ["EPILOG", "build_parser", "deployment_argument", "parse_arguments"]
 
@@ -118,6 +121,26 @@ def build_parser() -> argparse.ArgumentParser:
         type=deployment_argument,
         metavar="OWNER/NAME",
         help="a deployment (api service), mixed with the models in the order given",
+    )
+    columns = compare.add_mutually_exclusive_group()
+    columns.add_argument(
+        "--collection",
+        metavar="SLUG",
+        help="compare the models of this Replicate collection that take the prompts' inputs "
+        "(api service; listed on stderr before anything is sent)",
+    )
+    columns.add_argument(
+        "--search",
+        metavar="QUERY",
+        help="compare the best models a search finds that take the prompts' inputs",
+    )
+    compare.add_argument(
+        "--top",
+        type=positive_int,
+        default=None,
+        metavar="N",
+        help="with --collection or --search: at most N models (default: 3 for --search, "
+        "all for --collection)",
     )
     compare.add_argument(
         "-p",
@@ -280,9 +303,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-browser", action="store_true", help="don't open a browser (only the URL is printed)"
     )
 
-    commands.add_parser("models", help="list the models, their kinds and aliases")
-
+    add_catalogue_parsers(commands, EPILOG, formatter)
     add_predictions_parser(commands, EPILOG, formatter)
+    add_trainings_parser(commands, EPILOG, formatter)
+    add_deployments_parser(commands, EPILOG, formatter)
 
     emulator = commands.add_parser("emulator", help="serve the emulator until interrupted")
     emulator.add_argument(
@@ -356,8 +380,13 @@ def parse_arguments(argv: Sequence[str] | None = None) -> argparse.Namespace:
         command.error(_unrecognized(command, extras))
     if args.command == "compare" and not args.resume:
         # Required unless the run comes from the database (argparse can't say "unless").
-        if not args.models:
-            command.error("the following arguments are required: -m/--model (or -d/--deployment)")
+        if not args.models and not (args.collection or args.search):
+            command.error(
+                "the following arguments are required: -m/--model (or -d/--deployment, "
+                "--collection, --search)"
+            )
+        if args.top is not None and not (args.collection or args.search):
+            command.error("--top goes with --collection or --search")
         if args.prompt is None and not args.prompts and args.prompts_file is None:
             command.error("give a PROMPT, -p/--prompt PROMPT or --prompts FILE")
     if args.command == "generate" and args.prompt is None and not args.inputs:

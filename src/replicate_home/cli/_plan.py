@@ -27,7 +27,10 @@ from ._save import check_save_directory
 from ._scoring import is_scored
 from ._view import check_viewer_installed
 
-__all__ = ["choose_target", "make_plan", "make_predictions_plan", "parse_inputs"]
+__all__ = ["choose_target", "make_api_plan", "make_plan", "parse_inputs"]
+
+#: The token sent to an emulator started here when none is set.
+EMULATOR_TOKEN = "r8_replicate_home_cli"
 
 #: Where an emulator started for a check (before the real one) pretends to be.
 _PLACEHOLDER_URL = "http://127.0.0.1"
@@ -40,7 +43,9 @@ def choose_target(args: argparse.Namespace, environ: Mapping[str, str]) -> Targe
     token = environ.get(TOKEN_ENV, "").strip() or None
     if args.emulator:
         service = args.service or ("api" if token else "home")
-        return Target(service, None, token or "emulator")
+        # Not a word an answer holds: a token is scrubbed from every answer (the
+        # emulator's account is called "emulator").
+        return Target(service, None, token or EMULATOR_TOKEN)
     named = [env for env in (HOME_BASE_URL_ENV, API_BASE_URL_ENV, TOKEN_ENV) if env in environ]
     if args.service is None and args.base_url is None and not named:
         return Target(
@@ -175,11 +180,12 @@ def _is_prompt_set(args: argparse.Namespace) -> bool:
     )
 
 
-def make_predictions_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
-    """Check a ``predictions`` command: the official API (a token), or ``--emulator``."""
+def make_api_plan(args: argparse.Namespace, environ: Mapping[str, str]) -> Plan:
+    """Check a command of the official API only (``predictions``, ``trainings``,
+    ``deployments``, ``collections`` ...): a token, or ``--emulator``."""
     if not args.emulator and TOKEN_ENV not in environ and args.base_url is None:
         raise UsageError(
-            f"predictions live on the official API: export {TOKEN_ENV}=r8_... "
+            f"{args.command} live on the official API: export {TOKEN_ENV}=r8_... "
             "(or pass --emulator to try the emulator)"
         )
     target = choose_target(args, environ)

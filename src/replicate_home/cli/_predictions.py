@@ -14,12 +14,12 @@ from .._models import Prediction
 from .._replicate_api import ReplicateAPI
 from .._run import Output
 from ._common import (
-    DEFAULT_TIMEOUT,
     EXIT_OK,
     Interrupt,
     Plan,
+    add_api_options,
+    format_table,
     open_client,
-    positive_float,
     positive_int,
 )
 
@@ -66,23 +66,7 @@ def add_predictions_parser(
         action = actions.add_parser(name, help=text)
         action.add_argument("prediction_id", metavar="ID")
     for action in actions.choices.values():
-        action.add_argument("--json", action="store_true", help="print JSON")
-        where = action.add_mutually_exclusive_group()
-        where.add_argument("--base-url", help="the API's URL (default: $REPLICATE_BASE_URL)")
-        where.add_argument(
-            "--emulator", action="store_true", help="run on an emulator started in this process"
-        )
-        action.add_argument(
-            "--timeout",
-            type=positive_float,
-            default=DEFAULT_TIMEOUT,
-            help="seconds (default: %(default)g)",
-        )
-        action.add_argument(
-            "--backend", choices=("asyncio", "trio"), default="asyncio", help="event loop"
-        )
-        action.add_argument("-v", "--verbose", action="store_true", help="log requests")
-        action.set_defaults(service="api", poll_interval=None, inputs=[])
+        add_api_options(action)
 
 
 async def predictions_command(plan: Plan, interrupt: Interrupt) -> int:
@@ -161,12 +145,7 @@ def _table(predictions: Sequence[Prediction]) -> str:
         (p.id, p.deployment or p.model, p.status, _when(p.created_at), p.source or "")
         for p in predictions
     ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        + "\n"
-        for row in rows
-    )
+    return format_table(rows)
 
 
 def _details(prediction: Prediction) -> str:
