@@ -239,7 +239,8 @@ async def test_resuming_an_unknown_run_is_a_typed_error(recorded: Path) -> None:
         (
             ["compare", "hi"],
             "usage: replicate-home compare ",
-            "the following arguments are required: -m/--model (or -d/--deployment)",
+            "the following arguments are required: -m/--model (or -d/--deployment, "
+            "--collection, --search)",
         ),
         (
             ["predictions", "get", "x", "--jsn"],
