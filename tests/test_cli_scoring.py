@@ -187,3 +187,32 @@ def test_the_live_line_says_when_judges_score() -> None:
     judges = RunProgress("r", 4, 3, 1, 0, 1, None, "judges")
     assert progress_counts(cells, 2.0, None).startswith("1/4 cells done")
     assert progress_counts(judges, 2.0, None).startswith("judging: 3/4 outputs judged")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_prompt_files_assert_key_or_column_checks_its_row(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    prompts = tmp_path / f"set{suffix}"
+    if suffix == ".jsonl":
+        prompts.write_text(
+            '{"prompt": "calm", "assert": ["min-length:1", "max-length:3"]}\n'
+            '{"prompt": "windy", "seed": 2}\n',
+            encoding="utf-8",
+        )
+    else:
+        prompts.write_text(
+            'prompt,seed,assert\ncalm,,"[""min-length:1"", ""max-length:3""]"\nwindy,2,\n',
+            encoding="utf-8",
+        )
+    argv = _compare(tmp_path / "runs.db", "--prompts", str(prompts), "-m", LLAMA, "--json")
+    assert main([*argv, "--assert", "contains: "]) == 0
+    calm, windy = json.loads(capsys.readouterr().out)
+    assert [(c["name"], c["outcome"]) for c in calm["checks"]] == [
+        ("contains: ", "passed"),
+        ("min-length:1", "passed"),
+        ("max-length:3", "failed"),
+    ]
+    assert [c["name"] for c in windy["checks"]] == ["contains: "]
+    assert "assert" not in calm["input"]  # never sent to the model
+    assert windy["input"] == {"prompt": "windy", "seed": 2}

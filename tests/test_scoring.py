@@ -7,6 +7,7 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import anyio
 import pytest
 
 from replicate_home import ReplicateAPI, ReplicateHome
@@ -344,3 +345,44 @@ async def test_a_lost_judge_create_is_never_taken_from_another_runs_judgement(
     assert emulator.stats().creates == creates + 1  # sent: the listed one was the first's
     assert own.prediction_id != taken.prediction_id
     assert own.score == taken.score
+
+
+@pytest.mark.anyio
+async def test_leaving_while_judges_run_marks_them_interrupted_and_resume_sends_them(
+    tmp_path: Path,
+) -> None:
+    # Unscripted prompts (the judges') run for a minute; the cells' end at once.
+    emulator = Emulator(Scenario(duration=60))
+    for prompt in ("calm", "windy"):
+        emulator.script(prompt, Scenario(duration=0.1), model=LLAMA)
+    judge = Judge("replicate-home/text-judge", RUBRIC)
+    async with emulator.serve(), ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateAPI(TOKEN, base_url=emulator.base_url) as client:
+            names: list[str] = []
+
+            def leave_once_judges_run(progress: RunProgress) -> None:
+                names.append(progress.run_id)
+                if progress.stage == "judges" and progress.running == 2:
+                    scope.cancel()
+
+            with anyio.CancelScope() as scope:
+                await run_comparison(
+                    client,
+                    store,
+                    ["calm", "windy"],
+                    [LLAMA],
+                    judges=[judge],
+                    on_progress=leave_once_judges_run,
+                )
+            left = await store.judgements(names[0])
+            assert [j.state for j in left] == ["interrupted"] * 2
+            # Both cancelled on the service (the client may still be sending the last).
+            await emulator.wait_for(lambda e: e.stats().cancels == 2)
+            for cell in await store.cells(names[0]):  # the judges end at once from now on
+                prompt = judged_input(judge, cell)["prompt"]
+                emulator.script(prompt, Scenario(duration=0.1), model=judge.model)
+            await resume_comparison(client, store, names[0])
+            judgements = await store.judgements(names[0])
+    assert [j.state for j in judgements] == ["done"] * 2
+    assert all(j.score is not None for j in judgements)
+    assert emulator.stats().creates == 6  # two cells, two judges cancelled, two sent again
