@@ -1,0 +1,104 @@
+"""Ctrl-C on a prompt-set run: what had ended is printed as the end would print it, and
+the exact command that finishes the run; that command does."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import replicate_home.emulator
+from replicate_home.cli import main
+from replicate_home.emulator import Emulator, Scenario
+
+#: The command line with the emulator ``--emulator`` starts: the prompt "first" ends at
+#: once, every other prompt takes a minute.
+RUNNER = textwrap.dedent(
+    """
+    import sys
+    import replicate_home.emulator as emulator_module
+    from replicate_home.cli import main
+    from replicate_home.emulator import Emulator, Scenario
+
+    class Scripted(Emulator):
+        def __init__(self, *args, **kwargs):
+            super().__init__(Scenario(duration=60), **kwargs)
+            self.script("first", Scenario(duration=0.1))
+
+    emulator_module.Emulator = Scripted
+    sys.exit(main(sys.argv[1:]))
+    """
+)
+
+
+def interrupted(*argv: str) -> tuple[str, list[str]]:
+    """Run ``compare`` with ``-v``, send Ctrl-C once the first prediction has ended and
+    the second is being polled; stdout and stderr's lines (without the library's log)."""
+    command = [sys.executable, "-c", RUNNER, "compare", "--emulator", "-v", *argv]
+    with subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stderr is not None
+        before, ended = [], False
+        for line in process.stderr:  # blocking reads: the command's own log is the cue
+            before.append(line)
+            ended = ended or bool(re.match(r"replicate_home: home: \w+ is succeeded", line))
+            if ended and re.match(r"replicate_home: home: \w+ is processing", line):
+                break  # the first cell has ended (and was recorded), the second runs
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    lines = [line for line in [*before, *err.splitlines()] if not line.startswith("replicate_")]
+    return out, [line.rstrip("\n") for line in lines]
+
+
+@pytest.mark.parametrize(
+    "as_json",
+    [pytest.param(False, id="summary"), pytest.param(True, id="json", marks=pytest.mark.slow)],
+)
+def test_ctrl_c_prints_the_run_so_far_and_the_command_that_finishes_it(
+    tmp_path: Path, as_json: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "runs.db"
+    argv = ["--db", str(db), "--name", "hats", "-p", "first", "-p", "second", "-p", "third"]
+    argv += ["-m", "gemma-2b", "--limit", "1", *(["--json"] if as_json else [])]
+    out, err = interrupted(*argv)
+    assert err[0] == f"replicate-home: run hats: 3 cells, recorded in {db}"
+    *_, hint, last = err
+    assert last == "replicate-home: error: interrupted"
+    resume = ["replicate-home", "compare", "--resume", "hats", "--db", str(db), "--emulator"]
+    resume += ["--limit", "1", *(["--json"] if as_json else [])]
+    assert hint == f"replicate-home: run hats stopped; to finish it: {shlex.join(resume)}"
+    if as_json:
+        first, second, third = json.loads(out)
+        assert (first["prompt"], first["status"]) == ("first", "succeeded")
+        assert (second["status"], third["status"]) == (None, None)
+    else:
+        title, line = out.splitlines()
+        assert title == f"run hats (3 cells, {db})"
+        assert line.startswith("  google-deepmind/gemma-2b-it: ")
+        assert "1 succeeded" in line
+
+    # The command printed finishes the run (here on a quick emulator).
+    class Quick(Emulator):
+        def __init__(self, scenario: Scenario | None = None, **options: Any) -> None:
+            super().__init__(Scenario(duration=0.05), **options)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(replicate_home.emulator, "Emulator", Quick)
+        # A cell whose create was on its way at Ctrl-C is "in doubt" on the homepage
+        # service (exit 1); every cell has ended either way.
+        assert main(resume[1:]) in (0, 1)
+    capsys.readouterr()
+    with sqlite3.connect(db) as database:
+        states = [row[0] for row in database.execute("SELECT state FROM cells")]
+    assert states == ["done", "done", "done"]
