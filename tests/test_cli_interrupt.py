@@ -83,10 +83,11 @@ def test_ctrl_c_prints_the_run_so_far_and_the_command_that_finishes_it(
         assert (first["prompt"], first["status"]) == ("first", "succeeded")
         assert (second["status"], third["status"]) == (None, None)
     else:
-        title, line = out.splitlines()
+        title, line, *details = out.splitlines()
         assert title == f"run hats (3 cells, {db})"
         assert line.startswith("  google-deepmind/gemma-2b-it: ")
         assert "1 succeeded" in line
+        assert details[0].strip().startswith("latency p50 ")  # the model's numbers so far
 
     # The command printed finishes the run (here on a quick emulator).
     class Quick(Emulator):
