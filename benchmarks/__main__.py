@@ -23,6 +23,7 @@ from . import (
     fanout,
     poll_overhead,
     scale,
+    storm,
     streaming,
     uploads,
     viewer,
@@ -46,6 +47,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[[Settings, Path | None], list[Table]]]
     ),
     "uploads": ("a fan-out over one file", lambda s, _: uploads.run(s)),
     "viewer": ("the viewer's first page of a large run", lambda s, _: viewer.run(s)),
+    "storm": ("recovery from a storm of 429s", lambda s, _: storm.run(s)),
 }
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 import httpx
 import pytest
 from hypothesis import given
@@ -28,6 +29,7 @@ from starlette.routing import Route
 
 from replicate_home import PredictionTimeout, ReplicateAPI
 from replicate_home._api import ApiService
+from replicate_home._exchange import STREAM_OPEN_TIMEOUT
 from replicate_home._models import Prediction
 from replicate_home.emulator._server import serving
 
@@ -206,6 +208,43 @@ async def test_the_deadline_holds_while_following_a_stream_elsewhere() -> None:
             with anyio.fail_after(5):
                 await origins.cancelled.wait()
     assert_no_credentials(origins)
+
+
+@pytest.mark.parametrize("origin", ["silent", "https on a plain-http port"])
+async def test_a_stream_origin_that_never_answers_is_left_for_polling(origin: str) -> None:
+    # The stream's origin accepts the connection and never answers it (a silent socket,
+    # or a TLS handshake a plain-HTTP server never completes). Opening the stream has
+    # STREAM_OPEN_TIMEOUT; then the call polls, and the prediction ends well within a
+    # deadline a stream left open would have run into.
+    connected = anyio.Event()
+    release = anyio.Event()
+
+    async def hold(connection: anyio.abc.SocketStream) -> None:
+        async with connection:
+            connected.set()
+            await release.wait()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as group:
+        group.start_soon(listener.serve, hold)
+        try:
+            async with two_origins(full_stream) as origins:
+                if origin == "silent":
+                    origins.stream_url = f"http://127.0.0.1:{port}"
+                else:
+                    origins.stream_url = origins.api_url.replace("http://", "https://")
+                timeout = STREAM_OPEN_TIMEOUT + 3.0
+                async with client(origins, timeout=timeout, wait=None) as api:
+                    prediction = await api.predict(MODEL, prompt="haiku")
+        finally:
+            release.set()
+            group.cancel_scope.cancel()
+    assert prediction.status == "succeeded"
+    assert prediction.text == "".join(OUTPUT)
+    assert origins.api_paths()[-1] == f"GET /v1/predictions/{PREDICTION_ID}"
+    if origin == "silent":
+        assert connected.is_set()
 
 
 @pytest.mark.parametrize("status", [401, 403, 404, 500])

@@ -431,7 +431,8 @@ def test_token_bucket_holds_one_second_less_its_headroom_and_refills_continuousl
     bucket.pause(3)
     assert bucket.delay() == pytest.approx(3)
     now[0] += 3.05
-    assert bucket.delay() == pytest.approx(0.05)  # starts empty after a pause
+    assert bucket.delay() == 0.0  # one token when a pause ends, then at the rate
+    assert bucket.delay() == pytest.approx(0.05)
     slow = TokenBucket(30, clock=lambda: now[0])  # one every 2 s: a burst of 1, at 90%
     assert slow.delay() == 0.0
     assert slow.delay() == pytest.approx(2 / 0.9)

@@ -118,6 +118,8 @@ class ApiService:
         }
         #: ``owner/name`` -> latest version of a community model, ``None`` if official.
         self._latest: dict[str, str | None] = {}
+        #: ``owner/name`` -> set when the create in flight to its model route settles.
+        self._first_creates: dict[str, anyio.Event] = {}
         self._lookups: dict[str, anyio.Event] = {}
 
     def __repr__(self) -> str:
@@ -221,10 +223,36 @@ class ApiService:
             )
             call = replace(call, input=encoded)
         if self._by_model_route(call):
+            await self._take_turn(call.model)
             version = self._latest.get(call.model)
             if version is not None:
                 return replace(call, version=version)
         return call
+
+    async def _take_turn(self, model: str) -> None:
+        """Until this client knows whether ``owner/name`` runs on its model route (an
+        official model) or at a version (a community model, which the route refuses with
+        a 404), one create at a time goes there; the others wait for its answer (and the
+        look-up a 404 starts): at most one 404 create per model, each create a token of
+        the rate budget."""
+        while model not in self._latest:
+            first = self._first_creates.get(model)
+            if first is None:
+                self._first_creates[model] = anyio.Event()
+                return
+            await first.wait()
+
+    def settled(self, call: PredictionCall, created: bool) -> None:
+        """A model route that created a prediction serves the model; either way, the
+        calls waiting for the first create's answer go on (one of them next, if it
+        settled nothing)."""
+        if not self._by_model_route(call):
+            return
+        if created:
+            self._latest.setdefault(call.model, None)
+        first = self._first_creates.pop(call.model, None)
+        if first is not None:
+            first.set()
 
     async def _upload_input(self, value: Any, send: Send) -> tuple[str, int]:
         """Upload one file input (unless this client has a live upload of the same

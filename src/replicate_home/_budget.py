@@ -3,46 +3,57 @@ rate adapts to what the service actually allows.
 
 Replicate publishes its limits per minute (600 creates, 3000 other requests) and enforces
 them with token buckets; its 429 says so ("… 6 requests per minute with a burst of 1 …
-resets in ~5s", with ``Retry-After`` and a ``retry_after`` field: the seconds until one
-token is back, rounded up). Ours refill at the same rate, and the rules below follow from
-that model of the service:
+resets in ~5s", with ``Retry-After``: the seconds until one token is back, rounded up).
+Ours refill at the same rate, and the rules below follow from that model of the service:
 
 - **Headroom as time.** Our bucket holds one second's worth less :data:`HEADROOM`
   seconds' worth (at least one request less). Requests leave our bucket evenly but reach
   the service's with network and scheduling jitter; a request that arrives early finds
   the service's bucket short. With ``HEADROOM`` seconds of tokens to spare, jitter up to
-  that much is absorbed at every rate (one request of headroom was 100 ms at 600 a minute
-  but 20 ms at 3000 a minute, which a loaded machine exceeds).
+  that much is absorbed at every rate.
 - **Start with one token.** A process can't know what others on its token spent lately;
-  a burst is earned by staying below the rate while we watch, not assumed at start
-  (four processes each sending a full burst at once drew dozens of 429s).
+  a burst is earned by staying below the rate while we watch, not assumed at start.
+- **Retry-After is a floor.** A 429 pauses the whole bucket (every call on the client):
+  nothing leaves it until ``Retry-After`` has passed (1 s when none; at most
+  :data:`MAX_PAUSE`, and never past the deadline of the call that drew it: the engine's
+  part). A finer wait the service gives (the 429 body's ``retry_after``,
+  ``RateLimit-Reset``) is used instead when it lies within the whole seconds the header
+  rounded up to (see :func:`throttle_wait`). The bucket then restarts with one token: its
+  first request leaves when the wait is over, the next one a token later.
 - **Multiplicative decrease.** A 429 multiplies the rate by :data:`DECREASE` (once per
   episode: the 429s of requests already sent when the rate was lowered say nothing about
   the new rate), or lowers it to what got through over the last :data:`WINDOW` seconds
   if that is lower (never below :data:`MAX_CUT` of it: a client that was idle sent less
   than it could have; and only once the bucket has been in use for a whole window).
-- **Additive increase.** While requests succeed the rate climbs by :data:`CLIMB` of the
-  ceiling per second (spread over the successes), but by at most :data:`MAX_STEP` of
-  itself per success. Additive increase with multiplicative decrease is the rule under
-  which processes that share one limit and see only their own answers converge to equal
-  shares (Chiu and Jain, 1989): the climb is the same for all, the cut is larger for the
-  larger share. Equal shares matter for throughput: an unequal share leaves one process
-  finishing its cells alone, long after the others, at a rate it climbs back slowly.
-  (The first rule, +0.5 % per success, was multiplicative: a larger share climbed
-  faster, so shares drifted apart; four processes used 79 % of the limit.) At low rates,
-  where the additive step would be a large fraction of the rate, ``MAX_STEP`` keeps the
-  climb at about one 429 per 8 or 9 successes.
-- **Probing past the last limit.** Once the rate is back above the rate its last 429
-  came at, and still no 429, the limit has moved (another process on the token stopped,
-  the account's credit was topped up): the rate then climbs by ``MAX_STEP`` of itself
-  per success, so a process left alone takes the freed share in seconds, not minutes.
-- **Retry-After.** A 429 pauses the whole bucket (every call on the client) for
-  ``Retry-After`` (1 s when none; at most :data:`MAX_PAUSE`). Under the token-bucket
-  model a ``Retry-After`` of n ≥ 2 also bounds the service's rate: less than one token
-  in n - 1 seconds; so the rate drops to that at once, and a limit a hundred times lower
-  than the published one is found in one step, not twenty. The inference stops at
-  :data:`LOWEST_LIMIT` (the lowest limit Replicate documents): a longer ``Retry-After``
-  (an outage, a window) pauses the bucket but does not pin it to one request a minute.
+  A ``Retry-After`` of n ≥ 2 also bounds the service's rate: less than one token in
+  n - 1 seconds (in ``w`` seconds, for a finer wait ``w``); so the rate drops to that at
+  once, and a limit a hundred times lower than the published one is found in one step.
+  The inference stops at :data:`LOWEST_LIMIT` (the lowest limit Replicate documents): a
+  longer wait (an outage, a window) pauses the bucket but does not pin its rate.
+- **The climb is with time, not successes.** After a decrease the rate climbs by
+  :data:`CLIMB` of the ceiling a second (at most :data:`MAX_STEP` of itself per request
+  it allows: at low rates, a cut takes minutes to climb back), the same for every
+  process: additive increase with multiplicative decrease is the rule under which
+  processes that share one limit and see only their own answers converge to equal shares
+  (Chiu and Jain, 1989). It climbs whether or not requests are answered: a climb per
+  success stayed down for minutes after a storm of 429s, successes being rare at the
+  rates a storm leaves.
+- **A calm climb speeds up.** After :data:`CALM` requests' worth of time with no 429
+  (five seconds at 600 a minute; counted at the lowest rate a long ``Retry-After``
+  allowed, so at 6 a minute it is minutes) the climb doubles every :data:`DOUBLING`
+  requests' worth: a process left alone (another on the token stopped, the credit was
+  topped up) takes the freed share within seconds, while at a low limit the probing
+  stays slow (under one 429 a minute at 6 a minute).
+- **Bounded by what the last 429s showed.** The limit seen is the highest rate that got
+  through when a decrease was made (the rate allowed, or what was measured when that is
+  lower: polls allowed 50 a second and sent at 10 showed 10), within :data:`MEMORY`
+  seconds of the last decrease (the later 429s of a storm, at rates it had already
+  lowered, do not lower it). Below it the rate also climbs at :data:`RECOVERY` times the
+  square of the gap over the ceiling a second: little after a single decrease, a
+  collapse undone in seconds. Past it the rate climbs only while requests succeed and
+  wait for tokens (an idle bucket, or one whose demand is below its rate, does not climb
+  past what it has seen), and by at least :data:`MAX_STEP` of itself per request: the
+  limit has moved.
 
 The service's answers are the only signal, so processes sharing a token converge without
 talking to each other.
@@ -56,36 +67,69 @@ from collections.abc import Callable
 
 import anyio
 
-__all__ = ["CLIMB", "DECREASE", "HEADROOM", "MAX_PAUSE", "MAX_STEP", "RateBudget", "TokenBucket"]
+__all__ = [
+    "CALM",
+    "CLIMB",
+    "DECREASE",
+    "DOUBLING",
+    "HEADROOM",
+    "MAX_PAUSE",
+    "MAX_STEP",
+    "MEMORY",
+    "RECOVERY",
+    "RateBudget",
+    "TokenBucket",
+]
 
 #: The longest pause after a 429, in seconds: no answer can stop a client for good.
 MAX_PAUSE = 60.0
 
-#: A 429 multiplies the allowed rate by this (once per episode: the 429s of requests
-#: already sent when the rate was lowered say nothing about the new rate).
+#: A 429 multiplies the allowed rate by this (once per episode).
 DECREASE = 0.85
 
-#: While requests succeed, the allowed rate climbs by this fraction of the ceiling a
-#: second (0.05 more requests a second, each second, at 600 a minute): the same for every
-#: process, so shares of one limit converge.
+#: After a decrease, the allowed rate climbs by this fraction of the ceiling a second
+#: (0.05 more requests a second, each second, at 600 a minute), at most: the same for
+#: every process, so shares of one limit converge.
 CLIMB = 0.005
 
-#: A success raises the allowed rate by this fraction of itself at most: at low rates
-#: about 8 successes climb back from one decrease (one 429 in 8 or 9 requests, probing).
+#: ... and by at most this fraction of itself per request it allows (a second's climb at
+#: r requests a second is at most ``MAX_STEP * r * r``): at low rates, where the additive
+#: climb would be a large fraction of the rate, a cut takes minutes to climb back.
 MAX_STEP = 0.02
+
+#: Requests' worth of time (the rate's tokens) with no 429 after which the climb speeds
+#: up: two seconds at 600 a minute, three minutes at 6 a minute.
+CALM = 50.0
+
+#: Past :data:`CALM`, the climb doubles every this many requests' worth of time.
+DOUBLING = 20.0
+
+#: Below the limit the last 429s showed, the rate climbs at least this times the square
+#: of the gap over the ceiling a second: after a single decrease (a gap of 15 %) that is
+#: less than the additive climb, after a storm's collapse it is undone in seconds.
+RECOVERY = 1.0
+
+#: How long the rate a decrease was made from counts toward the limit the last 429s
+#: showed, in seconds.
+MEMORY = 6.0
+
+#: The longest step of the climb's integration, in seconds.
+_STEP = 0.1
 
 #: Seconds of jitter the bucket absorbs: it holds this many seconds' worth less than the
 #: service's (at least one request less).
 HEADROOM = 0.2
 
 #: The lowest limit Replicate documents (6 creates a minute, burst 1, for accounts with
-#: less than $5 of credit), in requests a minute: ``Retry-After`` lowers the rate to no
+#: less than $5 of credit), in requests a minute: a ``Retry-After`` lowers the rate to no
 #: less than this by itself.
 LOWEST_LIMIT = 6.0
 
-#: One 429 lowers the rate by half at most, even when the rate measured lately is lower:
-#: a client that was idle sent less than it could have.
-MAX_CUT = 0.5
+#: One 429 lowers the rate to a quarter of it at most, even when the rate measured lately
+#: is lower: a client that was idle sent less than it could have. (Lower than half: a
+#: bucket whose demand is far below its rate, polls, is cut near what it sends, so a pause
+#: is not followed by bursts at a rate it never used.)
+MAX_CUT = 0.25
 
 #: How far back successes count toward the rate measured when a 429 arrives, in seconds.
 WINDOW = 10.0
@@ -100,6 +144,47 @@ def _check_rate(rate_per_minute: object) -> float:
     if not (rate_per_minute > 0 and math.isfinite(rate_per_minute)):
         raise ValueError(f"a rate must be positive and finite, not {rate_per_minute!r}")
     return float(rate_per_minute)
+
+
+def _finite(value: object) -> float | None:
+    """``value`` as a finite, non-negative number of seconds, else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) and number >= 0 else None
+
+
+def throttle_wait(
+    retry_after: float | None,
+    body_retry_after: object = None,
+    remaining: str | None = None,
+    reset: str | None = None,
+) -> tuple[float | None, bool]:
+    """How long a 429 asks the client to wait, from what it said, and whether that is a
+    finer value than whole seconds rounded up.
+
+    ``retry_after`` is the ``Retry-After`` header (seconds, parsed); ``body_retry_after``
+    the answer's JSON ``retry_after`` field, if any; ``remaining`` and ``reset`` the
+    ``RateLimit-Remaining`` / ``RateLimit-Reset`` headers (the reset counts when nothing
+    remains, or when ``remaining`` is absent). A finer value is used when it is no longer
+    than the header (the header rounds up: a finer wait within its last second refines
+    it); a longer one is used too (the service asks for more). A shorter one than the
+    header's last second is ignored: ``Retry-After`` is a floor.
+    """
+    finer = _finite(body_retry_after)
+    if finer is None and reset is not None:
+        left = _finite(remaining.strip()) if remaining is not None else 0.0
+        if left is not None and left < 1:
+            finer = _finite(reset.strip())
+    if finer is None:
+        return retry_after, False
+    if retry_after is None or retry_after - 1.0 < finer <= retry_after or finer > retry_after:
+        exact = retry_after is None or finer != retry_after or finer != math.floor(finer)
+        return finer, exact
+    return retry_after, False
 
 
 class TokenBucket:
@@ -117,13 +202,23 @@ class TokenBucket:
         self._floor = min(self.ceiling, FLOOR_PER_MINUTE / 60.0)
         self._clock = clock or anyio.current_time
         self._tokens: float | None = None  # one, from the first use (needs a running loop)
-        self._updated = 0.0
+        self._refilled = 0.0  # when the tokens were last counted
         self._started = math.inf  # the first use
         self._paused_until = 0.0
         self._lowered_at = -math.inf
         self._successes: deque[float] = deque()  # when, over the last WINDOW seconds
         self._lock: anyio.Lock | None = None
-        self._limit_seen = self.ceiling  # the rate the last decrease was made from
+        #: The limit the last 429s showed, and the requests' worth of time since the
+        #: last decrease (the calm the climb speeds up with).
+        self._limit_seen = self.ceiling
+        self._calm = 0.0
+        self._last_success = -math.inf
+        self._last_wait = -math.inf  # when a request last had to wait for a token
+        #: The highest rate the last long Retry-After allowed the service (the ceiling
+        #: until one is seen): the calm is counted in requests' worth at that rate.
+        self._bound_seen = self.ceiling
+        self._climbed = 0.0  # when the rate's climb was last counted
+        self._seen: deque[tuple[float, float]] = deque()  # decreases: when, from what rate
         self.throttles = 0  # 429s seen
         self.decreases = 0  # of which lowered the rate
 
@@ -143,76 +238,130 @@ class TokenBucket:
         """Tokens a second the bucket refills with."""
         return self._allowed if self._allowed >= 2.0 else 0.9 * self._allowed
 
-    def _refill(self, now: float) -> float:
+    def _advance(self, now: float) -> float:
+        """Count the refill and the climb up to ``now``; the tokens held."""
         if self._tokens is None:
-            self._tokens, self._updated, self._started = 1.0, now, now
-        elapsed = max(0.0, now - self._updated)
-        self._tokens = min(self.capacity, self._tokens + elapsed * self.rate)
-        self._updated = now
+            self._tokens, self._refilled, self._started, self._climbed = 1.0, now, now, now
+        if now > self._refilled:  # not during a pause (it refills from its end)
+            self._tokens = min(self.capacity, self._tokens + (now - self._refilled) * self.rate)
+            self._refilled = now
+        if now > self._climbed:
+            self._climb_to(self._climbed, now)
+            self._climbed = now
         return self._tokens
+
+    def _climb_to(self, start: float, end: float) -> None:
+        """The rate's climb from ``start`` to ``end``, with time: see the module's rules.
+        Past the limit the last 429s showed it climbs only while requests succeed."""
+        rate = self._allowed
+        ceiling, limit = self.ceiling, self._limit_seen
+        # Past the limit it climbs while requests succeed and wait for tokens: a bucket
+        # whose demand is below its rate (polls) gains nothing from a higher rate but a
+        # larger burst.
+        probing_until = min(self._last_success, self._last_wait) + max(1.0, 2.0 / rate)
+        moment = start
+        while moment < end and rate < ceiling:
+            if rate >= limit and moment >= probing_until:
+                break
+            # At most a thousand steps however long the stretch (an idle hour).
+            step = min(max(_STEP, (end - start) / 1000), end - moment)
+            speed = min(CLIMB * ceiling, MAX_STEP * rate * rate)
+            if self._calm > CALM:
+                speed *= 2.0 ** min(60.0, (self._calm - CALM) / DOUBLING)
+            if rate < limit:  # the farther below, the faster: a collapse is undone
+                gap = limit - rate
+                speed = max(speed, RECOVERY * gap * gap / ceiling)
+            else:  # past it, with no 429: the limit has moved, probe multiplicatively
+                speed = max(speed, MAX_STEP * rate * rate)
+            self._calm += min(ceiling, max(self._bound_seen, limit)) * step
+            rate += speed * step
+            if rate > limit >= self._allowed and moment + step > probing_until:
+                rate = limit  # with time alone, not past the limit
+            moment += step
+        self._allowed = min(ceiling, max(self._floor, rate))
 
     def delay(self) -> float:
         """Seconds until a token is free (0 if one is free now); takes it if so."""
         now = self._clock()
+        tokens = self._advance(now)
         if now < self._paused_until:
             return self._paused_until - now
-        tokens = self._refill(now)
         if tokens >= 1.0:
             self._tokens = tokens - 1.0
             return 0.0
+        self._last_wait = now
         return (1.0 - tokens) / self.rate
+
+    def paused_for(self) -> float:
+        """Seconds until a pause a 429 set is over (0 when there is none): a request
+        that took its token before the 429 arrived must still not leave during it."""
+        return max(0.0, self._paused_until - self._clock())
 
     def pause(self, seconds: float) -> None:
         """Send nothing from this bucket for ``seconds`` (after a 429; at most
-        :data:`MAX_PAUSE`), and start empty."""
+        :data:`MAX_PAUSE`); when they are over, the bucket holds one token."""
         now = self._clock()
+        self._advance(now)
         seconds = min(max(0.0, seconds), MAX_PAUSE) if seconds == seconds else 0.0
-        self._paused_until = max(self._paused_until, now + seconds)
-        self._tokens, self._updated = 0.0, self._paused_until
+        if now + seconds > self._paused_until:
+            self._paused_until = now + seconds
+            self._tokens, self._refilled = min(1.0, self.capacity), self._paused_until
 
-    def throttled(self, retry_after: float | None, sent_at: float | None = None) -> None:
+    def throttled(
+        self, retry_after: float | None, sent_at: float | None = None, *, exact: bool = False
+    ) -> None:
         """The service answered 429 to a request sent at ``sent_at``: lower the rate
-        (unless the request left before the last decrease) and pause for ``retry_after``
-        (1 s when the service gave none).
+        (unless the request left before the last decrease) and send nothing more for
+        ``retry_after`` seconds (1 s when the service gave none). ``exact``: the wait is
+        the service's own, not whole seconds rounded up.
 
         The new rate is :data:`DECREASE` times the old one, or the rate that got through
         over the last :data:`WINDOW` seconds if that is lower (but never less than
-        :data:`MAX_CUT` of the old one). A ``Retry-After`` of n ≥ 2 seconds also says the
-        service's bucket gains less than one token in n - 1 seconds, so the rate drops to
-        at most that at once (but not below :data:`LOWEST_LIMIT` for that reason alone).
+        :data:`MAX_CUT` of the old one). A wait of n ≥ 2 whole seconds also says the
+        service's bucket gains less than one token in n - 1 seconds (in ``w`` for an exact
+        wait ``w``), so the rate drops to at most that at once (but not below
+        :data:`LOWEST_LIMIT` for that reason alone).
         """
         self.throttles += 1
+        now = self._clock()
+        self._advance(now)
         if sent_at is None or sent_at > self._lowered_at:
-            now = self._clock()
             self._lowered_at = now
             self.decreases += 1
-            self._limit_seen = self._allowed
-            lowered = self._allowed * DECREASE
+            before = shown = self._allowed
+            lowered = before * DECREASE
             measured = self._measured(now)
             if measured is not None:
-                lowered = max(self._allowed * MAX_CUT, min(lowered, measured))
-            if retry_after is not None and retry_after >= 2.0:
-                inferred = max(1.0 / (retry_after - 1.0), LOWEST_LIMIT / 60.0)
-                lowered = min(lowered, inferred)
+                lowered = max(before * MAX_CUT, min(lowered, measured))
+                # What the 429 showed is the rate that got through, not a rate allowed
+                # and left unused (polls a bucket allows 50 a second for, sent at 10).
+                shown = min(before, max(measured, lowered))
+            bound = _bound(retry_after, exact)
+            if bound is not None:
+                self._bound_seen = bound
+                shown = min(shown, bound)
+                lowered = min(lowered, bound)
+            self._remember(now, shown)
             self._allowed = max(self._floor, lowered)
+            self._calm = 0.0
             if self._tokens is not None:
                 self._tokens = min(self._tokens, self.capacity)
-        # Retry-After is whole seconds, rounded up: the service's wait lies in (n - 1, n].
-        # The bucket pauses for the part certainly needed, n - 1, and restarts empty, so
-        # its first request leaves one token (at the lowered rate) later. For n >= 2 the
-        # rate is at most one a second by then, so that is n seconds or more; for n = 1
-        # ("less than a second": a tenth of one at 600 a minute), a full second's pause
-        # cost every process that drew a 429 a second of its share. The request that drew
-        # the 429 waits the whole Retry-After before it is sent again (the engine's retry).
-        wait = 1.0 if retry_after is None else retry_after
-        self.pause(max(0.0, math.ceil(wait) - 1.0))
+        self.pause(1.0 if retry_after is None else retry_after)
+
+    def _remember(self, now: float, rate: float) -> None:
+        """A decrease was made from ``rate``: the limit seen is the highest such rate
+        over the last :data:`MEMORY` seconds."""
+        seen = self._seen
+        seen.append((now, rate))
+        while seen[0][0] < now - MEMORY:  # bounded: at most one decrease per 429
+            seen.popleft()
+        self._limit_seen = max(rate for _, rate in seen)
 
     def _measured(self, now: float) -> float | None:
         """Successes a second over the last :data:`WINDOW` seconds (over at least one
         second), or ``None`` without any, or before the bucket has been in use for a whole
         window: a process that has just started has not shown its rate yet, and cutting
-        it to what it got through so far starved it (one of four processes sharing a
-        limit ran at a tenth of it, and finished alone a minute after the others)."""
+        it to what it got through so far starved it."""
         if now - self._started < WINDOW:
             return None
         successes = self._successes
@@ -223,22 +372,15 @@ class TokenBucket:
         return len(successes) / max(1.0, now - successes[0])
 
     def succeeded(self) -> None:
-        """A request from this bucket was answered without a 429: climb a little
-        (:data:`CLIMB` of the ceiling a second, over the successes of that second; at most
-        :data:`MAX_STEP` of the rate)."""
+        """A request from this bucket was answered without a 429 (past the limit the
+        last 429s showed, the rate climbs only while they are)."""
         now = self._clock()
+        self._advance(now)
+        self._last_success = now
         successes = self._successes
         successes.append(now)
         while successes[0] < now - WINDOW:  # bounded: the rate times the window
             successes.popleft()
-        if self._allowed < self.ceiling:
-            if self._tokens is not None:  # count the refill so far at the old rate
-                self._refill(now)
-            if self._allowed >= self._limit_seen:  # past the last 429's rate: probe
-                step = MAX_STEP * self._allowed
-            else:
-                step = min(CLIMB * self.ceiling / self._allowed, MAX_STEP * self._allowed)
-            self._allowed = min(self.ceiling, self._allowed + step)
 
     async def acquire(self) -> None:
         """Wait for a token. Waiters are served in turn (first come, first served)."""
@@ -252,6 +394,22 @@ class TokenBucket:
             # Sleeping for the computed refill time, not polling for a condition.
             while (wait := self.delay()) > 0:  # noqa: ASYNC110
                 await anyio.sleep(wait)
+
+
+def _bound(retry_after: float | None, exact: bool) -> float | None:
+    """The highest rate (a second) a wait of ``retry_after`` allows the service to have,
+    if it says anything (never below :data:`LOWEST_LIMIT`)."""
+    if retry_after is None:
+        return None
+    if exact:
+        if retry_after <= 0:
+            return None
+        bound = 1.0 / retry_after
+    elif retry_after >= 2.0:
+        bound = 1.0 / (math.ceil(retry_after) - 1.0)
+    else:
+        return None
+    return max(bound, LOWEST_LIMIT / 60.0)
 
 
 class RateBudget:

@@ -282,17 +282,26 @@ class Engine:
             call = await self._service.resolve(call, send)
         if scope.cancelled_caught:
             raise PredictionTimeout(None, timeout)
-        await self._take_create_token(deadline, timeout)
-        if call.before_create is not None:
-            await call.before_create()
-        sent = anyio.current_time()
-        deadline = sent + timeout
+        created = False
         try:
-            return await self._create(call, deadline, timeout, wait, prepaid=True), sent
-        except ReplicateHomeError as error:
-            instead = await self._service.retry_create(call, error, send)
-            if instead is None:
-                raise
+            await self._take_create_token(deadline, timeout)
+            if call.before_create is not None:
+                await call.before_create()
+            sent = anyio.current_time()
+            deadline = sent + timeout
+            try:
+                prediction = await self._create(call, deadline, timeout, wait, prepaid=True)
+            except ReplicateHomeError as error:
+                instead = await self._service.retry_create(call, error, send)
+                if instead is None:
+                    raise
+            else:
+                created = True
+                return prediction, sent
+        finally:
+            # Whatever became of it (created, refused, cancelled): calls waiting on what
+            # this create would show (a model route's first answer) go on.
+            self._service.settled(call, created)
         return await self._create(instead, deadline, timeout, wait), sent
 
     async def _take_create_token(self, send_by: float, timeout: float) -> None:

@@ -25,7 +25,7 @@ from ._bounded import (
     read_body,
     read_prefix,
 )
-from ._budget import RateBudget
+from ._budget import RateBudget, TokenBucket, throttle_wait
 from ._decode import body_text, decode_json_object
 from ._exceptions import (
     ConnectionFailed,
@@ -38,13 +38,18 @@ from ._scrub import Scrubber
 from ._service import RequestSpec, Service
 from ._uploads import ThreadedBody
 
-__all__ = ["MAX_RETRY_AFTER", "Answer", "Exchange", "Failure", "RequestGate"]
+__all__ = ["MAX_RETRY_AFTER", "STREAM_OPEN_TIMEOUT", "Answer", "Exchange", "Failure", "RequestGate"]
 
 logger = logging.getLogger("replicate_home")
 
 #: The longest ``Retry-After`` honoured, in seconds (also never past the call's
 #: deadline): one absurd answer must not stop a client for good.
 MAX_RETRY_AFTER = 60.0
+
+#: How long an event stream may take to open (its answer's status and headers), in
+#: seconds: an origin that accepts the connection but never answers (an ``https`` URL on
+#: a plain-HTTP port) is left for polling, and the call still ends within its deadline.
+STREAM_OPEN_TIMEOUT = 2.0
 
 #: HTTP statuses worth retrying while polling: the service is busy, not saying "no".
 _TRANSIENT_STATUSES = frozenset({429, 502, 503, 504})
@@ -184,7 +189,9 @@ class Exchange:
         status = answer.status
         retry_after = parse_retry_after(answer.headers.get("retry-after"))
         if status == 429:
-            self.pause_budget(creating, retry_after, deadline, sent_at)
+            retry_after = self.pause_budget(
+                creating, answer.headers, answer.body, deadline, sent_at
+            )
         elif self.budget is not None:
             self.budget.bucket(creating).succeeded()
         text = body_text(answer.body)
@@ -236,10 +243,10 @@ class Exchange:
         or ``use_budget`` is false: cleanup), then a place in the gate, held until the
         answer is read. Error bodies are read only as far as a message needs."""
         request = self.build(spec)
-        if use_budget and self.budget is not None and not prepaid:
-            await self.budget.bucket(creating).acquire()
-        if self.gate is not None:
-            await self.gate.acquire()
+        bucket = self.budget.bucket(creating) if use_budget and self.budget else None
+        if bucket is not None and not prepaid:
+            await bucket.acquire()
+        await self._enter_gate(bucket)
         try:
             sent_at = anyio.current_time()
             response = await self.http.send(request, stream=True)
@@ -254,6 +261,20 @@ class Exchange:
         finally:
             if self.gate is not None:
                 self.gate.release()
+
+    async def _enter_gate(self, bucket: TokenBucket | None) -> None:
+        """Take a place in the gate. If a 429 paused ``bucket`` meanwhile (this request
+        took its token before), its token is void: it waits outside the gate for a new
+        one, after the pause and in turn (``Retry-After`` is a floor for every request of
+        the bucket, and the requests that held tokens don't all leave when it ends)."""
+        while True:
+            if self.gate is not None:
+                await self.gate.acquire()
+            if bucket is None or bucket.paused_for() <= 0:
+                return
+            if self.gate is not None:
+                self.gate.release()
+            await bucket.acquire()
 
     async def open_stream(
         self, spec: RequestSpec, deadline: float, prediction_id: str, timeout: float
@@ -273,20 +294,24 @@ class Exchange:
             for name in ("authorization", "cookie"):
                 request.headers.pop(name, None)
         response: httpx.Response | None = None
+        late = False
+        bucket = self.budget.requests if self.budget is not None else None
         with anyio.CancelScope(deadline=deadline) as scope:
-            if self.budget is not None:
-                await self.budget.requests.acquire()
+            if bucket is not None:
+                await bucket.acquire()
+            await self._enter_gate(bucket)
             sent_at = anyio.current_time()
-            if self.gate is not None:
-                await self.gate.acquire()
             try:
-                # Never redirected: a stream answers itself or the caller polls.
-                response = await self.http.send(
-                    request,
-                    stream=True,
-                    follow_redirects=False,
-                    auth=None if spec.anonymous else httpx.USE_CLIENT_DEFAULT,
-                )
+                # Never redirected: a stream answers itself or the caller polls. It has
+                # STREAM_OPEN_TIMEOUT to answer: the prediction's polls don't wait on it.
+                with anyio.CancelScope(deadline=sent_at + STREAM_OPEN_TIMEOUT) as opening:
+                    response = await self.http.send(
+                        request,
+                        stream=True,
+                        follow_redirects=False,
+                        auth=None if spec.anonymous else httpx.USE_CLIENT_DEFAULT,
+                    )
+                late = opening.cancelled_caught
             except httpx.HTTPError as error:
                 logger.debug(
                     "%s: no stream for %s: %s", self.service.name, prediction_id, type(error)
@@ -294,19 +319,25 @@ class Exchange:
             finally:
                 if response is None and self.gate is not None:
                     self.gate.release()
-        if scope.cancelled_caught:
+        if scope.cancelled_caught or anyio.current_time() >= deadline:
             raise PredictionTimeout(prediction_id, timeout)
+        if late:
+            logger.debug(
+                "%s: the stream of %s did not open within %g s: polling",
+                self.service.name,
+                prediction_id,
+                STREAM_OPEN_TIMEOUT,
+            )
         if response is None:
             return None
         body = BodyReader(response, self.limit, "an event of the stream")
         if response.is_success:
-            if self.budget is not None:
-                self.budget.requests.succeeded()
+            if bucket is not None:
+                bucket.succeeded()
             return body
         try:
             if response.status_code == 429:
-                retry_after = parse_retry_after(response.headers.get("retry-after"))
-                self.pause_budget(False, retry_after, deadline, sent_at)
+                self.pause_budget(False, response.headers, b"", deadline, sent_at)
         finally:
             await self.close_stream(body)
         return None
@@ -321,16 +352,42 @@ class Exchange:
                 self.gate.release()
 
     def pause_budget(
-        self, creating: bool, retry_after: float | None, deadline: float, sent_at: float | None
-    ) -> None:
-        """After a 429, lower that bucket's rate and send nothing from it for
-        ``Retry-After`` (or 1 s): at most :data:`MAX_RETRY_AFTER`, and never past the
-        call's deadline."""
+        self,
+        creating: bool,
+        headers: httpx.Headers,
+        body: bytes,
+        deadline: float,
+        sent_at: float | None,
+    ) -> float | None:
+        """After a 429, lower that bucket's rate and send nothing from it for the wait
+        the answer asked for (:func:`~._budget.throttle_wait`: ``Retry-After``, refined by
+        the body's ``retry_after`` or ``RateLimit-Reset``; 1 s when none): at most
+        :data:`MAX_RETRY_AFTER`, and never past the call's deadline. The wait, for the
+        retry of the request that drew it."""
+        wait, exact = throttle_wait(
+            parse_retry_after(headers.get("retry-after")),
+            _retry_after_field(body),
+            headers.get("ratelimit-remaining"),
+            headers.get("ratelimit-reset"),
+        )
+        if wait is not None:
+            remaining = max(0.0, deadline - anyio.current_time())
+            wait = min(wait, MAX_RETRY_AFTER, remaining)
         if self.budget is not None:
-            if retry_after is not None:
-                remaining = max(0.0, deadline - anyio.current_time())
-                retry_after = min(retry_after, MAX_RETRY_AFTER, remaining)
-            self.budget.bucket(creating).throttled(retry_after, sent_at)
+            self.budget.bucket(creating).throttled(wait, sent_at, exact=exact)
+        return wait
+
+
+def _retry_after_field(body: bytes) -> object:
+    """The ``retry_after`` field of a 429's JSON body (Replicate's problem details carry
+    one), or ``None``."""
+    if b"retry_after" not in body:
+        return None
+    try:
+        data, _ = decode_json_object(body)
+    except UnexpectedResponseFormat:
+        return None
+    return data.get("retry_after")
 
 
 @dataclass(frozen=True)

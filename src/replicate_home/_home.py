@@ -100,6 +100,9 @@ class HomeService:
     ) -> PredictionCall | None:
         return None
 
+    def settled(self, call: PredictionCall, created: bool) -> None:
+        return None
+
     def create_request(
         self, call: PredictionCall, *, remaining: float, wait: float | None
     ) -> RequestSpec:

@@ -131,6 +131,12 @@ class Service(Protocol):
         ``None``: the error stands. Done with ``send`` under the call's deadline."""
         ...
 
+    def settled(self, call: PredictionCall, created: bool) -> None:
+        """The create of a call :meth:`resolve` let through is over: ``created``, or
+        refused (after :meth:`retry_create`), failed or cancelled. Calls :meth:`resolve`
+        holds back until then go on."""
+        ...
+
     def create_request(
         self, call: PredictionCall, *, remaining: float, wait: float | None
     ) -> RequestSpec:
