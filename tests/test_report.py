@@ -50,8 +50,12 @@ window.addEventListener("load", function () {
         return {cell: td.getAttribute("data-cell"), status: td.getAttribute("data-status"),
                 text: td.textContent};
       }),
-      columns: all("thead th", function (th) { return th.textContent; }),
-      rows: doc.querySelectorAll("tbody tr").length
+      columns: all("table.grid thead th", function (th) { return th.textContent; }),
+      rows: doc.querySelectorAll("table.grid tbody tr").length,
+      ranking: all("#ranking tbody tr", function (tr) { return tr.getAttribute("data-model"); }),
+      summary: all("#summary tbody tr", function (tr) {
+        return Array.prototype.map.call(tr.children, function (td) { return td.textContent; });
+      })
     });
   } catch (error) { out.textContent = "ERROR " + error; }
 });
@@ -110,6 +114,10 @@ async def test_the_report_in_chromium(tmp_path: Path) -> None:
     assert [cell["cell"] for cell in seen["cells"]] == [str(n) for n in range(6)]
     statuses = [cell["status"] for cell in seen["cells"]]
     assert statuses == ["succeeded"] * 3 + ["failed"] + ["succeeded"] * 2
+    # The standings above the grid: every model ranked (no votes yet: all at 1000), and
+    # the per-model summary (model, cells, succeeded, failed, ...).
+    assert sorted(seen["ranking"]) == sorted([LLAMA, FLUX])
+    assert [row[:4] for row in seen["summary"]] == [[LLAMA, "3", "3", "0"], [FLUX, "3", "2", "1"]]
     # The two successful image cells: each image saved beside the page and decoded.
     assert len(seen["images"]) == 2
     for image in seen["images"]:
@@ -227,3 +235,30 @@ async def test_a_report_written_offline_after_the_emulator_stopped_shows_and_pla
     assert (video["tag"], video["error"], video["played"]) == ("video", None, True)
     assert video["src"].endswith(".webm")
     assert video["width"] == 96
+
+
+@pytest.mark.anyio
+async def test_the_report_has_the_summary_scores_and_leaderboard(tmp_path: Path) -> None:
+    models = [LLAMA, "google-deepmind/gemma-2b-it"]
+    async with ResultsStore.open(tmp_path / "runs.db") as store:
+        cells = [
+            (p, m, model, f"q{p}", {"prompt": f"q{p}"})
+            for p in range(3)
+            for m, model in enumerate(models)
+        ]
+        run = await store.create_run(service="api", models=models, cells=cells, settings={})
+        for number in range(6):
+            await store.record_end(
+                run.id, number, status="succeeded", output_text="x" * (10 + number), latency=1.0
+            )
+        for p in range(3):  # the first model wins every vote
+            await store.record_vote(run.id, 2 * p, 2 * p + 1, "a", "ann")
+        await store.record_thumb(run.id, 1, "ann", -1)
+        page = await write_report(store, run.id, tmp_path / "report.html")
+    text = page.read_text(encoding="utf-8")
+    ranking = text[text.index('id="ranking"') : text.index("</table>", text.index('id="ranking"'))]
+    assert ranking.index(LLAMA) < ranking.index(models[1])  # ranked first
+    assert "3 votes" in text
+    assert 'id="pairs"' in text
+    assert 'id="summary"' in text
+    assert "<script" not in text

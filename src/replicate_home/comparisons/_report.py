@@ -26,6 +26,7 @@ import httpx
 from .._client import BaseClient
 from ._archive import fetch_files
 from ._file_store import ArchivedFile
+from ._standings import standings
 from ._store import CellRecord, ResultsStore, RunRecord
 
 __all__ = ["write_report"]
@@ -112,7 +113,9 @@ async def write_report(
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    html = environment.get_template("report.html.j2").render(**_context(run, list(views.values())))
+    context = _context(run, list(views.values()))
+    context["standings"] = await standings(store, run_id)
+    html = environment.get_template("report.html.j2").render(**context)
     await anyio.Path(page).write_text(html, encoding="utf-8")
     return page
 

@@ -66,7 +66,13 @@ class Viewer:
         self._limiter = anyio.CapacityLimiter(1)
         self.hub = Hub(self._call)
         self._templates = jinja2.Environment(
-            loader=jinja2.PackageLoader("replicate_home.viewer", "templates"),
+            # The run's standings are drawn by the report's own template, shared.
+            loader=jinja2.ChoiceLoader(
+                [
+                    jinja2.PackageLoader("replicate_home.viewer", "templates"),
+                    jinja2.PackageLoader("replicate_home.comparisons", "templates"),
+                ]
+            ),
             autoescape=True,
             undefined=jinja2.StrictUndefined,
         )
