@@ -38,6 +38,7 @@ TITLES = [
     "A prompt set at scale",
     "Kill and resume beside another run",
     "A fan-out over one file",
+    "The viewer's first page",
 ]
 
 
