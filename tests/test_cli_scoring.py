@@ -216,3 +216,16 @@ def test_a_prompt_files_assert_key_or_column_checks_its_row(
     assert [c["name"] for c in windy["checks"]] == ["contains: "]
     assert "assert" not in calm["input"]  # never sent to the model
     assert windy["input"] == {"prompt": "windy", "seed": 2}
+
+
+def test_summary_lines_are_bounded_and_keep_a_services_escapes_off_the_terminal() -> None:
+    from replicate_home.cli._scoring import summary_lines
+    from replicate_home.comparisons import CellRecord, summarize
+
+    hostile = "\x1b]0;owned\x07 boom\n" + "x" * 500
+    cell = CellRecord("r", 0, 0, 0, "m/a", "p", {}, "done", status="failed", error=hostile)
+    numbers, errors = summary_lines(summarize([cell])[0])
+    assert "latency p50 -" in numbers
+    assert errors.startswith("1x ?]0;owned? boom x")
+    assert "\x1b" not in errors
+    assert len(errors) < 170

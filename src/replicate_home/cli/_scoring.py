@@ -166,6 +166,13 @@ def _seconds(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}s"
 
 
+def _printable(message: str, limit: int = 160) -> str:
+    """An error a service sent, as one bounded line a terminal prints as it is (no
+    control characters: no escape sequence of the service's reaches the terminal)."""
+    text = " ".join(message.split())[:limit]
+    return "".join(char if char.isprintable() else "?" for char in text)
+
+
 def summary_lines(summary: ModelSummary) -> list[str]:
     """A model's numbers in a run's end summary: a line, and its commonest errors."""
     s = summary
@@ -183,9 +190,7 @@ def summary_lines(summary: ModelSummary) -> list[str]:
         mean = "-" if s.score_mean is None else f"{s.score_mean:.2f}"
         parts.append(f"judge mean {mean} ({s.unscored} unscored of {s.judged})")
     lines = [", ".join(parts)]
-    lines.extend(
-        f"{group.count}x {' '.join(group.message.split())[:160]}" for group in s.errors[:3]
-    )
+    lines.extend(f"{group.count}x {_printable(group.message)}" for group in s.errors[:3])
     return lines
 
 
