@@ -17,8 +17,10 @@ Targets (the issue's): wall <= 1.05 x the bound; no 429 with one process; with f
 Kill and resume: two ``replicate-home compare`` runs of the same prompt set on one token
 and one results database at once, the second killed (SIGKILL) at seeded random moments
 and resumed each time, then to its end. Measured: the emulator's creates against the two
-runs' cells (exactly once: 1.00), the cells a resume found in the account's listing, and
-the killed run's total time against the other's.
+runs' cells (exactly once: 1.00), the cells a resume found in the account's listing, the
+killed run's total time against the other's, and the output archive: the image files kept
+against those made (a kill between a cell's end and its download leaves the file to the
+resume), the bytes kept and the bytes on disk (one copy of identical bytes).
 """
 
 from __future__ import annotations
@@ -281,6 +283,11 @@ def _killed_scenario(
         statuses = {(run, status): number for run, status, number in rows}
         (found,) = db.execute("SELECT COUNT(*) FROM claims WHERE found = 1").fetchone()
         (claimed,) = db.execute("SELECT COUNT(*) FROM claims").fetchone()
+        files = dict(db.execute("SELECT state, COUNT(*) FROM files GROUP BY state").fetchall())
+        (kept_bytes,) = db.execute(
+            "SELECT COALESCE(SUM(size), 0) FROM files WHERE state = 'kept'"
+        ).fetchone()
+    archive = database.with_name(database.name + "-archive")
     return {
         "cells": 2 * count * len(MODELS),
         "creates": after["creates"] - before["creates"],
@@ -290,6 +297,10 @@ def _killed_scenario(
         "kills": kills,
         "killed_wall": killed_wall,
         "other_wall": other_wall,
+        "files": sum(files.values()),
+        "files_kept": files.get("kept", 0),
+        "kept_bytes": kept_bytes,
+        "disk_bytes": sum(path.stat().st_size for path in archive.rglob("*") if path.is_file()),
     }
 
 
@@ -303,6 +314,8 @@ def _killed_table(result: dict[str, Any], cells: int) -> Table:
             "succeeded",
             "ids claimed (found in the listing)",
             "killed run's time / the other's",
+            "files kept / made",
+            "archive: bytes kept (on disk)",
             "target",
         ],
     )
@@ -314,7 +327,10 @@ def _killed_table(result: dict[str, Any], cells: int) -> Table:
         f"{result['claimed']} ({result['found']})",
         f"{result['killed_wall']:.1f} s / {result['other_wall']:.1f} s = "
         f"{result['killed_wall'] / result['other_wall']:.2f}",
-        f"exactly once {'met' if result['creates'] == result['cells'] else 'MISSED'}",
+        f"{result['files_kept']} / {result['files']}",
+        f"{result['kept_bytes'] / 2**20:.1f} MiB ({result['disk_bytes'] / 2**20:.1f} MiB)",
+        f"exactly once {'met' if result['creates'] == result['cells'] else 'MISSED'}"
+        f", every file kept {'met' if result['files_kept'] == result['files'] else 'MISSED'}",
     )
     table.notes = [
         "both runs on one token and one results database, started together; the killed "
@@ -323,6 +339,9 @@ def _killed_table(result: dict[str, Any], cells: int) -> Table:
         "creates: the emulator's count; cells: both runs'. Every id is claimed by one cell "
         "of the database (its primary key); found: cells whose create had left with no "
         "answer recorded, re-attached from the account's listing.",
+        "files: the image model's outputs, each kept in the archive beside the database as "
+        "its cell ends (a resume keeps those a kill left pending); on disk: one copy of "
+        "identical bytes (both runs' images of one prompt are the same).",
     ]
     return table
 

@@ -10,6 +10,9 @@ import base64
 import hashlib
 import json
 import sqlite3
+import tracemalloc
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 import httpx
@@ -414,3 +417,35 @@ def test_max_file_bytes_refuses_what_is_not_a_size(text: str) -> None:
 
 def test_the_command_lines_default_cap_is_the_librarys() -> None:
     assert DEFAULT_FILE_CAP == DEFAULT_MAX_FILE_BYTES
+
+
+# -- bounded memory ----------------------------------------------------------------------------
+
+BIG_VIDEO = 24 * 1024 * 1024
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_a_several_mb_video_is_archived_in_bounded_memory(
+    emulator_in_subprocess: Callable[..., AbstractContextManager[str]], tmp_path: Path
+) -> None:
+    # The emulator in a process of its own: this process's traced memory is the run's.
+    row = PromptRow("a cat", {"output_bytes": BIG_VIDEO})
+    with emulator_in_subprocess("--duration", "0.05", "--file-output", "url") as url:
+        async with (
+            ResultsStore.open(tmp_path / "runs.db") as store,
+            ReplicateAPI("t", base_url=url) as client,
+        ):
+            await run_comparison(client, store, ["warm-up"], [LLAMA])  # imports, caches
+            tracemalloc.start()
+            try:
+                run = await run_comparison(client, store, [row], [VIDEO])
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
+            (file,) = await store.files(run.id)
+    assert file.state == "kept"
+    assert file.size == BIG_VIDEO
+    assert file.sha256 == video_sha256("a cat", BIG_VIDEO)
+    print(f"archive peak: {peak / BIG_VIDEO:.4f} of {BIG_VIDEO} bytes")
+    assert peak < BIG_VIDEO / 10
