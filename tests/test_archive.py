@@ -63,6 +63,7 @@ def check_kept(file: ArchivedFile) -> bytes:
     assert hashlib.sha256(data).hexdigest() == file.sha256
     assert file.size == len(data)
     assert file.path.name.startswith(file.sha256)
+    assert file.path.stat().st_mode & 0o222 == 0  # read-only: linked by reports
     return data
 
 
@@ -263,6 +264,24 @@ async def test_a_resume_keeps_the_files_a_stopped_run_left_pending(tmp_path: Pat
         (file,) = await store.files(run.id)
     assert check_kept(file).startswith(b"\x89PNG")
     assert file.url == done.output[0]
+
+
+@pytest.mark.anyio
+async def test_a_retried_cell_keeps_the_files_of_its_new_attempt(tmp_path: Path) -> None:
+    emulator = Emulator(Scenario(duration=0.05), file_output="url")
+    emulator.script("a fox", Scenario(duration=0.05, outcome="failed"), model=FLUX)
+    async with (
+        emulator.serve(),
+        ResultsStore.open(tmp_path / "runs.db") as store,
+        ReplicateAPI("token", base_url=emulator.base_url) as client,
+    ):
+        run = await run_comparison(client, store, ["a fox"], [FLUX])
+        assert await store.files(run.id) == []  # a failed prediction made no file
+        emulator.script("a fox", Scenario(duration=0.05), model=FLUX)
+        await resume_comparison(client, store, run.id, retry=["failed"])
+        (file,) = await store.files(run.id)
+    assert file.attempt == 2
+    assert check_kept(file).startswith(b"\x89PNG")
 
 
 @pytest.mark.anyio

@@ -188,11 +188,14 @@ async def _download(file: FileOutput, archive: Path, max_bytes: int | None) -> _
 
 def _settle(staged: Path, final: Path) -> None:
     """Move complete bytes to their content address (in a worker thread); a file there
-    already holds the same bytes, so the staged copy is dropped."""
+    already holds the same bytes, so the staged copy is dropped. Kept files are
+    read-only: a report links them (hard links), and an edit through a link must not
+    change what the archive holds under their hash."""
     final.parent.mkdir(exist_ok=True)
     if final.exists():
         staged.unlink()
     else:
+        os.chmod(staged, 0o444)
         os.replace(staged, final)
 
 
