@@ -16,6 +16,7 @@ import pytest
 
 from replicate_home import (
     Account,
+    AuthenticationError,
     Collection,
     Hardware,
     Model,
@@ -32,6 +33,7 @@ pytestmark = pytest.mark.anyio
 
 BASE = "http://api.test"
 TOKEN = "r8_SECRET_token_value_123"
+LLAMA = "meta/meta-llama-3-8b-instruct"
 VERSION = "da77bc59ee60423279fd632efb4795ab731d9e3ca9705ef3341091fb989b7eaf"
 
 MODEL = {
@@ -283,3 +285,51 @@ async def test_groups_need_an_open_client() -> None:
         await api.hardware.list()
     with pytest.raises(ClientNotOpenError):
         api.collections.list()
+
+
+async def test_hardware_collections_search_readme_and_examples_on_the_emulator(
+    emulator: Emulator,
+) -> None:
+    async with ReplicateAPI("t", base_url=emulator.base_url) as api:
+        hardware = await api.hardware.list()
+        collections = [item async for item in api.collections.list()]
+        images = await api.collections.get("text-to-image")
+        found = await api.search("upscal", limit=1)
+        readme = await api.models.readme.get("stability-ai/sdxl")
+        examples = [item async for item in api.models.examples.list(LLAMA)]
+    assert hardware[:2] == [Hardware("cpu", "CPU"), Hardware("gpu-t4", "Nvidia T4 GPU")]
+    assert "text-to-image" in {item.slug for item in collections}
+    assert all(item.models == () for item in collections)  # a listing has no models
+    assert images.models
+    assert images.model_names == tuple(model.full_name for model in images.models)
+    assert all(model.latest_version is not None for model in images.models)
+    assert len(found.models) == 1
+    assert "upscal" in (found.models[0].model.description or "") + found.models[0].model.name
+    assert readme.startswith("# stability-ai/sdxl")
+    assert [example.status for example in examples] == ["succeeded"]
+
+
+async def test_model_management_under_the_emulators_rules(emulator: Emulator) -> None:
+    async with ReplicateAPI("t", base_url=emulator.base_url) as api:
+        account = await api.account.get()
+        name = f"{account.username}/hot-dog"
+        created = await api.models.create(name, hardware="cpu", description="Hot dogs")
+        updated = await api.models.update(created, readme="# Hot dog\n\nDetects them.")
+        readme = await api.models.readme.get(name)
+        with pytest.raises(ResponseStatusError) as taken:
+            await api.models.create(name, hardware="cpu")
+        with pytest.raises(AuthenticationError) as not_ours:  # 403: not the token's
+            await api.models.delete("stability-ai/sdxl")
+        await api.models.delete(updated)
+        with pytest.raises(ResponseStatusError) as gone:
+            await api.models.get(name)
+    assert (created.full_name, created.visibility, created.latest_version) == (
+        name,
+        "private",
+        None,
+    )
+    assert readme == "# Hot dog\n\nDetects them."
+    assert taken.value.status_code == 409
+    assert not_ours.value.status_code == 403
+    assert "only change models you own" in str(not_ours.value)
+    assert gone.value.status_code == 404

@@ -108,6 +108,35 @@ def test_models_show_and_deployments_on_the_emulator(
     assert "owner/name:version" in capsys.readouterr().err
 
 
+def test_catalogue_commands_and_compare_columns_on_the_emulator(
+    api_emulator: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["hardware"]) == 0
+    assert capsys.readouterr().out.splitlines()[:2] == [
+        "SKU             NAME",
+        "cpu             CPU",
+    ]
+    assert main(["collections"]) == 0
+    slugs = [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]]
+    assert {"text-to-image", "language-models", "super-resolution"} <= set(slugs)
+    assert main(["collections", "super-resolution", "--json"]) == 0
+    upscalers = json.loads(capsys.readouterr().out)["model_names"]
+    assert upscalers
+    assert main(["models", "search", "upscal", "--limit", "1"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[0] == upscalers[0]
+    top = ["compare", "--collection", "language-models", "--top", "2", "Hi", "--json"]
+    assert main(top) == 0
+    out, err = capsys.readouterr()
+    chosen = [result["model"] for result in json.loads(out)]
+    assert len(chosen) == 2
+    assert f"take prompt: {', '.join(chosen)}" in err  # listed before anything was sent
+    # Upscalers take an image, not a prompt: none fits, nothing is sent.
+    assert main(["compare", "--collection", "super-resolution", "Hi"]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "no model of the collection super-resolution" in err
+
+
 def test_api_groups_need_the_api(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

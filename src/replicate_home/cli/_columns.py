@@ -93,6 +93,8 @@ async def choose_columns(
 def resolve_columns(args: argparse.Namespace, environ: Mapping[str, str]) -> list[str]:
     """``--collection`` or ``--search``: the models to compare (``owner/name``), listed
     on stderr; :class:`UsageError` when the api service isn't there or none fit."""
+    if args.service is None:
+        args.service = "api"  # models found on the API run there (--emulator: its /v1)
     target = choose_target(args, environ)
     if target.service != "api":
         raise UsageError("--collection and --search need the api service (a token)")
