@@ -266,3 +266,30 @@ async def test_blind_votes_thumbs_and_the_leaderboard(tmp_path: Path) -> None:
         assert len(votes) == 6
         assert {vote.voter for vote in votes} == {"ann"}
         assert [(t.cell, t.value) for t in await store.thumbs(run_id)] == [(0, 1)]
+
+
+@pytest.mark.anyio
+async def test_kept_outputs_come_from_the_archive(tmp_path: Path) -> None:
+    from replicate_home import ReplicateAPI
+    from replicate_home.comparisons import run_comparison
+    from replicate_home.emulator import Emulator, Scenario
+
+    database = tmp_path / "runs.db"
+    async with ResultsStore.open(database) as store:
+        async with Emulator(Scenario(duration=0.1), file_output="url").serve() as emulator:
+            async with ReplicateAPI("token", base_url=emulator.base_url) as client:
+                run = await run_comparison(client, store, ["a hat"], [MODELS[1]])
+    # The emulator is gone: the image is served from the archive beside the database.
+    async with served(database) as (_, http):
+        window = (await http.get(f"/api/runs/{run.id}/window")).json()
+        (media,) = window["cells"][0]["media"]
+        assert media["kept"] is True
+        assert media["kind"] == "image"
+        assert media["url"].startswith("/files/")
+        image = await http.get(media["url"])
+        assert image.status_code == 200
+        assert image.headers["content-type"] == "image/png"
+        assert image.content.startswith(b"\x89PNG")
+        assert image.headers["x-content-type-options"] == "nosniff"
+        for path in ("/files/../runs.db", "/files/ab/not-a-hash.png", "/files/" + "0" * 2 + "/x"):
+            assert (await http.get(path)).status_code == 404

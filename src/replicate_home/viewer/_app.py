@@ -11,6 +11,7 @@ connection (:class:`~._reading.Reader`).
 from __future__ import annotations
 
 import json
+import mimetypes
 import random
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -24,7 +25,13 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
+from starlette.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    Response,
+    StreamingResponse,
+)
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
@@ -32,7 +39,7 @@ from ..comparisons import ResultsStore
 from ..comparisons._ranking import VoteResult
 from ..comparisons._standings import standings
 from ._live import Hub
-from ._reading import Reader, RunInfo
+from ._reading import ARCHIVE_NAME, Reader, RunInfo
 from ._security import TOKEN_HEADER, SecurityMiddleware
 from ._votes import PairBook, choose_pair, parse_thumb, parse_vote
 
@@ -135,6 +142,7 @@ class Viewer:
             Route("/api/runs/{run_id:path}/pair", self._pair_json),
             Route("/api/runs/{run_id:path}/votes", self._vote, methods=["POST"]),
             Route("/api/runs/{run_id:path}/thumbs", self._thumb, methods=["POST"]),
+            Route("/files/{name:path}", self._archived_file),
             Mount("/static", StaticFiles(directory=_STATIC), name="static"),
         ]
         return Starlette(routes=routes)
@@ -237,6 +245,19 @@ class Viewer:
         except (ValueError, KeyError) as error:
             raise HTTPException(400, str(error)) from None
         return JSONResponse({"recorded": True, "cell": cell, "value": value})
+
+    async def _archived_file(self, request: Request) -> Response:
+        """A kept output file, from the archive beside the database (its name is its
+        SHA-256: nothing else can be asked for)."""
+        name = request.path_params["name"]
+        if not ARCHIVE_NAME.fullmatch(name):
+            raise HTTPException(404)
+        path = self.store.archive / name
+        if not await anyio.Path(path).is_file():
+            raise HTTPException(404)
+        kind = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        # Never a page of the viewer's origin, whatever the bytes hold.
+        return FileResponse(path, media_type=kind, headers={"content-disposition": "inline"})
 
     async def _runs_json(self, request: Request) -> Response:
         runs = await self._call(Reader.runs)

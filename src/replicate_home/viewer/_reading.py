@@ -16,6 +16,7 @@ event loop never waits on the disk.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import threading
 from collections.abc import Sequence
@@ -94,8 +95,33 @@ def _media(images: str | None) -> list[dict[str, str]]:
     return media
 
 
-def cell_json(row: sqlite3.Row) -> dict[str, Any]:
-    """A cell as the page gets it (JSON; every string shown as text, never markup)."""
+#: An archived file's name (``ab/ab12…ef.png``): content-addressed, so no path a
+#: request chose can leave the archive.
+ARCHIVE_NAME = re.compile(r"[0-9a-f]{2}/[0-9a-f]{64}(\.[a-z0-9]{1,8})?")
+
+
+def _archived(files: Sequence[sqlite3.Row]) -> list[dict[str, Any]]:
+    """A cell's output files as the page shows them: from the archive when kept (the
+    viewer serves them under ``/files/``), else from the service's URL, with why not."""
+    media: list[dict[str, Any]] = []
+    for file in files:
+        name = file["name"]
+        if file["state"] == "kept" and isinstance(name, str) and ARCHIVE_NAME.fullmatch(name):
+            kind = media_kind(name, file["content_type"])
+            media.append({"url": f"/files/{name}", "kind": kind, "kept": True})
+            continue
+        url = file["url"]
+        problem = file["error"] or f"not in the archive ({file['state']})"
+        if isinstance(url, str) and url.startswith(("https://", "http://", "data:")):
+            media.append({"url": url, "kind": media_kind(url), "kept": False, "problem": problem})
+        else:
+            media.append({"url": None, "kind": "file", "kept": False, "problem": problem})
+    return media
+
+
+def cell_json(row: sqlite3.Row, files: Sequence[sqlite3.Row] = ()) -> dict[str, Any]:
+    """A cell as the page gets it (JSON; every string shown as text, never markup); its
+    media from the archive's ``files`` rows when there are any, else its output URLs."""
     return {
         "cell": row["cell"],
         "prompt_index": row["prompt_index"],
@@ -105,7 +131,7 @@ def cell_json(row: sqlite3.Row) -> dict[str, Any]:
         "state": row["state"],
         "status": row["status"],
         "text": row["output_text"],
-        "media": _media(row["images"]),
+        "media": _archived(files) if files else _media(row["images"]),
         "error": row["error"],
         "latency": row["latency"],
         "predict_time": row["predict_time"],
@@ -229,7 +255,7 @@ class Reader:
                 f"{shown} ORDER BY cell",
                 [run_id, offset * columns, (offset + limit) * columns, *(models or ())],
             )
-            return Window(tuple(rows), tuple(cell_json(row) for row in found), matching)
+            return Window(tuple(rows), tuple(self._json(run_id, found)), matching)
         where = f"run_id = ?{shown}"
         parameters: list[Any] = [run_id, *(models or ())]
         if status in OPEN_STATES:
@@ -250,14 +276,12 @@ class Reader:
         ]
         cells: list[dict[str, Any]] = []
         for row in rows:  # each prompt row's cells: a range of the primary key
-            cells.extend(
-                cell_json(found)
-                for found in self._rows(
-                    f"SELECT {CELL_COLUMNS} FROM cells WHERE run_id = ? AND cell >= ?"
-                    f" AND cell < ?{shown} ORDER BY cell",
-                    [run_id, row * columns, (row + 1) * columns, *(models or ())],
-                )
+            found = self._rows(
+                f"SELECT {CELL_COLUMNS} FROM cells WHERE run_id = ? AND cell >= ?"
+                f" AND cell < ?{shown} ORDER BY cell",
+                [run_id, row * columns, (row + 1) * columns, *(models or ())],
             )
+            cells.extend(self._json(run_id, found))
         return Window(tuple(rows), tuple(cells), matching or 0)
 
     def columns(self, run_id: str) -> int:
@@ -296,15 +320,32 @@ class Reader:
         found: list[dict[str, Any]] = []
         for start in range(0, len(numbers), 500):  # SQLite's parameter limit
             chunk = list(numbers[start : start + 500])
-            found.extend(
-                cell_json(row)
-                for row in self._rows(
-                    f"SELECT {CELL_COLUMNS} FROM cells WHERE run_id = ?"
-                    f" AND cell IN ({','.join('?' * len(chunk))}) ORDER BY cell",
-                    [run_id, *chunk],
-                )
+            rows = self._rows(
+                f"SELECT {CELL_COLUMNS} FROM cells WHERE run_id = ?"
+                f" AND cell IN ({','.join('?' * len(chunk))}) ORDER BY cell",
+                [run_id, *chunk],
             )
+            found.extend(self._json(run_id, rows))
         return found
+
+    def _json(self, run_id: str, rows: Sequence[sqlite3.Row]) -> list[dict[str, Any]]:
+        """``rows`` of cells as the page gets them, with their archived files (one read
+        of the ``files`` table over the cells' range of numbers)."""
+        if not rows:
+            return []
+        files: dict[int, list[sqlite3.Row]] = {}
+        try:
+            for file in self._rows(
+                "SELECT f.cell, f.position, f.url, f.state, f.name, f.content_type, f.error"
+                " FROM files f JOIN cells c ON c.run_id = f.run_id AND c.cell = f.cell"
+                " AND c.attempt = f.attempt WHERE f.run_id = ? AND f.cell >= ? AND f.cell <= ?"
+                " ORDER BY f.cell, f.position",
+                (run_id, rows[0]["cell"], rows[-1]["cell"]),
+            ):
+                files.setdefault(file["cell"], []).append(file)
+        except sqlite3.OperationalError:  # a database from before the archive
+            pass
+        return [cell_json(row, files.get(row["cell"], ())) for row in rows]
 
     def vote_count(self, run_id: str) -> int:
         """The run's votes so far (0 before the votes table exists)."""

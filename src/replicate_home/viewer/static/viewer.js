@@ -69,6 +69,10 @@
     }
     (cell.media || []).forEach(function (item, index) {
       var node;
+      if (item.problem) {
+        container.appendChild(el("div", "missing-file", "file " + (index + 1) + ": " + item.problem));
+      }
+      if (!item.url) { return; }
       if (item.kind === "image") {
         node = el("img", "thumb");
         node.alt = "output image " + (index + 1);
