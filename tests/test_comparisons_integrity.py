@@ -79,7 +79,7 @@ def test_cli_a_resume_on_another_service_is_a_usage_error_that_says_how(
     assert main([*resume, "--base-url", "http://127.0.0.1:9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert "--resume on-emu --emulator --service api" in err[0]
+    assert f"compare --resume on-emu --db {db[1]} --emulator --service api" in err[0]
     assert main(["compare", "--emulator", *db, "--resume", "on-emu", "--service", "home"]) == 2
     assert "recorded on the api service" in capsys.readouterr().err
     assert main(["compare", "--emulator", *db, "--resume", "on-emu", "--service", "api"]) == 0
@@ -106,7 +106,7 @@ def test_cli_a_run_on_a_named_service_never_resumes_on_the_emulator(
     assert main(["compare", "--emulator", "--db", str(db), "--resume", "real"]) == 2
     (line,) = capsys.readouterr().err.strip().splitlines()
     assert "https://api.replicate.com/v1" in line
-    assert "--base-url https://api.replicate.com/v1 with REPLICATE_API_TOKEN set" in line
+    assert "--base-url https://api.replicate.com/v1, with REPLICATE_API_TOKEN set" in line
     with sqlite3.connect(db) as database:
         assert database.execute("SELECT state FROM cells").fetchall() == [("pending",)]
 

@@ -113,12 +113,15 @@ def retry_statuses(args: argparse.Namespace) -> tuple[str, ...]:
     return statuses
 
 
-def _resume_hint(run: RunRecord) -> str:
-    """The options that resume ``run`` on the service it is bound to."""
+def _resume_hint(run: RunRecord, database: Path | None) -> str:
+    """The command that resumes ``run`` on the service it is bound to."""
+    command = f"replicate-home compare --resume {run.id}"
+    if database is not None:
+        command += f" --db {database}"
     if run.emulator:
-        return f"--resume {run.id} --emulator --service {run.service}"
-    hint = f"--resume {run.id} --service {run.service} --base-url {run.origin}"
-    return hint + (" with REPLICATE_API_TOKEN set" if run.service == "api" else "")
+        return f"{command} --emulator --service {run.service}"
+    command += f" --service {run.service} --base-url {run.origin}"
+    return command + (", with REPLICATE_API_TOKEN set" if run.service == "api" else "")
 
 
 def check_bound(run: RunRecord, plan: Plan) -> None:
@@ -130,7 +133,8 @@ def check_bound(run: RunRecord, plan: Plan) -> None:
     try:
         check_binding(run, target.service, origin, emulator)
     except RunBoundElsewhere as error:
-        raise UsageError(f"{error}: resume it there ({_resume_hint(run)})") from None
+        hint = _resume_hint(run, plan.args.db)
+        raise UsageError(f"{error}: resume it there: {hint}") from None
 
 
 def check_report_page(page: Path, option: str) -> None:
