@@ -76,6 +76,11 @@ class ReplicateAPI(BaseClient):
     uploads each to the Files API, once per call or fan-out, and reuses an upload of the
     same content while it lives; ``"data"`` sends ``data:`` URIs inside the create (at
     most 10 MB of files a call). See the "Files" page of the docs.
+
+    The rest of the API is in groups named as the official 2.x client names them:
+    ``models``, ``collections``, ``hardware``, ``account``, ``trainings`` (followed as
+    predictions are) and ``deployments``, and :meth:`search`; each call shares the
+    budget, the deadline and the errors above (see "Using Replicate's official API").
     """
 
     def __init__(
