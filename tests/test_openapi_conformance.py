@@ -168,14 +168,7 @@ EXCLUDED_CHECKS: dict[str, tuple[list[Any], str]] = {
 _NOT_SERVED = "not served yet (issue 23)"
 _PREDICTION_TIMES = "started_at/completed_at null before they happen (issue 23)"
 #: Operations the emulator does not yet answer as described: being mended (issue 23).
-NOT_YET: dict[str, str] = {
-    "trainings.create": _NOT_SERVED,
-    "trainings.list": _NOT_SERVED,
-    "trainings.get": _NOT_SERVED,
-    "trainings.cancel": _NOT_SERVED,
-    "deployments.update": _NOT_SERVED,
-    "deployments.delete": _NOT_SERVED,
-}
+NOT_YET: dict[str, str] = {}
 
 
 @functools.cache

@@ -374,11 +374,12 @@ def api_object(
     if pred.is_terminal(now) and not as_created:
         # Documented beside predict_time: from creation to the terminal status.
         obj["metrics"]["total_time"] = round(pred.end_time - pred.created, 6)
+    path = "trainings" if pred.training is not None else "predictions"
     urls = {
-        "cancel": f"{base}/v1/predictions/{pred.id}/cancel",
-        "get": f"{base}/v1/predictions/{pred.id}",
+        "cancel": f"{base}/v1/{path}/{pred.id}/cancel",
+        "get": f"{base}/v1/{path}/{pred.id}",
     }
-    if pred.stream_key and stream_url is not None:
+    if pred.stream_key and stream_url is not None and pred.training is None:
         urls["stream"] = f"{stream_url}/v1/streams/{pred.stream_key}"
     urls["web"] = f"{base}/p/{pred.id}"
     obj["source"] = pred.source  # on every prediction object, as the real API answers

@@ -48,6 +48,7 @@ from ._search_routes import search_routes
 from ._state import EmulatorState
 from ._store import PredictionStore
 from ._stream_routes import stream_routes
+from ._training_routes import training_routes
 from ._webhooks import DEFAULT_RETRY_DELAYS, WebhookDelivery, WebhookSender, new_secret
 
 __all__ = ["Emulator"]
@@ -173,7 +174,8 @@ class Emulator:
                 *search_routes(state, self._registry, gate),
                 *collection_routes(state, self._registry, gate),
                 *hardware_routes(gate),
-                *deployment_routes(self._registry, gate, creator),
+                *training_routes(state, settings, self._registry, gate),
+                *deployment_routes(state, self._registry, gate, creator),
                 *files_routes(gate, self.files),
                 *emulator_routes(state, self.stats),
             ],

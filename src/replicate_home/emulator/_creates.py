@@ -33,7 +33,7 @@ from ._simulation import output_share
 from ._state import EmulatorState
 from ._validation import uri_values, validate_input
 
-__all__ = ["WEBHOOK_EVENTS", "PredictionCreator"]
+__all__ = ["WEBHOOK_EVENTS", "PredictionCreator", "check_options"]
 
 _VERSION_ID = re.compile(r"[0-9a-f]{64}")
 WEBHOOK_EVENTS = frozenset({"start", "output", "logs", "completed"})
@@ -47,7 +47,7 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
-def _check_options(payload: dict[str, Any]) -> Response | None:
+def check_options(payload: dict[str, Any]) -> Response | None:
     """The 422 answer for bad ``stream`` and webhook fields, if any. A field sent as
     ``null`` is a field of the wrong type (the official clients leave unset ones out)."""
     if "stream" in payload and not isinstance(payload["stream"], bool):
@@ -204,7 +204,7 @@ class PredictionCreator:
         prompt = model_input.get("prompt")
         prompt = prompt if isinstance(prompt, str) else ""
         files, input_error = self._input_files(model_input, schema, base)
-        bad_options = _check_options(payload)
+        bad_options = check_options(payload)
         if bad_options is not None:
             return bad_options
         try:

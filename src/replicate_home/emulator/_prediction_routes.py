@@ -133,7 +133,8 @@ class _PredictionRoutes:
             return gated
         now = emu.now()
         emu.store.purge(now)
-        newest_first = list(emu.store.newest_first())
+        # Trainings are predictions too, but GET /v1/trainings lists them.
+        newest_first = [pred for pred in emu.store.newest_first() if pred.training is None]
         window = _created_window(request)
         if isinstance(window, Response):
             return window

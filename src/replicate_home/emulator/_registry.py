@@ -42,6 +42,8 @@ class Deployment:
     configuration: dict[str, Any] = field(
         default_factory=lambda: {"hardware": "gpu-t4", "min_instances": 0, "max_instances": 1}
     )
+    last_used: float | None = None
+    """Emulator-clock time of its last prediction, if any."""
 
 
 class ModelRegistry:

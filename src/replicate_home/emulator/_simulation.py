@@ -30,6 +30,7 @@ from ._file_models import (
 from ._png import gradient_png
 from ._scenarios import FileOutput, Scenario
 from ._schemas import DEFAULT_VIDEO_BYTES, TEXT_KINDS, ModelKind
+from ._trainings import WEIGHTS_FILE, WEIGHTS_TYPE, TrainingTarget, weights_bytes
 
 __all__ = [
     "TERMINAL",
@@ -142,6 +143,8 @@ class Prediction:
     files: Mapping[str, FileDigest] = field(default_factory=dict)
     """The digests of its input files by input path (``"image"``, ``"reference_images.0"``),
     resolved when it was created."""
+    training: TrainingTarget | None = None
+    """Where its result goes, if it is a training (:mod:`._trainings`)."""
 
     @property
     def start_time(self) -> float:
@@ -284,6 +287,11 @@ def file_content(pred: Prediction, name: str) -> tuple[Iterator[bytes], int, str
     """Output file ``name`` of ``pred`` (as its output names it): its bytes in pieces, its
     length and its media type; ``None`` if ``pred`` has no such file (the caller checks
     that it succeeded)."""
+    if pred.training is not None:
+        if name != WEIGHTS_FILE:
+            return None
+        weights = weights_bytes(pred.id, pred.training)
+        return iter((weights,)), len(weights), WEIGHTS_TYPE
     if pred.scenario.output is not None:
         return None  # a scripted output names files of its own
     content_type = dict(_output_files(pred)).get(name)
@@ -414,6 +422,12 @@ def render(
             logs += f"Prediction failed: {scenario.error}\n"
         elif running:
             logs += "Prediction canceled\n"
+    if pred.training is not None:
+        # A training's output is its result, once it has one; its logs say what it does.
+        output = None
+        if status == "succeeded":
+            output = pred.training.output(file_url(pred.id, WEIGHTS_FILE))
+        logs = pred.training.logs(pred.model) if running else ""
     return {
         "id": pred.id,
         "model": pred.model,
