@@ -27,6 +27,7 @@ from ._downloads import origin_of
 from ._exceptions import (
     AuthenticationError,
     InvalidInputError,
+    NotFoundError,
     PredictionTimeout,
     RateLimitError,
     ReplicateHomeError,
@@ -110,7 +111,7 @@ class ApiService:
         self.file_encoding: FileEncoding = check_file_encoding(file_encoding) or "upload"
         #: This client's uploads of file inputs, reused by content while they live.
         self.uploads = UploadCache()
-        self.base_url = resolve_base_url(base_url, BASE_URL_ENV, DEFAULT_API_URL)
+        self.base_url = _api_root(resolve_base_url(base_url, BASE_URL_ENV, DEFAULT_API_URL))
         self._headers = {
             "authorization": f"Bearer {self._token}",
             "user-agent": f"replicate-home/{__version__}",
@@ -524,8 +525,15 @@ class ApiService:
         if status_code == 429:
             return RateLimitError(status_code, text, url, retry_after)
         if status_code == 404:
-            return ResponseStatusError(status_code, text, url, message=_not_found(url, detail))
+            return NotFoundError(status_code, text, url, message=_not_found(url, detail))
         return ResponseStatusError(status_code, text, url, message=detail or None)
+
+
+def _api_root(base_url: str) -> str:
+    """The API's root, where ``/v1/...`` paths go: ``base_url`` without a final ``/v1``,
+    which the official clients' ``REPLICATE_BASE_URL`` includes
+    (``https://api.replicate.com/v1``) and the paths already have."""
+    return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
 
 
 def _community_version(model: dict[str, Any]) -> str | None:

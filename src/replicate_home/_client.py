@@ -188,6 +188,7 @@ class BaseClient:
         webhook: str | None = None,
         webhook_events_filter: Sequence[str] | None = None,
         file_encoding: FileEncoding | None = None,
+        timeout: float | None = None,
     ) -> AsyncGenerator[Output, None]:
         """Run one prediction and yield its output as it arrives.
 
@@ -198,11 +199,14 @@ class BaseClient:
         URL the service also posts the prediction to, for the events in
         ``webhook_events_filter``. ``file_encoding`` (official API only) says how this
         call sends its file inputs: ``"upload"`` or ``"data"`` (the client's by default).
+        ``timeout`` is this call's deadline in seconds (the client's by default), as for
+        :meth:`fan_out` and :meth:`wait`: :class:`PredictionTimeout` when it passes.
         """
+        seconds = None if timeout is None else check_seconds(timeout, "timeout")
         call = self._service.prepare(model, messages, prompt, input)
         call = self._with_webhook(call, webhook, webhook_events_filter)
         call = self._with_files(call, file_encoding, None)
-        return stream_chunks(self._open_engine(), call)
+        return stream_chunks(self._open_engine(), call, timeout=seconds)
 
     async def predict(
         self,
@@ -215,6 +219,7 @@ class BaseClient:
         webhook: str | None = None,
         webhook_events_filter: Sequence[str] | None = None,
         file_encoding: FileEncoding | None = None,
+        timeout: float | None = None,
     ) -> Prediction:
         """Run one prediction to the end and return it.
 
@@ -226,16 +231,17 @@ class BaseClient:
         :class:`PredictionFailed`, :class:`PredictionCanceled`,
         :class:`PredictionTimeout` and the HTTP errors (a file input that could not be
         uploaded: :class:`UploadFailed`, before any prediction is created).
-        ``webhook``, ``webhook_events_filter`` and ``file_encoding`` as for
+        ``webhook``, ``webhook_events_filter``, ``file_encoding`` and ``timeout`` as for
         :meth:`generate`.
         """
         if on_status is not None and not callable(on_status):
             raise ValueError(f"on_status must be a function or None, not {on_status!r}")
+        seconds = None if timeout is None else check_seconds(timeout, "timeout")
         call = self._service.prepare(model, messages, prompt, input)
         call = self._with_webhook(call, webhook, webhook_events_filter)
         call = self._with_files(call, file_encoding, None)
         engine = self._open_engine()
-        return await run_to_end(engine, call, on_status=on_status, wait=self._wait)
+        return await run_to_end(engine, call, timeout=seconds, on_status=on_status, wait=self._wait)
 
     def fan_out(
         self,

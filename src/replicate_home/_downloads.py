@@ -301,15 +301,19 @@ class FileOutput:
     ) -> Path:
         """Write the file to disk and return its path.
 
-        An existing directory gets a file named by this library (``output`` and the
-        suffix of the content type; ``output-2`` … if taken, never a name from the URL);
-        any other path is the file itself. The bytes go to a temporary file in the same
-        directory, renamed into place once complete: a failed or cancelled download
-        leaves no partial file. An existing file is never replaced unless
-        ``overwrite`` (then ``FileExistsError``). ``timeout`` as for :meth:`read`.
+        A directory gets a file named by this library (``output`` and the suffix of the
+        content type; ``output-2`` … if taken, never a name from the URL): an existing
+        one, or a path that doesn't exist and has no suffix (``"saved"``, ``"out/"``),
+        which is created, as the command line's ``--save DIR`` does. A path with a
+        suffix (``"cat.png"``) is the file itself, its directory created if needed. The
+        bytes go to a temporary file in the same directory, renamed into place once
+        complete: a failed or cancelled download leaves no partial file. An existing
+        file is never replaced unless ``overwrite`` (then ``FileExistsError``).
+        ``timeout`` as for :meth:`read`.
         """
-        target = Path(os.fspath(path_or_dir))
-        if await anyio.Path(target).is_dir():
+        raw = os.fspath(path_or_dir)
+        target = Path(raw)
+        if await _names_a_directory(raw, target):
             return await self.save_as(target, "output" + self.suffix, rename=True, timeout=timeout)
         return await self.save_as(target.parent, target.name, overwrite=overwrite, timeout=timeout)
 
@@ -556,3 +560,14 @@ async def _own_client() -> AsyncIterator[httpx.AsyncClient]:
     finally:
         with anyio.CancelScope(shield=True, deadline=anyio.current_time() + CLEANUP_GRACE):
             await client.aclose()
+
+
+async def _names_a_directory(raw: str, target: Path) -> bool:
+    """Whether ``save()``'s path means a directory: an existing one, one that ends with
+    a separator, or a path that doesn't exist and whose name has no suffix (an output
+    file is never wanted without one: ``save("saved")`` is a directory to create, not a
+    PNG file named ``saved``)."""
+    path = anyio.Path(target)
+    if await path.is_dir() or raw.endswith(("/", os.sep)):
+        return True
+    return not target.suffix and not await path.exists()

@@ -25,6 +25,7 @@ __all__ = [
     "FileTooLarge",
     "InvalidInputError",
     "ModelNotSupportedError",
+    "NotFoundError",
     "OutputRewritten",
     "PredictionCanceled",
     "PredictionFailed",
@@ -57,14 +58,20 @@ class ReplicateHomeError(Exception):
 
 
 class ModelNotSupportedError(ReplicateHomeError, ValueError):
-    """The model name is neither a supported model nor an alias of one."""
+    """The model name is neither a supported model nor an alias of one (the homepage
+    service runs a few models only). For a model named ``owner/name`` the message says
+    that Replicate's API runs any model (``ReplicateAPI``)."""
 
     def __init__(self, model: object, supported: Sequence[str]) -> None:
         self.model = model
         self.supported = tuple(supported)
-        super().__init__(
-            f"Model {model!r} is not supported; choose one of: {', '.join(self.supported)}"
-        )
+        message = f"Model {model!r} is not supported; choose one of: {', '.join(self.supported)}"
+        if isinstance(model, str) and "/" in model.strip("/"):
+            message += (
+                f" ({model} runs on Replicate's API, which runs any public model: "
+                "use ReplicateAPI, with an API token)"
+            )
+        super().__init__(message)
 
 
 class UnexpectedResponseFormat(ReplicateHomeError, ValueError):
@@ -129,6 +136,12 @@ class InvalidInputError(ResponseStatusError, ValueError):
     def __init__(self, status_code: int, body: str, url: str, detail: str) -> None:
         self.detail = detail
         super().__init__(status_code, body, url, message=f"invalid input: {detail}")
+
+
+class NotFoundError(ResponseStatusError):
+    """The service answered 404: no such prediction, training, file, model or
+    deployment (or none this token may see). ``str(error)`` names what was asked for
+    (``prediction zzz not found``)."""
 
 
 class RateLimitError(ResponseStatusError):

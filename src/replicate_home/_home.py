@@ -9,7 +9,7 @@ from urllib.parse import quote, urlsplit
 
 from ._catalog import MODEL_VERSIONS, model_kind, resolve_model
 from ._decode import require_string
-from ._exceptions import RateLimitError, ReplicateHomeError, ResponseStatusError
+from ._exceptions import NotFoundError, RateLimitError, ReplicateHomeError, ResponseStatusError
 from ._models import Deployment, Prediction
 from ._prompt import Messages, format_prompt, last_message_content
 from ._service import PredictionCall, RequestSpec, Send
@@ -149,4 +149,6 @@ class HomeService:
     ) -> ReplicateHomeError:
         if status_code == 429:
             return RateLimitError(status_code, text, url, retry_after)
+        if status_code == 404:
+            return NotFoundError(status_code, text, url)
         return ResponseStatusError(status_code, text, url)

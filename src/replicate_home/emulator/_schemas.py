@@ -86,6 +86,14 @@ _INPUTS: Mapping[str, tuple[tuple[str, ...], dict[str, dict[str, Any]]]] = {
             "seed": _SEED,
             "width": _prop("Width", "Width of the output image", type="integer", default=1024),
             "height": _prop("Height", "Height of the output image", type="integer", default=1024),
+            "num_outputs": _prop(
+                "Num Outputs",
+                "Number of images to output",
+                type="integer",
+                default=1,
+                minimum=1,
+                maximum=4,
+            ),
         },
     ),
     "upscale": (

@@ -267,8 +267,9 @@ FileUrl = Callable[[str, str], str]
 def _output_files(pred: Prediction) -> list[tuple[str, str]]:
     """The names and media types of the files a succeeded ``pred`` produces."""
     kind = pred.kind
-    if kind == "image":
-        return [(f"{index}.png", "image/png") for index in range(pred.scenario.images)]
+    if kind == "image":  # as many as the input asks for (num_outputs), else the scenario's
+        count = int(pred.input.get("num_outputs", pred.scenario.images))
+        return [(f"{index}.png", "image/png") for index in range(count)]
     if kind == "upscale":
         return [("0.png", "image/png")]
     if kind == "image-to-image":
