@@ -15,6 +15,7 @@ import pytest
 from replicate_home import ReplicateAPI, ReplicateHome, RunBoundElsewhere
 from replicate_home.cli import main
 from replicate_home.comparisons import (
+    CellRecord,
     ResultsStore,
     RunProgress,
     resume_comparison,
@@ -298,3 +299,42 @@ async def test_a_lost_create_must_carry_the_runs_webhook(tmp_path: Path) -> None
         (cell,) = await store.cells(run.id)
     assert emulator.stats().creates == 2  # found, not sent again
     assert cell.prediction_id == ours.id != foreign.id
+
+
+@pytest.mark.anyio
+async def test_a_resume_waits_for_another_runs_create_in_flight(tmp_path: Path) -> None:
+    # Run X marked its cell first, but its create (slow to leave) was created after run
+    # Y's lost one: handed out in order of marks, X's prediction would go to Y. X's
+    # process is alive and records its answer: the resume waits for it, then takes Y's.
+    emulator = Emulator(Scenario(duration=0.2))
+    async with emulator.serve(), ResultsStore.open(tmp_path / "runs.db") as store:
+        async with ReplicateAPI(TOKEN, base_url=emulator.base_url) as client:
+            spec = [(0, 0, LLAMA, "p", {"prompt": "p"})]
+            bound = {"origin": emulator.base_url, "emulator": False}
+            x = await store.create_run(
+                service="api", models=[LLAMA], cells=spec, settings={}, **bound
+            )
+            y = await store.create_run(
+                service="api", models=[LLAMA], cells=spec, settings={}, **bound
+            )
+            await store.record_sending(x.id, 0, deadline=60)
+            await store.record_sending(y.id, 0, deadline=60)
+            lost = await client.create(LLAMA, prompt="p")  # Y's, never recorded
+            slow = await client.create(LLAMA, prompt="p")  # X's, its answer on its way
+            asked = anyio.Event()
+            open_sends = store.open_sends
+
+            async def spied() -> list[CellRecord]:
+                asked.set()
+                return await open_sends()
+
+            store.open_sends = spied  # type: ignore[method-assign]
+            async with anyio.create_task_group() as group:
+                group.start_soon(resume_comparison, client, store, y.id)
+                await asked.wait()  # the resume looks at the store: X's create is in flight
+                assert await store.record_sent(x.id, 0, slow.id, created_at=slow.created_at)
+        (mine,) = await store.cells(y.id)
+        (theirs,) = await store.cells(x.id)
+    assert mine.prediction_id == lost.id
+    assert theirs.prediction_id == slow.id
+    assert emulator.stats().creates == 2
