@@ -193,6 +193,7 @@ def test_archive_policy_checks_its_cap_and_reads_what_a_run_recorded() -> None:
     assert ArchivePolicy.of({"archive": {"keep": False, "max_file_bytes": None}}) == (
         ArchivePolicy(False, None)
     )
+    assert ArchivePolicy.of({"archive": {"max_file_bytes": "10"}}) == ArchivePolicy()
     for bad in (0, -1, 1.5, True, "10"):
         with pytest.raises(ValueError, match="max_file_bytes"):
             ArchivePolicy(True, bad)  # type: ignore[arg-type]

@@ -45,6 +45,7 @@ from ._store import ResultsStore
 __all__ = [
     "ARCHIVE_DOWNLOADS",
     "DEFAULT_MAX_FILE_BYTES",
+    "RETRIED",
     "ArchivePolicy",
     "archive_name",
     "fetch_files",
@@ -109,7 +110,9 @@ class ArchivePolicy:
         if not isinstance(recorded, Mapping):
             return cls()
         cap = recorded.get("max_file_bytes", DEFAULT_MAX_FILE_BYTES)
-        return cls(bool(recorded.get("keep", True)), cap if isinstance(cap, int) else None)
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            cap = DEFAULT_MAX_FILE_BYTES  # not a cap this library wrote: the default
+        return cls(bool(recorded.get("keep", True)), cap)
 
 
 def output_files(output: Any) -> list[str]:
