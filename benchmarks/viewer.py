@@ -9,7 +9,10 @@ of its own (``python -m replicate_home view --port 0``), and asked, ``R`` times 
 - the run's grid page (``/runs/RUN/grid``): time to the first byte of the answer;
 - its first window of 25 prompt rows (``/api/runs/RUN/window``, what the page draws
   first): time to the first byte and to the whole answer;
-- the event stream's snapshot (``/api/runs/RUN/events``): time to its first event.
+- the event stream's snapshot (``/api/runs/RUN/events``): time to its first event;
+
+the two runs taking turns, request by request, so that the machine's other load falls
+on both alike.
 
 Then the server's peak memory (``VmHWM`` of its process, Linux) after all of it.
 Reported as medians, with each figure's ratio to the 100-cell run's; the target is a
@@ -26,7 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import anyio
@@ -112,16 +115,26 @@ def _first_event(http: httpx.Client, url: str) -> float:
     raise RuntimeError("the event stream ended without a snapshot")
 
 
-def _measure(database: Path, reps: int) -> dict[str, list[float]]:
-    figures: dict[str, list[float]] = {"page": [], "window": [], "window whole": [], "event": []}
-    with _viewer(database) as (url, pid), httpx.Client(timeout=60) as http:
+def _measure(databases: dict[int, Path], reps: int) -> dict[int, dict[str, list[float]]]:
+    """Each figure ``reps`` times per run, the runs taking turns (what load the machine
+    has falls on both alike), then each server's peak memory."""
+    names = ("page", "window", "window whole", "event")
+    figures: dict[int, dict[str, list[float]]] = {
+        cells: {name: [] for name in names} for cells in databases
+    }
+    with ExitStack() as stack:
+        servers = {cells: stack.enter_context(_viewer(path)) for cells, path in databases.items()}
+        http = stack.enter_context(httpx.Client(timeout=60))
         for _ in range(reps):
-            figures["page"].append(_first_byte(http, f"{url}/runs/run/grid")[0])
-            first, whole = _first_byte(http, f"{url}/api/runs/run/window")
-            figures["window"].append(first)
-            figures["window whole"].append(whole)
-            figures["event"].append(_first_event(http, f"{url}/api/runs/run/events"))
-        figures["peak"] = [_peak_kib(pid) / 1024]
+            for cells, (url, _) in servers.items():
+                mine = figures[cells]
+                mine["page"].append(_first_byte(http, f"{url}/runs/run/grid")[0])
+                first, whole = _first_byte(http, f"{url}/api/runs/run/window")
+                mine["window"].append(first)
+                mine["window whole"].append(whole)
+                mine["event"].append(_first_event(http, f"{url}/api/runs/run/events"))
+        for cells, (_, pid) in servers.items():
+            figures[cells]["peak"] = [_peak_kib(pid) / 1024]
     return figures
 
 
@@ -143,11 +156,10 @@ def run(settings: Settings) -> list[Table]:
         ],
     )
     with tempfile.TemporaryDirectory() as folder:
-        results = {}
-        for cells in (100, 10_000):
-            database = Path(folder) / f"run-{cells}.db"
+        databases = {cells: Path(folder) / f"run-{cells}.db" for cells in (100, 10_000)}
+        for cells, database in databases.items():
             anyio.run(_make, database, cells // len(MODELS))
-            results[cells] = _measure(database, reps)
+        results = _measure(databases, reps)
     base = {name: summarize(values).median for name, values in results[100].items()}
     for cells, figures in results.items():
         medians = {name: summarize(values) for name, values in figures.items()}
@@ -164,8 +176,9 @@ def run(settings: Settings) -> list[Table]:
             fmt_ratio(medians["peak"].median, base["peak"]),
         )
     table.notes.append(
-        f"{reps} requests of each kind per run, medians (min-max); each run served by "
-        "`replicate-home view` in a process of its own; outputs of ~600 characters."
+        f"{reps} requests of each kind per run, the runs taking turns; medians (min-max); "
+        "each run served by `replicate-home view` in a process of its own; outputs of ~600 "
+        "characters."
     )
     table.notes.append(
         "Target: the first page costs the same whatever the run's size (ratios near 1x)."

@@ -276,7 +276,7 @@ class Viewer:
         cells = [self._with_partial(run.id, cell) for cell in window.cells]
         return {
             "run": _run_json(run),
-            "progress": await self._call(Reader.progress, run.id),
+            "progress": await self.hub.progress(run.id),
             "offset": offset,
             "limit": limit,
             "rows": list(window.rows),

@@ -76,6 +76,7 @@ class Hub:
         self._signatures: dict[str, dict[int, tuple[Any, ...]]] = {}
         self._version: int | None = None
         self._partials: dict[tuple[str, int], _Partial] = {}
+        self._progress: dict[str, tuple[int, dict[str, int]]] = {}
 
     # -- the runner's side (in-process) ------------------------------------------------
 
@@ -116,6 +117,18 @@ class Hub:
             if not any(other.run_id == run_id for other in self._watchers):
                 self._signatures.pop(run_id, None)
 
+    async def progress(self, run_id: str) -> dict[str, int]:
+        """The run's counts (:meth:`Reader.progress`), read again only once something
+        was committed: every page of a run shares one count per change."""
+        version = await self._call(Reader.data_version)
+        cached = self._progress.get(run_id)
+        if cached is None or cached[0] != version:
+            cached = (version, await self._call(Reader.progress, run_id))
+            self._progress[run_id] = cached
+            if len(self._progress) > 64:  # runs looked at long ago
+                del self._progress[next(iter(self._progress))]
+        return cached[1]
+
     async def run(self) -> None:
         """Look for changes until cancelled."""
         while True:
@@ -152,7 +165,7 @@ class Hub:
             text = self.partial_text(run_id, row["cell"])
             if row["state"] != "done" and text is not None:
                 row["text"] = text
-        progress = await self._call(Reader.progress, run_id)
+        progress = await self.progress(run_id)
         for watcher in list(self._watchers):
             if watcher.run_id != run_id:
                 continue

@@ -302,17 +302,24 @@ class Reader:
         }
 
     def progress(self, run_id: str) -> dict[str, int]:
-        """The run's cells in all, done, failed and running."""
-        ((total, done, failed, running),) = self._rows(
-            "SELECT COUNT(*), SUM(state = 'done'), SUM(state = 'done' AND status != 'succeeded'),"
-            " SUM(state IN ('sending', 'running')) FROM cells WHERE run_id = ?",
+        """The run's cells in all, done, failed and running: the states counted from the
+        ``cells_by_state`` index alone, the failed ones among the ended cells."""
+        states: dict[str, int] = {
+            row[0]: int(row[1])
+            for row in self._rows(
+                "SELECT state, COUNT(*) FROM cells WHERE run_id = ? GROUP BY state", (run_id,)
+            )
+        }
+        ((failed,),) = self._rows(
+            "SELECT COUNT(*) FROM cells WHERE run_id = ? AND state = 'done'"
+            " AND status != 'succeeded'",
             (run_id,),
         )
         return {
-            "total": total or 0,
-            "done": done or 0,
-            "failed": failed or 0,
-            "running": running or 0,
+            "total": sum(states.values()),
+            "done": states.get("done", 0),
+            "failed": failed,
+            "running": states.get("sending", 0) + states.get("running", 0),
         }
 
     def cells(self, run_id: str, numbers: Sequence[int]) -> list[dict[str, Any]]:
