@@ -7,7 +7,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from replicate_home import AdaptiveSchedule, FixedSchedule, Prediction, UnexpectedResponseFormat
@@ -213,6 +213,9 @@ def test_streamed_chunks_is_a_snapshot_of_a_growing_list() -> None:
     streamed=st.lists(st.text(alphabet="ab\n", max_size=3), max_size=12),
     final=st.lists(st.text(alphabet="ab\r\n", max_size=3), max_size=15),
 )
+# Found by this property: a poll's CR, then a stream's LF, reads as one CRLF.
+@example(before=["\r"], streamed=["\n\n", ""], final=[])
+@example(before=["\r"], streamed=["\n", "\n", ""], final=[])
 def test_a_stream_read_by_position_yields_what_a_full_comparison_yields(
     before: list[str], streamed: list[str], final: list[str]
 ) -> None:

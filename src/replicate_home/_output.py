@@ -156,6 +156,8 @@ class TextStream:
         ):
             new = [chunk for chunk in chunks.tail(self._consumed) if chunk]
             self._consumed = len(chunks)
+            if self._folded and self._joins_crlf(new):
+                self._source = None  # see _advance_folded: compare the next one in full
             self._deliver(new)
             return new
         self._source = None
@@ -218,8 +220,16 @@ class TextStream:
             if end > cut and chunk:
                 new.append(chunk[max(0, cut - position) :])
             position = end
+        # A delivered CR followed by a new LF reads as one CRLF, so what was delivered now
+        # folds shorter than what it was matched against: the next output must be compared
+        # in full again, not taken by position (which would skip the line break it lacks).
+        merged = self._joins_crlf(new)
         self._deliver(new)
-        return new, True
+        return new, not merged
+
+    def _joins_crlf(self, new: list[str]) -> bool:
+        """Whether ``new`` starts with an LF that the CR delivered last turns into a CRLF."""
+        return bool(self._pieces and new) and self._pieces[-1][-1:] == "\r" and new[0][:1] == "\n"
 
 
 def _fold(text: str) -> tuple[str, list[int]]:
