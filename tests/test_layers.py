@@ -10,6 +10,8 @@ layers these checks enforce.
 from __future__ import annotations
 
 import ast
+import configparser
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,3 +192,18 @@ def test_no_module_is_over_600_lines() -> None:
         and (lines := len(path.read_text(encoding="utf-8").splitlines())) > 600
     }
     assert long == {}
+
+
+def test_every_library_module_has_a_layer() -> None:
+    """A new module must be placed in ``.importlinter``'s layers, or no layer rule sees it."""
+    config = configparser.ConfigParser()
+    config.read(ROOT.parents[1] / ".importlinter", encoding="utf-8")
+    layers = config["importlinter:contract:layers"]["layers"]
+    placed = {name for name in re.split(r"[\s|:]+", layers) if name}
+    top = {
+        name.split(".")[1]
+        for name in MODULES
+        if name.count(".") >= 1 and not name.endswith(".__init__")
+    }
+    # The emulator is kept apart by contracts of its own, not placed among the layers.
+    assert top - placed - {"emulator"} == set()

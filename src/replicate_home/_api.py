@@ -22,6 +22,7 @@ from ._api_args import (
     check_timestamp,
     parse_model_ref,
 )
+from ._api_urls import acceptable_stream_url, api_root, same_origin
 from ._catalog import IMAGE_MODELS, ModelKind
 from ._downloads import origin_of
 from ._exceptions import (
@@ -111,7 +112,7 @@ class ApiService:
         self.file_encoding: FileEncoding = check_file_encoding(file_encoding) or "upload"
         #: This client's uploads of file inputs, reused by content while they live.
         self.uploads = UploadCache()
-        self.base_url = _api_root(resolve_base_url(base_url, BASE_URL_ENV, DEFAULT_API_URL))
+        self.base_url = api_root(resolve_base_url(base_url, BASE_URL_ENV, DEFAULT_API_URL))
         self._headers = {
             "authorization": f"Bearer {self._token}",
             "user-agent": f"replicate-home/{__version__}",
@@ -474,7 +475,7 @@ class ApiService:
 
     def _prediction_url(self, prediction: Prediction, key: str, suffix: str) -> str:
         url = prediction.urls.get(key)
-        if url and _same_origin(url, self.base_url):
+        if url and same_origin(url, self.base_url):
             return url
         return f"{self.base_url}/v1/predictions/{quote(prediction.id, safe='')}{suffix}"
 
@@ -488,10 +489,10 @@ class ApiService:
         of their own). Its URL is a capability: only the API's own origin is sent the
         token, any other stream host gets no credential at all."""
         url = prediction.urls.get("stream")
-        if not url or not _acceptable_stream_url(url, self.base_url):
+        if not url or not acceptable_stream_url(url, self.base_url):
             return None
         stream_headers = {"accept": "text/event-stream", "cache-control": "no-store"}
-        if _same_origin(url, self.base_url):
+        if same_origin(url, self.base_url):
             return RequestSpec("GET", url, headers={**self._headers, **stream_headers})
         headers = {"user-agent": self._headers["user-agent"], **stream_headers}
         return RequestSpec("GET", url, headers=headers, anonymous=True)
@@ -529,13 +530,6 @@ class ApiService:
         return ResponseStatusError(status_code, text, url, message=detail or None)
 
 
-def _api_root(base_url: str) -> str:
-    """The API's root, where ``/v1/...`` paths go: ``base_url`` without a final ``/v1``,
-    which the official clients' ``REPLICATE_BASE_URL`` includes
-    (``https://api.replicate.com/v1``) and the paths already have."""
-    return base_url[: -len("/v1")] if base_url.endswith("/v1") else base_url
-
-
 def _community_version(model: dict[str, Any]) -> str | None:
     """The version to run a model at: ``None`` for an official model (the model route
     runs it), else ``latest_version.id``."""
@@ -546,38 +540,6 @@ def _community_version(model: dict[str, Any]) -> str | None:
     if isinstance(version, str) and BARE_VERSION.match(version):
         return version
     return None
-
-
-def _url(url: str) -> httpx.URL | None:
-    """``url`` as httpx reads it (the way it will be sent), or ``None`` if it can't be."""
-    try:
-        return httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        return None
-
-
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
-    """Scheme, host and port, with the scheme's default port made explicit."""
-    return url.scheme, url.host, url.port or {"http": 80, "https": 443}.get(url.scheme)
-
-
-def _same_origin(url: str, base_url: str) -> bool:
-    a, b = _url(url), _url(base_url)
-    return a is not None and b is not None and _origin(a) == _origin(b)
-
-
-def _acceptable_stream_url(url: str, base_url: str) -> bool:
-    """Whether a stream URL the service answered may be followed: http(s) with a host,
-    no credentials in it, and never plain http when the API itself is https. Read as
-    httpx reads it, so that what is checked is what is sent."""
-    parsed, base = _url(url), _url(base_url)
-    if parsed is None or base is None:
-        return False
-    if parsed.scheme not in ("http", "https") or not parsed.host or parsed.userinfo:
-        return False
-    if parsed.port is not None and not 0 < parsed.port < 65536:
-        return False
-    return not (parsed.scheme == "http" and base.scheme == "https")
 
 
 def _problem_detail(text: str) -> str:
