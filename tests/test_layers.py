@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1] / "src" / PACKAGE
 # Pure modules: values, decoding, schedules, the budget's arithmetic, scrubbing, the
 # catalog. They do no I/O and import nothing that does, so each is tested directly.
 PURE = (
+    "_api_errors",
     "_budget",
     "_catalog",
     "_decode",

@@ -19,6 +19,7 @@ from replicate_home import (
     PredictionFailed,
     PredictionTimeout,
     ReplicateAPI,
+    ResponseStatusError,
     Training,
 )
 
@@ -231,3 +232,11 @@ async def test_bad_arguments_fail_before_any_request() -> None:
         with pytest.raises(ValueError, match="webhook"):
             await api.trainings.create(MODEL, destination="a/b", input={}, webhook="ftp://x")
     assert service.requests == []
+
+
+async def test_an_unknown_training_is_a_404_naming_it() -> None:
+    problem = {"title": "Not found", "detail": "Not found.", "status": 404}
+    service = Service({GET: [httpx.Response(404, json=problem)]})
+    async with service.client() as api:
+        with pytest.raises(ResponseStatusError, match=f"training {training_id()} not found"):
+            await api.trainings.get(training_id())

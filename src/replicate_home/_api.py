@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
-from urllib.parse import quote, urlencode, urlsplit
+from urllib.parse import quote, urlencode
 
 import anyio
 import httpx
@@ -22,6 +21,7 @@ from ._api_args import (
     check_timestamp,
     parse_model_ref,
 )
+from ._api_errors import not_found_message, problem_detail
 from ._api_urls import acceptable_stream_url, api_root, same_origin
 from ._catalog import IMAGE_MODELS, ModelKind
 from ._downloads import origin_of
@@ -77,9 +77,6 @@ MAX_WAIT = 60
 #: Models known to produce images. Any other model is followed as a text model, and its
 #: output still becomes an ``ImageResponse`` when it turns out to be image files.
 API_IMAGE_MODELS = frozenset({*IMAGE_MODELS, "stability-ai/sdxl", "black-forest-labs/flux-schnell"})
-
-_PREDICTION_PATH = re.compile(r"/v1/predictions/(?P<id>[^/]+)")
-_MODEL_PATH = re.compile(r"/v1/models/(?P<model>[^/]+/[^/]+)")
 
 
 def resolve_token(api_token: str | None) -> str:
@@ -515,7 +512,7 @@ class ApiService:
     def error_for(
         self, status_code: int, text: str, url: str, retry_after: float | None
     ) -> ReplicateHomeError:
-        detail = _problem_detail(text)
+        detail = problem_detail(text)
         if status_code in (401, 403):
             return AuthenticationError(
                 f"the API refused the token (HTTP {status_code}): {detail or 'unauthorised'}",
@@ -526,7 +523,8 @@ class ApiService:
         if status_code == 429:
             return RateLimitError(status_code, text, url, retry_after)
         if status_code == 404:
-            return NotFoundError(status_code, text, url, message=_not_found(url, detail))
+            message = not_found_message(url, detail)
+            return NotFoundError(status_code, text, url, message=message)
         return ResponseStatusError(status_code, text, url, message=detail or None)
 
 
@@ -540,28 +538,3 @@ def _community_version(model: dict[str, Any]) -> str | None:
     if isinstance(version, str) and BARE_VERSION.match(version):
         return version
     return None
-
-
-def _problem_detail(text: str) -> str:
-    """The ``detail`` (or ``title``) of a problem-JSON body; empty if there is none."""
-    try:
-        problem = json.loads(text)
-    except ValueError:
-        return ""
-    if not isinstance(problem, dict):
-        return ""
-    for key in ("detail", "title"):
-        value = problem.get(key)
-        if isinstance(value, str) and value:
-            return excerpt(value)
-    return ""
-
-
-def _not_found(url: str, detail: str) -> str:
-    path = urlsplit(url).path
-    suffix = f" ({detail})" if detail else ""
-    if match := _PREDICTION_PATH.search(path):
-        return f"prediction {match['id']} not found{suffix}"
-    if match := _MODEL_PATH.search(path):
-        return f"model {match['model']} not found{suffix}"
-    return f"not found{suffix}"
