@@ -52,8 +52,9 @@ Ours refill at the same rate, and the rules below follow from that model of the 
   square of the gap over the ceiling a second: little after a single decrease, a
   collapse undone in seconds. Past it the rate climbs only while requests succeed and
   wait for tokens (an idle bucket, or one whose demand is below its rate, does not climb
-  past what it has seen), and by at least :data:`MAX_STEP` of itself per request: the
-  limit has moved.
+  past what it has seen), to at most :data:`DEMAND` times the rate that got through
+  lately (polls sent at 10 a second are not raised back to bursts of 40), and by at
+  least :data:`MAX_STEP` of itself per request: the limit has moved.
 
 The service's answers are the only signal, so processes sharing a token converge without
 talking to each other.
@@ -71,6 +72,7 @@ __all__ = [
     "CALM",
     "CLIMB",
     "DECREASE",
+    "DEMAND",
     "DOUBLING",
     "HEADROOM",
     "MAX_PAUSE",
@@ -108,6 +110,10 @@ DOUBLING = 20.0
 #: of the gap over the ceiling a second: after a single decrease (a gap of 15 %) that is
 #: less than the additive climb, after a storm's collapse it is undone in seconds.
 RECOVERY = 1.0
+
+#: Past the limit the last 429s showed, the rate climbs to at most this many times the
+#: rate that got through over the last :data:`WINDOW` seconds.
+DEMAND = 2.0
 
 #: How long the rate a decrease was made from counts toward the limit the last 429s
 #: showed, in seconds.
@@ -259,8 +265,12 @@ class TokenBucket:
         # whose demand is below its rate (polls) gains nothing from a higher rate but a
         # larger burst.
         probing_until = min(self._last_success, self._last_wait) + max(1.0, 2.0 / rate)
+        # Past the limit, at most DEMAND times what got through lately: a bucket whose
+        # demand is below its rate (polls) is not raised to bursts it never sends.
+        measured = self._measured(end)
+        cap = ceiling if measured is None else max(rate, limit, DEMAND * measured)
         moment = start
-        while moment < end and rate < ceiling:
+        while moment < end and rate < min(ceiling, cap):
             if rate >= limit and moment >= probing_until:
                 break
             # At most a thousand steps however long the stretch (an idle hour).
@@ -278,7 +288,7 @@ class TokenBucket:
             if rate > limit >= self._allowed and moment + step > probing_until:
                 rate = limit  # with time alone, not past the limit
             moment += step
-        self._allowed = min(ceiling, max(self._floor, rate))
+        self._allowed = min(ceiling, cap, max(self._floor, rate))
 
     def delay(self) -> float:
         """Seconds until a token is free (0 if one is free now); takes it if so."""
