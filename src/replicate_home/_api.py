@@ -38,6 +38,7 @@ from ._exceptions import (
 )
 from ._file_inputs import check_input
 from ._home import resolve_base_url
+from ._model_routes import ModelRoutes
 from ._models import Deployment, Prediction
 from ._paging import next_cursor, results_of
 from ._prompt import Messages, format_prompt
@@ -115,11 +116,7 @@ class ApiService:
             "user-agent": f"replicate-home/{__version__}",
             "accept": "application/json",
         }
-        #: ``owner/name`` -> latest version of a community model, ``None`` if official.
-        self._latest: dict[str, str | None] = {}
-        #: ``owner/name`` -> set when the create in flight to its model route settles.
-        self._first_creates: dict[str, anyio.Event] = {}
-        self._lookups: dict[str, anyio.Event] = {}
+        self._routes = ModelRoutes()
 
     def __repr__(self) -> str:
         return f"ApiService(base_url={self.base_url!r})"  # never the token
@@ -222,36 +219,17 @@ class ApiService:
             )
             call = replace(call, input=encoded)
         if self._by_model_route(call):
-            await self._take_turn(call.model)
-            version = self._latest.get(call.model)
+            await self._routes.take_turn(call.model)
+            version = self._routes.version(call.model)
             if version is not None:
                 return replace(call, version=version)
         return call
 
-    async def _take_turn(self, model: str) -> None:
-        """Until this client knows whether ``owner/name`` runs on its model route (an
-        official model) or at a version (a community model, which the route refuses with
-        a 404), one create at a time goes there; the others wait for its answer (and the
-        look-up a 404 starts): at most one 404 create per model, each create a token of
-        the rate budget."""
-        while model not in self._latest:
-            first = self._first_creates.get(model)
-            if first is None:
-                self._first_creates[model] = anyio.Event()
-                return
-            await first.wait()
-
     def settled(self, call: PredictionCall, created: bool) -> None:
-        """A model route that created a prediction serves the model; either way, the
-        calls waiting for the first create's answer go on (one of them next, if it
-        settled nothing)."""
-        if not self._by_model_route(call):
-            return
-        if created:
-            self._latest.setdefault(call.model, None)
-        first = self._first_creates.pop(call.model, None)
-        if first is not None:
-            first.set()
+        """The calls waiting for the first create to a model route go on
+        (:class:`~._model_routes.ModelRoutes`)."""
+        if self._by_model_route(call):
+            self._routes.settled(call.model, created)
 
     async def _upload_input(self, value: Any, send: Send) -> tuple[str, int]:
         """Upload one file input (unless this client has a live upload of the same
@@ -293,22 +271,15 @@ class ApiService:
 
     async def _look_up(self, model: str, send: Send) -> str | None:
         """The latest version of a community model (``None`` for an official one), from
-        one request per client: concurrent callers wait for the one in flight."""
-        while model not in self._latest:
-            pending = self._lookups.get(model)
-            if pending is not None:
-                await pending.wait()
-                continue
-            self._lookups[model] = done = anyio.Event()
-            try:
-                owner, name = model.split("/", 1)
-                url = f"{self.base_url}/v1/models/{quote(owner)}/{quote(name)}"
-                data, _ = await send(RequestSpec("GET", url, headers=self._headers))
-                self._latest[model] = _community_version(data)
-            finally:
-                del self._lookups[model]
-                done.set()
-        return self._latest[model]
+        one request per client."""
+
+        async def fetch(model: str) -> str | None:
+            owner, name = model.split("/", 1)
+            url = f"{self.base_url}/v1/models/{quote(owner)}/{quote(name)}"
+            data, _ = await send(RequestSpec("GET", url, headers=self._headers))
+            return _community_version(data)
+
+        return await self._routes.look_up(model, fetch)
 
     def create_request(
         self, call: PredictionCall, *, remaining: float, wait: float | None
