@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,7 +46,8 @@ class Judge:
 
     ``model`` is any Replicate text model: it judges the text outputs. With
     ``images=True`` it is a vision model and judges the image outputs instead: it is
-    sent the (first) image in the input named ``image_input``. ``scale`` is the lowest
+    sent the (first) image in the input named ``image_input`` (the output archive's copy
+    as a file input where the archive keeps it, else the output URL). ``scale`` is the lowest
     and highest score; ``input`` holds any other inputs the judge is sent
     (``max_tokens``, ``temperature``: a judge is best run at temperature 0 where the
     model allows it).
@@ -95,10 +97,11 @@ class Judge:
         )
 
     def call_input(
-        self, prompt: str | None, output: str | None, image: str | None
+        self, prompt: str | None, output: str | None, image: str | os.PathLike[str] | None
     ) -> dict[str, Any]:
         """The judge's input for one cell: its :func:`judge_prompt` and, for an image,
-        the image's URL in ``image_input``."""
+        the image in ``image_input``: its URL, or a path (the archive's copy, sent as a
+        file input)."""
         values = dict(self.input)
         values["prompt"] = judge_prompt(self, prompt, output, image=image is not None)
         if image is not None:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -32,7 +33,10 @@ from .._fanout import Failed, Finished, Progress, failure_status
 from .._models import Prediction
 from .._replicate_api import ReplicateAPI
 from .._service import PredictionCall
+from .._uploads import FileGroup
 from ._assertions import Assertion, AssertionResult, CellChecks, check_output
+from ._file_store import ArchivedFile
+from ._judge_images import first_kept_images, kept_path, same_judge_input
 from ._judging import Judge, parse_score
 from ._records import RunProgress
 from ._score_store import JudgementRecord
@@ -98,9 +102,12 @@ def _checks(cell: CellRecord, assertions: Sequence[Assertion]) -> CellChecks:
     return check_output(cell.cell, cell.output_text, assertions)
 
 
-def judged_input(judge: Judge, cell: CellRecord) -> dict[str, Any]:
-    """The judge's input for a cell: its prompt, output and (a vision judge) the image."""
-    image = cell.images[0] if cell.images and judge.images else None
+def judged_input(judge: Judge, cell: CellRecord, kept: Path | None = None) -> dict[str, Any]:
+    """The judge's input for a cell: its prompt, output and (a vision judge) the image:
+    the archive's copy at ``kept`` (sent as a file input) if given, else its URL."""
+    image: str | Path | None = None
+    if cell.images and judge.images:
+        image = kept if kept is not None else cell.images[0]
     return judge.call_input(cell.prompt, cell.output_text, image)
 
 
@@ -182,16 +189,23 @@ async def _judge(
         and (record.state != "done" or (resend_in_doubt and record.status == IN_DOUBT))
     ]
     lookup = isinstance(client, ReplicateAPI)
+    # Output URLs expire (an hour on the real service): a vision judge on the official
+    # API is sent the archive's copy of the image, as a file input, where it is kept.
+    imaged = [record.cell for record in records if judges[record.judge].images]
+    kept = await first_kept_images(store, run.id, imaged) if lookup and imaged else {}
     lost = [
         record for record in records if record.state == "sending" and record.prediction_id is None
     ]
-    found = await _find_lost(client, store, run, judges, succeeded, lost) if lost and lookup else {}
+    found = (
+        await _find_lost(client, store, run, judges, succeeded, lost, kept)
+        if lost and lookup
+        else {}
+    )
+    group = FileGroup()  # an image judged by several judges is uploaded once
     work: list[tuple[JudgementRecord, PredictionCall]] = []
     for record in records:
         judge = judges[record.judge]
-        values = judged_input(judge, succeeded[record.cell])
-        prompt = values.pop("prompt")
-        call = client._prepare_call(judge.model, prompt, values or None)
+        call = _judge_call(client, judge, succeeded[record.cell], kept.get(record.cell), group)
         key = (record.cell, record.judge)
         if record.state == "running" and record.prediction_id is not None:
             call = replace(call, existing=record.prediction_id)
@@ -215,6 +229,30 @@ async def _judge(
         await _drive_judges(client, store, run, work, judges, limit, timeout, on_progress)
 
 
+def _judge_call(
+    client: BaseClient,
+    judge: Judge,
+    cell: CellRecord,
+    kept: ArchivedFile | None,
+    group: FileGroup,
+) -> PredictionCall:
+    """The judge's call for ``cell``; the image from the archive (``kept``) as a file
+    input, or its URL when the archive lacks it or it can't go as the client sends
+    files (a ``data:`` URI too large for a create)."""
+    path = kept_path(kept)
+    if path is not None:
+        values = judged_input(judge, cell, path)
+        prompt = values.pop("prompt")
+        call = client._prepare_call(judge.model, prompt, values)
+        try:
+            return client._with_files(call, None, group)
+        except ValueError:  # FileTooLarge for a data: URI: the URL it is
+            pass
+    values = judged_input(judge, cell)
+    prompt = values.pop("prompt")
+    return client._prepare_call(judge.model, prompt, values or None)
+
+
 async def _find_lost(
     client: BaseClient,
     store: ResultsStore,
@@ -222,6 +260,7 @@ async def _find_lost(
     judges: Sequence[Judge],
     cells: Mapping[int, CellRecord],
     lost: Sequence[JudgementRecord],
+    kept: Mapping[int, ArchivedFile],
 ) -> dict[tuple[int, int], Prediction]:
     """Judge predictions the service created whose answer was never recorded: matched
     by model and input in the account's listing (no webhook, no id the store holds),
@@ -243,10 +282,21 @@ async def _find_lost(
     found: dict[tuple[int, int], Prediction] = {}
     for record in lost:
         judge = judges[record.judge]
-        wanted = judged_input(judge, cells[record.cell])
+        cell = cells[record.cell]
+        wanted = judged_input(judge, cell)
+        # The image may have gone as the archive's copy (a data: URI or a Files API
+        # URL in the listing): compared by its bytes' hash, the rest of the input exactly.
+        image = judge.image_input if judge.images and cell.images else None
+        url = cell.images[0] if image is not None else None
         for prediction in candidates:
             same_model = prediction.model.split(":", 1)[0] == judge.model.split(":", 1)[0]
-            if same_model and prediction.deployment is None and prediction.input == wanted:
+            if (
+                same_model
+                and prediction.deployment is None
+                and await same_judge_input(
+                    client, prediction.input, wanted, image, url, kept.get(record.cell)
+                )
+            ):
                 found[(record.cell, record.judge)] = prediction
                 candidates.remove(prediction)
                 break
