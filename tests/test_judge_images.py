@@ -80,7 +80,8 @@ async def test_after_the_service_lost_its_outputs_the_judge_scores_the_archive(
             async with ReplicateAPI(TOKEN, base_url=base_url) as client:
                 run = await run_comparison(client, store, ["a", "b"], [FLUX])
         files = await store.files(run.id)
-        async with _emulator().serve(port=urlsplit(base_url).port or 0) as second, httpx.AsyncClient() as http:
+        port = urlsplit(base_url).port or 0
+        async with _emulator().serve(port=port) as second, httpx.AsyncClient() as http:
             assert second.base_url == base_url
             gone = await http.get(files[0].url)
             async with ReplicateAPI(
