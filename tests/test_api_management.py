@@ -230,3 +230,31 @@ async def test_bad_management_arguments_fail_before_any_request() -> None:
         with pytest.raises(ValueError, match="deployment"):
             await api.deployments.delete("../etc")
     assert script.requests == []
+
+
+async def test_update_and_delete_a_deployment_under_the_emulators_rules(
+    emulator: Emulator,
+) -> None:
+    async with ReplicateAPI("t", base_url=emulator.base_url) as api:
+        model = await api.models.get("meta/meta-llama-3-8b-instruct")
+        assert model.latest_version is not None
+        reference = f"{model.full_name}:{model.latest_version.id}"
+        created = await api.deployments.create("kept", model=reference, hardware="gpu-t4")
+        online = await api.deployments.update(created, min_instances=1, max_instances=3)
+        with pytest.raises(ResponseStatusError) as busy:
+            await api.deployments.delete(online)  # the real rule: offline first
+        with pytest.raises(InvalidInputError):
+            await api.deployments.update(created, version="0" * 64)
+        offline = await api.deployments.update(created, min_instances=0)
+        await api.deployments.delete(offline)
+        left = [deployment.name async for deployment in api.deployments.list()]
+    assert created.release is not None
+    assert online.release is not None
+    assert offline.release is not None
+    assert (online.release.number, online.release.min_instances) == (
+        created.release.number + 1,
+        1,
+    )
+    assert (offline.release.min_instances, offline.release.max_instances) == (0, 3)
+    assert busy.value.status_code == 409
+    assert created.name not in left

@@ -137,6 +137,35 @@ def test_catalogue_commands_and_compare_columns_on_the_emulator(
     assert "no model of the collection super-resolution" in err
 
 
+def test_trainings_and_deployment_changes_on_the_emulator(
+    api_emulator: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    headers = {"authorization": f"Bearer {SECRET}"}
+    with httpx.Client(base_url=api_emulator, headers=headers, timeout=10) as http:
+        body = {"owner": "emulator", "name": "tuned", "visibility": "private", "hardware": "cpu"}
+        http.post("/v1/models", json=body).raise_for_status()
+        version = http.get(f"/v1/models/{LLAMA}").json()["latest_version"]["id"]
+    train = ["trainings", "create", f"{LLAMA}:{version}", "--destination", "emulator/tuned"]
+    assert main([*train, "-i", "train_data=https://x.test/d.jsonl", "--wait", "--json"]) == 0
+    trained = json.loads(capsys.readouterr().out)
+    assert trained["status"] == "succeeded"
+    assert trained["output"]["version"].startswith("emulator/tuned:")
+    assert main(["trainings", "list"]) == 0
+    assert capsys.readouterr().out.splitlines()[1].split()[:3] == [
+        trained["id"],
+        LLAMA,
+        "succeeded",
+    ]
+    assert main(["trainings", "get", "nope"]) == 1
+    assert "training nope not found" in capsys.readouterr().err
+    deploy = ["deployments", "create", "tuned", "--model", f"{LLAMA}:{version}"]
+    assert main([*deploy, "--hardware", "cpu"]) == 0
+    assert main(["deployments", "update", "emulator/tuned", "--max-instances", "4"]) == 0
+    assert "instances:  0-4" in capsys.readouterr().out
+    assert main(["deployments", "delete", "emulator/tuned"]) == 0
+    assert capsys.readouterr().out.endswith("deleted\n")
+
+
 def test_api_groups_need_the_api(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

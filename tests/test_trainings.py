@@ -8,7 +8,7 @@ Answered with the real shapes of Replicate's OpenAPI description (the training o
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -22,6 +22,7 @@ from replicate_home import (
     ResponseStatusError,
     Training,
 )
+from replicate_home.emulator import Emulator
 
 pytestmark = pytest.mark.anyio
 
@@ -53,7 +54,10 @@ def training(status: str, **extra: Any) -> dict[str, Any]:
         },
     }
     if status == "succeeded":
-        body["output"] = {"version": NEW_VERSION, "weights": "https://replicate.delivery/w.tar"}
+        body["output"] = {
+            "version": f"alice/my-sdxl:{NEW_VERSION}",
+            "weights": "https://replicate.delivery/w.tar",
+        }
         body["metrics"] = {"predict_time": 502.7}
     if status == "failed":
         body["error"] = "CUDA out of memory"
@@ -115,6 +119,7 @@ async def test_create_then_wait_reads_the_training_at_the_clients_own_url() -> N
     assert created.status == "starting"
     assert done.status == "succeeded"
     assert done.new_version == NEW_VERSION
+    assert done.new_model == f"alice/my-sdxl:{NEW_VERSION}"
     assert done.weights == "https://replicate.delivery/w.tar"
     assert done.metrics == {"predict_time": 502.7}
     assert done.polls == 2
@@ -240,3 +245,48 @@ async def test_an_unknown_training_is_a_404_naming_it() -> None:
     async with service.client() as api:
         with pytest.raises(ResponseStatusError, match=f"training {training_id()} not found"):
             await api.trainings.get(training_id())
+
+
+async def test_a_training_on_the_emulator_makes_a_version_that_runs(emulator: Emulator) -> None:
+    llama = "meta/meta-llama-3-8b-instruct"
+    async with ReplicateAPI("t", base_url=emulator.base_url, poll_interval=0.01) as api:
+        account = await api.account.get()
+        destination = f"{account.username}/tuned-llama"
+        await api.models.create(destination, hardware="gpu-t4")
+        base = await api.models.get(llama)
+        assert base.latest_version is not None
+        model = f"{llama}:{base.latest_version.id}"
+        created = await api.trainings.create(
+            model, destination=destination, input={"train_data": "https://x.test/d.jsonl"}
+        )
+        statuses = [state.status async for state in api.trainings.follow(created)]
+        done = await api.trainings.get(created)
+        listed = [training.id async for training in api.trainings.list()]
+        assert done.new_version is not None
+        assert done.new_model == f"{destination}:{done.new_version}"
+        prediction = await api.predict(done.new_model, prompt="Hi")
+        versions = [version.id async for version in api.models.versions.list(destination)]
+        ran = await api.trainings.run(model, destination=destination, input={})
+        with pytest.raises(PredictionTimeout):  # abandoned: cancelled on the emulator
+            await api.trainings.run(model, destination=destination, input={}, timeout=0.05)
+        with pytest.raises(ResponseStatusError) as missing:
+            await api.trainings.create(model, destination=f"{account.username}/none", input={})
+    assert created.status == "starting"
+    assert statuses[-1] == "succeeded"
+    assert done.model == llama
+    assert created.id in listed
+    assert prediction.status == "succeeded"
+    assert done.new_version in versions
+    assert ran.status == "succeeded"
+    assert ran.new_version not in (None, done.new_version)
+    abandoned = [t async for t in _listing(emulator, api_token="t")]
+    assert "canceled" in {t.status for t in abandoned}
+    assert missing.value.status_code == 404
+
+
+async def _listing(emulator: Emulator, api_token: str) -> AsyncIterator[Training]:
+    """The emulator's trainings, read by a client of their own (after the other closed,
+    so the abandoned training's cancel has been sent)."""
+    async with ReplicateAPI(api_token, base_url=emulator.base_url) as api:
+        async for training in api.trainings.list():
+            yield training

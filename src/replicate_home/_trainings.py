@@ -33,9 +33,9 @@ __all__ = ["Training", "TrainingsAPI", "training_of"]
 @dataclass(frozen=True)
 class Training:
     """A training: ``model`` at ``version`` trained on ``input``. Once it
-    ``succeeded``, ``new_version`` is the version it made of the destination model (run
-    it as ``"owner/name:" + new_version``) and ``weights`` the URL of the trained
-    weights. ``polls`` and ``elapsed`` say how it was followed."""
+    ``succeeded``, ``new_model`` is the version it made of the destination model, ready
+    to run (``owner/name:id``; ``new_version`` its id alone) and ``weights`` the URL of
+    the trained weights. ``polls`` and ``elapsed`` say how it was followed."""
 
     id: str
     model: str
@@ -61,8 +61,17 @@ class Training:
 
     @property
     def new_version(self) -> str | None:
-        """The destination model's version this training made (``output.version``)."""
-        return _output_text(self.output, "version")
+        """The id of the destination's version this training made (``output.version``,
+        which Replicate writes as ``owner/name:id``)."""
+        reference = _output_text(self.output, "version")
+        return None if reference is None else reference.rpartition(":")[2] or None
+
+    @property
+    def new_model(self) -> str | None:
+        """The version this training made as a model reference to run
+        (``owner/name:id``), where the output names its model."""
+        reference = _output_text(self.output, "version")
+        return reference if reference is not None and ":" in reference else None
 
     @property
     def weights(self) -> str | None:

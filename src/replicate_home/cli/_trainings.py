@@ -124,7 +124,7 @@ def _details(training: Training) -> str:
         ("model", training.model),
         ("version", training.version or ""),
         ("status", training.status),
-        ("new version", training.new_version or ""),
+        ("new version", training.new_model or training.new_version or ""),  # what runs
         ("weights", training.weights or ""),
         ("error", "" if training.error is None else str(training.error)),
         ("web", training.urls.get("web", "")),
