@@ -39,6 +39,7 @@ TITLES = [
     "Kill and resume beside another run",
     "A fan-out over one file",
     "The viewer's first page",
+    "A storm of",
 ]
 
 
