@@ -1,5 +1,6 @@
 """Ctrl-C on a prompt-set run: what had ended is printed as the end would print it, and
-the exact command that finishes the run; that command does."""
+the exact command that finishes the run; that command does. And Ctrl-C at the very start,
+while the package imports: one line and status 130, never a traceback."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -103,3 +106,54 @@ def test_ctrl_c_prints_the_run_so_far_and_the_command_that_finishes_it(
     with sqlite3.connect(db) as database:
         states = [row[0] for row in database.execute("SELECT state FROM cells")]
     assert states == ["done", "done", "done"]
+
+
+#: The console script's guard, with a Ctrl-C at the moment the package starts to import.
+GUARDED = textwrap.dedent(
+    """
+    import sys
+
+    class Interrupting:
+        def find_spec(self, name, path=None, target=None):
+            if name == "replicate_home":
+                raise KeyboardInterrupt  # as if Ctrl-C came while it loads
+            return None
+
+    sys.meta_path.insert(0, Interrupting())
+    import _replicate_home_cli
+    sys.exit(_replicate_home_cli.main())
+    """
+)
+
+
+def test_ctrl_c_while_the_package_imports_is_one_line_and_130() -> None:
+    (script,) = entry_points(group="console_scripts", name="replicate-home")
+    assert script.value == "_replicate_home_cli:main"  # the guard is what runs
+    done = subprocess.run(
+        [sys.executable, "-c", GUARDED, "models"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 130
+    assert done.stdout == ""
+    assert done.stderr == "replicate-home: error: interrupted\n"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("after", [0.0, 0.05, 0.1, 0.2, 0.4])
+def test_ctrl_c_in_the_first_moments_never_prints_a_traceback(after: float) -> None:
+    """The real console script, interrupted at moments of its start (when depends on the
+    machine: before Python handles signals it just ends, killed by SIGINT)."""
+    script = Path(sys.executable).with_name("replicate-home")
+    with subprocess.Popen(
+        [str(script), "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        time.sleep(after)  # not a synchronization: the moment of the Ctrl-C is the variable
+        process.send_signal(signal.SIGINT)
+        _out, err = process.communicate(timeout=60)
+    assert "Traceback" not in err
+    assert process.returncode in (0, 130, -signal.SIGINT), err
+    if process.returncode == 130:
+        assert err.splitlines()[-1] == "replicate-home: error: interrupted"
