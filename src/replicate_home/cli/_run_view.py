@@ -16,7 +16,7 @@ from ..comparisons import RunProgress
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-__all__ = ["RunDisplay", "progress_counts", "progress_line"]
+__all__ = ["RunDisplay", "count", "progress_counts", "progress_line"]
 
 #: The bar's least width; narrower, the line is the counts alone.
 _BAR_MIN = 10
@@ -25,7 +25,8 @@ _BAR_MIN = 10
 _BAR_MAX = 40
 
 
-def _count(number: int, noun: str) -> str:
+def count(number: int, noun: str) -> str:
+    """``1 cell``, ``2 cells``: a number and its noun, in the plural but for one."""
     return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
@@ -33,9 +34,9 @@ def progress_counts(progress: RunProgress, elapsed: float, limit: int | None) ->
     """The live line's words: done, running, queued (and why, where it is known: cells
     held back by ``--limit``), failed, the time left and the time so far."""
     if progress.stage == "judges":  # the cells have ended: judge models score them
-        parts = [f"judging: {progress.done}/{_count(progress.total, 'output')} judged"]
+        parts = [f"judging: {progress.done}/{count(progress.total, 'output')} judged"]
     else:
-        parts = [f"{progress.done}/{_count(progress.total, 'cell')} done"]
+        parts = [f"{progress.done}/{count(progress.total, 'cell')} done"]
     if progress.running:
         parts.append(f"{progress.running} running")
     if progress.waiting:
@@ -124,7 +125,7 @@ class RunDisplay:
         if self.run_id is None:
             self.run_id = progress.run_id
             print(
-                f"replicate-home: run {progress.run_id}: {_count(progress.total, 'cell')}, "
+                f"replicate-home: run {progress.run_id}: {count(progress.total, 'cell')}, "
                 f"recorded in {self._database}",
                 file=sys.stderr,
                 flush=True,

@@ -48,7 +48,7 @@ from ._common import (
     open_client,
     webhook_options,
 )
-from ._run_view import RunDisplay
+from ._run_view import RunDisplay, count
 from ._save import nearest_existing
 from ._scoring import scoring_from_args, summary_lines, threshold_lines
 from ._view import Announcer, served_viewer
@@ -358,7 +358,7 @@ def _print_run(
     summaries: Sequence[ModelSummary],
 ) -> None:
     """The run's end summary: a model's statuses, then its numbers and commonest errors."""
-    print(f"run {run.id} ({_count(len(cells), 'cell')}, {database})")
+    print(f"run {run.id} ({count(len(cells), 'cell')}, {database})")
     numbers = {summary.model: summary for summary in summaries}
     for model, line in zip(run.models, _summary(cells, run.models), strict=True):
         print(f"  {line}")
@@ -421,10 +421,6 @@ def resume_command(args: argparse.Namespace, run_id: str) -> str:
         if on
     ]
     return shlex.join(parts)
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
 
 
 @asynccontextmanager
