@@ -40,6 +40,7 @@ from hypothesis.stateful import (
 
 from replicate_home import (
     ImageResponse,
+    NotFoundError,
     PredictionCanceled,
     PredictionFailed,
     RateLimitError,
@@ -179,7 +180,8 @@ def fault_error(fault: Fault) -> tuple[Raised, bool]:
     if fault.status == 429:
         return Raised(RateLimitError, {"status_code": 429, "retry_after": 0.0, "body": text}), True
     attributes = {"status_code": fault.status, "body": text}
-    return Raised(ResponseStatusError, attributes), fault.status in (502, 503, 504)
+    kind = NotFoundError if fault.status == 404 else ResponseStatusError
+    return Raised(kind, attributes), fault.status in (502, 503, 504)
 
 
 def plan_call(scenario: Scenario, faults_left: Iterator[Fault]) -> Plan:

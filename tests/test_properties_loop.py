@@ -31,6 +31,7 @@ from hypothesis import strategies as st
 from replicate_home import (
     ConnectionFailed,
     ImageResponse,
+    NotFoundError,
     OutputRewritten,
     Prediction,
     PredictionCanceled,
@@ -225,7 +226,8 @@ def failure(answer: Answer, creating: bool) -> tuple[Raised, bool, float | None]
             wait,
         )
     assert isinstance(answer, Rejected)
-    return Raised(ResponseStatusError, {"status_code": answer.code, "body": body}), False, None
+    kind = NotFoundError if answer.code == 404 else ResponseStatusError
+    return Raised(kind, {"status_code": answer.code, "body": body}), False, None
 
 
 def image_urls_of(output: Any) -> list[str] | None:
