@@ -459,7 +459,9 @@ def test_emulator_options_parse() -> None:
     )
     assert (args.rate_limits, args.stream_port, args.file_output) == ((600, 3000), 9001, "url")
     defaults = build_parser().parse_args(["emulator"])
-    assert (defaults.rate_limits, defaults.stream_port, defaults.file_output) == (None, 0, "data")
+    # No --file-output: the emulator's default (data: URIs, or https URLs with --tls).
+    assert (defaults.rate_limits, defaults.stream_port, defaults.file_output) == (None, 0, None)
+    assert (defaults.tls, build_parser().parse_args(["emulator", "--tls"]).tls) == (False, True)
 
 
 # -- output hygiene, -v, Ctrl-C: the command as a real subprocess ------------------------

@@ -332,11 +332,24 @@ async def test_bad_creates_are_problems_naming_the_field(
 # --------------------------------------------------------------------------- predictions
 
 
+async def test_a_create_with_a_field_the_api_does_not_know_is_refused() -> None:
+    async with served(Emulator(Scenario(duration=0.1))) as (_, client):
+        body = {"input": {"prompt": "hi"}, "extra": 1}
+        refused = await client.post(f"/v1/models/{LLAMA}/predictions", json=body)
+        (field,) = assert_problem(refused, 422, "extra")["invalid_fields"]
+        assert field["type"] == "additional_property_not_allowed"
+        by_model = {"input": {"prompt": "hi"}, "version": "x"}  # the model route has none
+        assert_problem(await client.post(f"/v1/models/{LLAMA}/predictions", json=by_model), 422)
+        legacy = {"input": {"prompt": "hi"}, "webhook_completed": "https://example.com/h"}
+        accepted = await client.post(f"/v1/models/{LLAMA}/predictions", json=legacy)
+        assert accepted.status_code == 201
+
+
 async def test_create_by_model_then_poll_a_text_prediction() -> None:
     clock = FakeClock()
     emulator = Emulator(Scenario(duration=10.0, start_delay=2.0), clock=clock)
     async with served(emulator) as (emu, client):
-        created = await create(client, extra=1, stream=True, webhook="https://example.com/hook")
+        created = await create(client, stream=True, webhook="https://example.com/hook")
         prediction_id = created["id"]
         assert ID_PATTERN.match(prediction_id)
         base = emu.base_url

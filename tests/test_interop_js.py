@@ -24,6 +24,7 @@ import httpx
 import pytest
 
 from replicate_home.emulator import Emulator, png_text
+from replicate_home.emulator._simulation import generate_text
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -88,5 +89,17 @@ async def test_the_official_javascript_client_runs_unchanged(
 
     assert report["waited"]["status"] == report["got"] == "succeeded"
     assert report["canceled"] == "canceled"
-    assert report["listed"] == len(listed) >= 7
+    # Listed before the trained model ran (the script's last prediction).
+    assert report["listed"] == len(listed) - 1 >= 7
     assert report["file"] == {"same": True, "size": len(IMAGE)}
+    # Trainings, collections, search, hardware and model/deployment management.
+    assert report["hardware"][:2] == ["cpu", "gpu-t4"]
+    assert "super-resolution" in report["collections"]
+    assert report["upscalers"] == ["replicate/upscaler"]
+    assert report["search"] == ["openai/whisper"]
+    training = report["training"]
+    assert (training["status"], training["listed"]) == ("succeeded", True)
+    assert training["version"].startswith("emulator/interop-tuned:")
+    assert report["tuned"] == "".join(generate_text("emulator/interop-tuned", "interop tuned"))
+    assert report["training_canceled"] == "canceled"
+    assert report["deployment"] == {"release": 2, "max": 4, "deleted": True}

@@ -33,8 +33,9 @@ async def serve_emulator(
     *,
     stream_port: int = 0,
     rate_limits: tuple[int, int] | None = None,
-    file_output: Literal["data", "url"] = "data",
+    file_output: Literal["data", "url"] | None = None,
     deployments: Mapping[str, str] | None = None,
+    tls: bool = False,
 ) -> None:
     from ..emulator import Emulator, Scenario
     from ..emulator._server import serve_forever
@@ -45,11 +46,19 @@ async def serve_emulator(
         rate_limits=rate_limits,
         file_output=file_output,
         deployments=deployments,
+        tls=tls,
     )
 
     def ready(url: str) -> None:
         print(f"emulator listening on {url}", flush=True)
         print(f"output streams served from {emulator.stream_url} (no token)", flush=True)
+        if tls:
+            bundle = emulator.ca_bundle
+            print(
+                f"trust its certificate authority: SSL_CERT_FILE={bundle} "
+                f"(NODE_EXTRA_CA_CERTS={bundle} for Node.js)",
+                flush=True,
+            )
 
     await serve_forever(emulator, host, port, on_ready=ready, stream_port=stream_port)
 

@@ -84,6 +84,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         stream_port=args.stream_port,
                         rate_limits=args.rate_limits,
                         file_output=args.file_output,
+                        tls=args.tls,
                         deployments=dict(args.deployments),
                     )
                 )

@@ -349,9 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
     emulator.add_argument(
         "--file-output",
         choices=("data", "url"),
-        default="data",
+        default=None,
         help="/v1 image outputs as data: URIs, which the official clients wrap as files, or "
-        "as http URLs of files the emulator serves (default: %(default)s)",
+        "as URLs of files the emulator serves (default: url with --tls, else data)",
+    )
+    emulator.add_argument(
+        "--tls",
+        action="store_true",
+        help="serve every origin over https with a local certificate authority (printed: "
+        "trust it with SSL_CERT_FILE); output files are then https URLs, as on Replicate",
     )
     _remember_parsers(parser)
     return parser

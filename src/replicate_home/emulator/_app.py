@@ -18,8 +18,10 @@ the pieces of state it needs and returns its routes, listed in :meth:`Emulator._
 
 from __future__ import annotations
 
+import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import anyio
 import httpx
@@ -48,6 +50,7 @@ from ._search_routes import search_routes
 from ._state import EmulatorState
 from ._store import PredictionStore
 from ._stream_routes import stream_routes
+from ._tls import LocalAuthority
 from ._training_routes import training_routes
 from ._webhooks import DEFAULT_RETRY_DELAYS, WebhookDelivery, WebhookSender, new_secret
 
@@ -84,10 +87,13 @@ class Emulator:
     (``owner/name``) to the kind of model they are (``"text"``, ``"image"``, ``"upscale"``,
     ``"image-to-image"``, ``"speech-to-text"`` or ``"video"``), for tests that need
     several models of one kind. ``file_output`` is how ``/v1`` image
-    outputs are given where a scenario does not say: ``"data"`` (the default),
-    ``data:image/png;base64,...`` URIs, which the official clients wrap as file objects
-    as they wrap the real service's ``https`` URLs; ``"url"``, ``http`` URLs of files the
-    emulator serves (which the official clients leave as strings). ``deployments`` maps
+    outputs are given where a scenario does not say: ``"data"`` (the default without
+    TLS), ``data:image/png;base64,...`` URIs, which the official clients wrap as file
+    objects as they wrap the real service's ``https`` URLs; ``"url"`` (the default with
+    TLS), URLs of files the emulator serves (``http`` ones the official clients leave as
+    strings). ``tls=True`` serves every origin over https with a certificate of a local
+    authority made for the purpose (:attr:`ca_bundle`, :meth:`ssl_context`), so output
+    URLs are ``https`` as the real service's are. ``deployments`` maps
     deployment names (``owner/name``) to the models they run (see :meth:`deploy`).
 
     Webhooks: a create with ``webhook`` gets signed deliveries while the emulator serves
@@ -107,12 +113,13 @@ class Emulator:
         token: str | None = None,
         rate_limits: tuple[int, int] | None = None,
         page_size: int = 100,
-        file_output: FileOutput = "data",
+        file_output: FileOutput | None = None,
         community_models: Iterable[str] = (),
         models: Mapping[str, ModelKind] | None = None,
         deployments: Mapping[str, str] | None = None,
         webhook_secret: str | None = None,
         webhook_retry_delays: Sequence[float] = DEFAULT_RETRY_DELAYS,
+        tls: bool = False,
     ) -> None:
         if scenario is not None and not isinstance(scenario, Scenario):
             raise ValueError(f"scenario must be a Scenario, got {type(scenario).__name__}")
@@ -137,6 +144,15 @@ class Emulator:
         default = scenario if scenario is not None else Scenario()
         store = PredictionStore(expire_after=expire_after, max_predictions=max_predictions)
         page_size = _positive_int("page_size", page_size)
+        if not isinstance(tls, bool):
+            raise ValueError(f"tls must be a bool, got {tls!r}")
+        self._tls = tls
+        self._authority: LocalAuthority | None = None
+        if file_output is None:
+            # With TLS, as the real service: https URLs, which every client's own file
+            # handling takes; without, data: URIs (the official clients take only those
+            # and https URLs as files).
+            file_output = "url" if tls else "data"
         if file_output not in ("data", "url"):
             raise ValueError(f"file_output must be 'data' or 'url', got {file_output!r}")
         if webhook_secret is not None and (
@@ -239,8 +255,28 @@ class Emulator:
         return self._state.stream_url
 
     @property
+    def ca_bundle(self) -> Path:
+        """With ``tls=True``, while serving: the PEM file of the certificate authority
+        that signed the emulator's certificate, to trust (``SSL_CERT_FILE`` for httpx and
+        the official Python client, ``NODE_EXTRA_CA_CERTS`` for Node.js). It is made
+        when serving starts and removed when it stops."""
+        if self._authority is None:
+            raise RuntimeError(
+                "no CA bundle: the emulator serves https only with Emulator(tls=True), "
+                "inside `async with emulator.serve()`"
+            )
+        return self._authority.ca_bundle
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client SSL context that trusts the emulator (``tls=True``, while serving):
+        ``httpx.AsyncClient(verify=emu.ssl_context())``."""
+        if self._authority is None:
+            raise RuntimeError("the emulator serves https only with Emulator(tls=True)")
+        return self._authority.ssl_context()
+
+    @property
     def base_url(self) -> str:
-        """``http://HOST:PORT`` of the running server."""
+        """``http://HOST:PORT`` of the running server (``https://`` with ``tls``)."""
         if self._base_url is None:
             raise RuntimeError(
                 "the emulator is not serving: use `async with emulator.serve() as emu:` "
@@ -329,10 +365,13 @@ class Emulator:
         self._serving_now = True
         state = self._state
         state.stopping = False
+        if self._tls:
+            self._authority = LocalAuthority((host,))
+        authority = self._authority
         try:
             async with (
-                serving(self._app, host, port) as base_url,
-                serving(self._stream_app, host, stream_port) as stream_url,
+                serving(self._app, host, port, tls=authority) as base_url,
+                serving(self._stream_app, host, stream_port, tls=authority) as stream_url,
                 httpx.AsyncClient(trust_env=False) as http,
             ):
                 self._base_url, state.stream_url = base_url, stream_url
@@ -360,6 +399,9 @@ class Emulator:
                     raise body_error
         finally:
             self._base_url = state.stream_url = None
+            if authority is not None:
+                authority.close()
+            self._authority = None
             self._serving_now = False
             state.stopping = True
             state.wake_waiters()  # waiters re-check; no event outlives this event loop

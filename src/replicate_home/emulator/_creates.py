@@ -31,12 +31,16 @@ from ._responses import fault_response, problem
 from ._schemas import TEXT_KINDS, input_schema
 from ._simulation import output_share
 from ._state import EmulatorState
-from ._validation import uri_values, validate_input
+from ._validation import InvalidField, uri_values, validate_input
 
 __all__ = ["WEBHOOK_EVENTS", "PredictionCreator", "check_options"]
 
 _VERSION_ID = re.compile(r"[0-9a-f]{64}")
 WEBHOOK_EVENTS = frozenset({"start", "output", "logs", "completed"})
+#: The fields of a create's body: by model or deployment, and by version (the API's
+#: description, with ``webhook_completed``, which the official Python client sends).
+_BY_MODEL = frozenset({"input", "stream", "webhook", "webhook_completed", "webhook_events_filter"})
+_BY_VERSION = _BY_MODEL | {"version"}
 #: With quirks, a held create that runs out answers `processing` from this share of the
 #: output on (the real quirk), else `starting`.
 _NEARLY_DONE = 0.9
@@ -177,6 +181,7 @@ class PredictionCreator:
         if not isinstance(payload, dict):
             return invalid("The request body must be a JSON object")
 
+        model_was_named = model
         resolved = self._resolve_version(payload.get("version")) if model is None else None
         fault_model = resolved[0] if isinstance(resolved, tuple) else model
         model_input = payload.get("input")
@@ -207,6 +212,19 @@ class PredictionCreator:
         bad_options = check_options(payload)
         if bad_options is not None:
             return bad_options
+        unknown = sorted(set(payload) - (_BY_VERSION if model_was_named is None else _BY_MODEL))
+        if unknown:
+            # The real API's answer to a field its create does not know.
+            return validation_failed(
+                [
+                    InvalidField(
+                        "additional_property_not_allowed",
+                        "",
+                        f"Additional property {name} is not allowed",
+                    )
+                    for name in unknown
+                ]
+            )
         try:
             wait = parse_prefer_wait(request.headers.get("prefer"))
         except ValueError as error:

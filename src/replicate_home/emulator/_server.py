@@ -21,6 +21,8 @@ from hypercorn.config import Config, Sockets
 from hypercorn.typing import Framework
 from starlette.types import ASGIApp
 
+from ._tls import LocalAuthority
+
 __all__ = ["Servable", "serve_forever", "serving"]
 
 #: Seconds hypercorn gives open connections to finish once shutdown starts.
@@ -46,9 +48,13 @@ class _Config(Config):
         return super().create_sockets()
 
 
-def _make_config(fd: int) -> _Config:
+def _make_config(fd: int, tls: LocalAuthority | None) -> _Config:
     config = _Config()
     config.bind = [f"fd://{fd}"]
+    if tls is not None:
+        # With a certificate, hypercorn serves its binds over TLS.
+        config.certfile = str(tls.cert_chain)
+        config.keyfile = str(tls.key)
     config.accesslog = None
     config.errorlog = logger
     config.graceful_timeout = GRACEFUL_TIMEOUT
@@ -76,7 +82,7 @@ async def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _base_url(sock: socket.socket) -> str:
+def _base_url(sock: socket.socket, scheme: str = "http") -> str:
     host, port = sock.getsockname()[:2]
     if host == "0.0.0.0":
         host = "127.0.0.1"
@@ -84,7 +90,7 @@ def _base_url(sock: socket.socket) -> str:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 async def _run_hypercorn(app: ASGIApp, config: Config, shutdown: anyio.Event) -> None:
@@ -113,8 +119,11 @@ def _running_asyncio() -> bool:
 
 
 @asynccontextmanager
-async def serving(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serve ``app`` on ``host:port`` for the duration of the block; yields the base URL.
+async def serving(
+    app: ASGIApp, host: str = "127.0.0.1", port: int = 0, *, tls: LocalAuthority | None = None
+) -> AsyncIterator[str]:
+    """Serve ``app`` on ``host:port`` for the duration of the block; yields the base URL
+    (``https`` with ``tls``: the certificate that authority issued).
 
     On exit (normal, exception or cancellation) the server is shut down gracefully: idle
     keep-alive connections are closed, requests in progress get ``GRACEFUL_TIMEOUT``
@@ -122,9 +131,9 @@ async def serving(app: ASGIApp, host: str = "127.0.0.1", port: int = 0) -> Async
     propagates unchanged; a server failure is raised as ``RuntimeError``.
     """
     sock = await _listen(host, port)
-    base_url = _base_url(sock)
+    base_url = _base_url(sock, "http" if tls is None else "https")
     fd = sock.detach()
-    config = _make_config(fd)
+    config = _make_config(fd, tls)
     shutdown = anyio.Event()
     stopped = anyio.Event()
     # Shielded so that cancelling the body does not cancel hypercorn mid-flight: it is
@@ -171,7 +180,7 @@ class Served(Protocol):
 
     @property
     def base_url(self) -> str:
-        """``http://HOST:PORT`` it is served at."""
+        """``http://HOST:PORT`` (or ``https://``) it is served at."""
         ...
 
 

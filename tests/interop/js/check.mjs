@@ -81,4 +81,63 @@ report.file = {
 };
 await replicate.files.delete(file.id);
 
+// Hardware, collections and search (models.search sends QUERY /v1/models).
+report.hardware = (await replicate.hardware.list()).map((item) => item.sku);
+report.collections = (await replicate.collections.list()).results.map((c) => c.slug);
+report.upscalers = (await replicate.collections.get("super-resolution")).models.map(
+  (m) => `${m.owner}/${m.name}`,
+);
+report.search = (await replicate.models.search("whisper")).results.map(
+  (m) => `${m.owner}/${m.name}`,
+);
+
+// A training into a new model of the account, waited for as a prediction (wait() polls
+// GET /v1/predictions/{id}, which answers trainings too), then the new version runs.
+await replicate.models.create("emulator", "interop-tuned", {
+  visibility: "private",
+  hardware: "cpu",
+});
+const base = await replicate.models.get("meta", "meta-llama-3-8b-instruct");
+const training = await replicate.trainings.create(
+  "meta",
+  "meta-llama-3-8b-instruct",
+  base.latest_version.id,
+  { destination: "emulator/interop-tuned", input: { train_data: "interop" } },
+);
+const trained = await replicate.wait(training);
+report.training = {
+  status: (await replicate.trainings.get(training.id)).status,
+  version: trained.output.version,
+  listed: (await replicate.trainings.list()).results.map((t) => t.id).includes(training.id),
+};
+report.tuned = (await replicate.run(trained.output.version, {
+  input: { prompt: "interop tuned" },
+})).join("");
+const doomedTraining = await replicate.trainings.create(
+  "meta",
+  "meta-llama-3-8b-instruct",
+  base.latest_version.id,
+  { destination: "emulator/interop-tuned", input: { train_data: "doomed" } },
+);
+report.training_canceled = (await replicate.trainings.cancel(doomedTraining.id)).status;
+
+// Deployment management: create, update (a new release), delete.
+const sdxl = await replicate.models.get("stability-ai", "sdxl");
+const deployment = await replicate.deployments.create({
+  name: "interop-app",
+  model: "stability-ai/sdxl",
+  version: sdxl.latest_version.id,
+  hardware: "gpu-t4",
+  min_instances: 0,
+  max_instances: 2,
+});
+const updated = await replicate.deployments.update(deployment.owner, deployment.name, {
+  max_instances: 4,
+});
+report.deployment = {
+  release: updated.current_release.number,
+  max: updated.current_release.configuration.max_instances,
+  deleted: await replicate.deployments.delete(deployment.owner, deployment.name),
+};
+
 process.stdout.write(JSON.stringify(report));
