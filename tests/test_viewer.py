@@ -16,7 +16,7 @@ import pytest
 
 from replicate_home._bounded import BodyReader, EventReader
 from replicate_home.cli import main
-from replicate_home.comparisons import ResultsStore
+from replicate_home.comparisons import AssertionResult, CellChecks, ResultsStore
 from replicate_home.viewer import CSP, Viewer
 
 MODELS = ("meta/meta-llama-3-8b-instruct", "black-forest-labs/flux-schnell", "acme/third")
@@ -212,6 +212,19 @@ async def test_blind_votes_thumbs_and_the_leaderboard(tmp_path: Path) -> None:
     database = tmp_path / "runs.db"
     async with ResultsStore.open(database) as store:
         run_id = await finished_run(store, 4)
+        # A judge scored the first model's outputs; an assertion checked the second's.
+        judged = [cell for cell in range(12) if cell % 3 == 0]
+        await store.create_judgements(run_id, 0, "acme/judge", [(cell, 1) for cell in judged])
+        for cell, score in zip(judged, (6.0, 8.0, 7.0, None), strict=True):
+            await store.record_judge_end(
+                run_id, cell, 0, status="succeeded", answer=f"SCORE: {score}", score=score
+            )
+        checked = [
+            CellChecks(cell, (AssertionResult("contains:output", "passed"),))
+            for cell in range(12)
+            if cell % 3 == 1
+        ]
+        await store.record_checks(run_id, checked)
     async with served(database) as (viewer, http):
         token = {"x-viewer-token": viewer.token}
         seen_pairs = set()
@@ -261,6 +274,15 @@ async def test_blind_votes_thumbs_and_the_leaderboard(tmp_path: Path) -> None:
         assert "6 votes" in page
         for model in MODELS:
             assert model in page
+        # The people's ranking beside the judge's mean (7.00 of three scored, one
+        # unscored) and the assertions' pass rate, on the models' own rows.
+        ranking = page[page.index('id="ranking"') : page.index("</table>")]
+        rows = {model: ranking[ranking.index(f'data-model="{model}"') :] for model in MODELS}
+        judged_row = rows[MODELS[0]][: rows[MODELS[0]].index("</tr>")]
+        assert "<td>7.00</td>" in judged_row
+        assert "<td>1</td>" in judged_row  # unscored
+        checked_row = rows[MODELS[1]][: rows[MODELS[1]].index("</tr>")]
+        assert "<td>100 %</td>" in checked_row
     async with ResultsStore.open(database) as store:
         votes = await store.votes(run_id)
         assert len(votes) == 6
@@ -293,3 +315,16 @@ async def test_kept_outputs_come_from_the_archive(tmp_path: Path) -> None:
         assert image.headers["x-content-type-options"] == "nosniff"
         for path in ("/files/../runs.db", "/files/ab/not-a-hash.png", "/files/" + "0" * 2 + "/x"):
             assert (await http.get(path)).status_code == 404
+
+
+def test_another_host_is_warned_about(capsys: pytest.CaptureFixture[str]) -> None:
+    from replicate_home.cli._view import _check_host
+
+    assert _check_host("127.0.0.1") is True
+    assert _check_host("localhost") is True
+    assert _check_host("::1") is True
+    assert capsys.readouterr().err == ""
+    assert _check_host("0.0.0.0") is False
+    warning = capsys.readouterr().err
+    assert "warning" in warning
+    assert "anyone" in warning
