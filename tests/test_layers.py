@@ -32,6 +32,7 @@ PURE = (
     "_prompt",
     "_schedule",
     "_scrub",
+    "_service_clock",
     "_version",
     "comparisons._assertions",
     "comparisons._judging",

@@ -37,6 +37,7 @@ from ._prompt import Messages
 from ._run import Output, run_to_end, stream_chunks
 from ._schedule import AdaptiveSchedule, FixedSchedule, PollSchedule, RetryPolicy, check_seconds
 from ._service import PredictionCall, Service
+from ._service_clock import DateReading
 from ._uploads import FileEncoding, FileGroup
 
 __all__ = ["BaseClient", "close_http_client"]
@@ -326,6 +327,11 @@ class BaseClient:
         return attached
 
     # -- for comparisons (replicate_home.comparisons) --------------------------------
+
+    def _clock_reading(self) -> DateReading | None:
+        """The latest answer's ``Date`` beside this machine's clock (see
+        :mod:`._service_clock`), or ``None`` before any answer had one."""
+        return self._open_engine()._exchange.clock
 
     def _prepare_call(
         self, model: str | Deployment, prompt: str | None, input: Input | None

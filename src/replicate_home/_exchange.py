@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import Any, cast
 
 import anyio
@@ -36,6 +37,7 @@ from ._exceptions import (
 from ._schedule import RetryPolicy, parse_retry_after
 from ._scrub import Scrubber
 from ._service import RequestSpec, Service
+from ._service_clock import DateReading, parse_http_date
 from ._uploads import ThreadedBody
 
 __all__ = ["MAX_RETRY_AFTER", "STREAM_OPEN_TIMEOUT", "Answer", "Exchange", "Failure", "RequestGate"]
@@ -109,6 +111,9 @@ class Exchange:
         self.gate = gate
         self.limit = max_response_bytes
         self.scrub = Scrubber(getattr(service, "secrets", ()))
+        #: The latest answer's ``Date`` beside this machine's clock (the clocks'
+        #: difference, read from answers the client gets anyway), if any had one.
+        self.clock: DateReading | None = None
 
     async def send(
         self,
@@ -249,7 +254,11 @@ class Exchange:
         await self._enter_gate(bucket)
         try:
             sent_at = anyio.current_time()
+            left = datetime.now(timezone.utc)
             response = await self.http.send(request, stream=True)
+            date = parse_http_date(response.headers.get("date"))
+            if date is not None:
+                self.clock = DateReading(left, datetime.now(timezone.utc), date)
             if response.is_success:
                 what = f"the answer to {spec.method}"
                 body = await read_body(response, self.limit, what=what)

@@ -35,6 +35,7 @@ import anyio
 
 from .._models import Deployment, Prediction
 from .._replicate_api import ReplicateAPI
+from .._service_clock import DateReading
 from ._store import CellRecord, ClockSample, ResultsStore, RunRecord
 
 __all__ = ["DEPLOYMENT_PREFIX", "UNMEASURED_SKEW", "column", "find_lost_creates", "skew_bounds"]
@@ -64,15 +65,23 @@ def column(model: str) -> str | Deployment:
     return model
 
 
-def skew_bounds(samples: Sequence[ClockSample]) -> tuple[float, float]:
-    """Seconds the service's clock is ahead of this machine's, at least and at most."""
+def skew_bounds(
+    samples: Sequence[ClockSample], reading: DateReading | None = None
+) -> tuple[float, float]:
+    """Seconds the service's clock is ahead of this machine's, at least and at most:
+    from the recorded creates (``samples``), else from an answer's ``Date``
+    (``reading``), else :data:`UNMEASURED_SKEW` each way; never more than
+    :data:`MAX_SKEW` each way."""
     if not samples:
-        return -UNMEASURED_SKEW, UNMEASURED_SKEW
-    lows = [(s.created_at - s.answered_at).total_seconds() for s in samples]
-    highs = [(s.created_at - s.sending_at).total_seconds() for s in samples]
-    low, high = max(lows), min(highs)
-    if low > high:  # the clocks moved while the run went: take the whole spread
-        low, high = min(lows), max(highs)
+        if reading is None:
+            return -UNMEASURED_SKEW, UNMEASURED_SKEW
+        low, high = reading.skew_bounds()
+    else:
+        lows = [(s.created_at - s.answered_at).total_seconds() for s in samples]
+        highs = [(s.created_at - s.sending_at).total_seconds() for s in samples]
+        low, high = max(lows), min(highs)
+        if low > high:  # the clocks moved while the run went: take the whole spread
+            low, high = min(lows), max(highs)
     return max(low - SKEW_MARGIN, -MAX_SKEW), min(high + SKEW_MARGIN, MAX_SKEW)
 
 
@@ -158,9 +167,17 @@ async def find_lost_creates(
         return found
 
     same_service = [r.id for r in await store.runs() if r.origin == run.origin] or [run.id]
-    skew = skew_bounds(await store.clock_samples(same_service))
-    windows = [want.window(skew) for want in ours]
-    first, last = min(w[0] for w in windows), max(w[1] for w in windows)
+    samples = await store.clock_samples(same_service)
+    # No create of the service recorded yet: the clocks' difference from the Date of an
+    # answer this client already had, else from the listing's own answer below.
+    reading = None if samples else client._clock_reading()
+    skew = skew_bounds(samples, reading)
+
+    def span() -> tuple[datetime, datetime]:
+        windows = [want.window(skew) for want in ours]
+        return min(w[0] for w in windows), max(w[1] for w in windows)
+
+    first, last = span()
 
     def live(contenders: Sequence[_Wanted]) -> bool:
         moment = datetime.now(timezone.utc)
@@ -175,6 +192,14 @@ async def find_lost_creates(
             async for prediction in client.list(created_after=first, created_before=last)
             if prediction.created_at is not None
         ]
+        if not samples and reading is None and (reading := client._clock_reading()):
+            # Measured now, from the listing's answer: list again only if the measured
+            # windows reach past what was listed (a clock more than the fixed allowance off).
+            skew = skew_bounds(samples, reading)
+            listed_span = (first, last)
+            first, last = span()
+            if first < listed_span[0] or last > listed_span[1]:
+                continue
         claimed = await store.claimed([prediction.id for prediction in listed])
         contenders = await others()
         # A cell of another run marked while the listing was read: wait for its answer.
