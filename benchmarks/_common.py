@@ -317,7 +317,9 @@ class EmulatorProcess:
         """Every prediction the emulator holds created at or after ``since`` (Unix time),
         as ``/v1`` answers them: ``id``, ``input.prompt``, ``completed_at``, …"""
         answer = self._http.get(
-            f"{self.url}/v1/predictions", headers={"authorization": f"Bearer {TOKEN}"}
+            f"{self.url}/v1/predictions",
+            headers={"authorization": f"Bearer {TOKEN}"},
+            timeout=300.0,  # ten thousand predictions on a loaded machine
         )
         answer.raise_for_status()
         results: list[dict[str, Any]] = answer.json()["results"]
