@@ -328,7 +328,9 @@ class Exchange:
             finally:
                 if response is None and self.gate is not None:
                     self.gate.release()
-        if scope.cancelled_caught or anyio.current_time() >= deadline:
+        # Not opened and out of time (the opening's own deadline may have caught it):
+        # the call's deadline, not a reason to poll.
+        if scope.cancelled_caught or (response is None and anyio.current_time() >= deadline):
             raise PredictionTimeout(prediction_id, timeout)
         if late:
             logger.debug(
