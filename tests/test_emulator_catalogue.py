@@ -164,3 +164,19 @@ async def test_models_list_sorts_and_checks_its_parameters() -> None:
         assert len(ascending.json()["results"]) == len(descending.json()["results"])
         problem_of(await client.get("/models", params={"sort_by": "name"}), 400)
         problem_of(await client.get("/models", params={"sort_direction": "up"}), 400)
+
+
+async def test_file_metadata_must_be_a_json_object() -> None:
+    async with served() as client:
+        refused = await client.post(
+            "/files",
+            files={"content": ("a.bin", b"bytes", "application/octet-stream")},
+            data={"metadata": "[1, 2]"},
+        )
+        problem_of(refused, 422)
+        kept = await client.post(
+            "/files",
+            files={"content": ("a.bin", b"bytes", "application/octet-stream")},
+            data={"metadata": '{"run": 1}'},
+        )
+        assert (kept.status_code, kept.json()["metadata"]) == (201, {"run": 1})
