@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shlex
 import sqlite3
 import sys
@@ -443,7 +444,12 @@ async def report_command(args: argparse.Namespace) -> None:
     async with open_store(args.db) as store:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         try:
-            page = await write_report(store, args.run, args.output, fetch=args.fetch)
+            # Files the Files API serves from the API's own origin need the token; it
+            # goes to the run's recorded origin only.
+            token = os.environ.get("REPLICATE_API_TOKEN") if args.fetch else None
+            page = await write_report(
+                store, args.run, args.output, fetch=args.fetch, api_token=token or None
+            )
         except RunNotFound:
             raise UsageError(await _no_such_run(store, args.run, args.db)) from None
     print(page)

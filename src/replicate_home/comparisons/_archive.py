@@ -38,6 +38,7 @@ from .._client import BaseClient
 from .._downloads import FileOutput, file_urls
 from .._exceptions import ReplicateHomeError
 from .._media import sniff
+from .._replicate_api import ReplicateAPI
 from .._saving import write_atomically
 from ._file_store import ArchivedFile
 from ._store import ResultsStore
@@ -263,15 +264,26 @@ async def fetch_files(
     http_client: httpx.AsyncClient | None = None,
     states: Sequence[str] = ("pending", "failed", "too large", "not kept"),
     max_file_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
+    api_token: str | None = None,
 ) -> list[ArchivedFile]:
     """Try to keep the files of run ``run_id`` that the archive lacks (those in
     ``states``) while the service still has them; return every file of the run as it
     stands after (see :meth:`ResultsStore.files`).
 
     Downloads go through ``client`` (an open client: its pool, request gate, deadline
-    and credentials), else ``http_client``, else a short-lived HTTP client with no
-    credentials (Replicate's delivery hosts need none); each up to ``max_file_bytes``.
+    and credentials), else ``http_client``, else, for a run on the official API given
+    ``api_token``, a client of the API at the run's recorded origin (the token goes to
+    that origin only, where the Files API serves files, never to another host), else a
+    short-lived HTTP client with no credentials (Replicate's delivery hosts need none);
+    each up to ``max_file_bytes``.
     """
+    if client is None and http_client is None and api_token:
+        run = await store.run(run_id)
+        if run.service == "api" and run.origin and not run.emulator:
+            async with ReplicateAPI(api_token, base_url=run.origin) as bound:
+                return await fetch_files(
+                    store, run_id, client=bound, states=states, max_file_bytes=max_file_bytes
+                )
     policy = ArchivePolicy(True, max_file_bytes)
     missing = [file for file in await store.files(run_id) if file.state in states]
     if missing:

@@ -80,6 +80,7 @@ async def write_report(
     fetch: bool = False,
     client: BaseClient | None = None,
     http_client: httpx.AsyncClient | None = None,
+    api_token: str | None = None,
 ) -> Path:
     """Write the report of run ``run_id`` to ``path`` (an ``.html`` file), its files in
     ``<stem>_files/`` beside it (hard links to the archive where the file system allows,
@@ -87,8 +88,9 @@ async def write_report(
 
     The page is written from the database and the archive alone, with no network.
     ``fetch`` first tries to keep the files the archive lacks (see
-    :func:`fetch_files`), through ``client`` or ``http_client`` if given (else an HTTP
-    client with no credentials)."""
+    :func:`fetch_files`), through ``client`` or ``http_client`` if given, else (a run on
+    the official API) with ``api_token`` to the run's own API origin only, else an HTTP
+    client with no credentials."""
     try:
         import jinja2
     except ImportError:
@@ -97,7 +99,9 @@ async def write_report(
     run = await store.run(run_id)
     cells = await store.cells(run_id)
     if fetch:
-        await fetch_files(store, run_id, client=client, http_client=http_client)
+        await fetch_files(
+            store, run_id, client=client, http_client=http_client, api_token=api_token
+        )
     views = {cell.cell: _CellView(cell) for cell in cells}
     folder = page.with_name(f"{page.stem}_files")
     for file in await store.files(run_id):
