@@ -137,7 +137,8 @@ def test_the_date_bounds_the_difference_within_a_second_and_the_round_trip() -> 
         sent, sent + timedelta(seconds=0.2), datetime(2026, 12, 6, 12, 0, 30, tzinfo=timezone.utc)
     )
     low, high = reading.skew_bounds()
-    assert (low, high) == (pytest.approx(29.5), pytest.approx(30.7))
+    # The Date's second, and a second each way for a server that rounds or caches it.
+    assert (low, high) == (pytest.approx(28.5), pytest.approx(31.7))
     measured = skew_bounds([], reading)
     assert measured[0] < low
     assert measured[1] > high

@@ -8,9 +8,12 @@ prediction is taken for such a cell only when
 
 - it was created inside the cell's own window: from its ``sending`` mark to the end of
   its create's deadline, widened by the difference between this machine's clock and the
-  service's, measured from the run's recorded creates (each create's ``created_at`` on
-  the service's clock lies between its mark and its answer on ours); a fixed, bounded
-  allowance when nothing is measured yet;
+  service's, measured from the recorded creates on its service (each create's
+  ``created_at`` on the service's clock lies between its mark and its answer on ours);
+  before any is recorded, from the HTTP ``Date`` of the service's answers (the
+  listing's own, or any answer the client had: :mod:`replicate_home._service_clock`);
+  the fixed allowance only if no answer had a ``Date``; bounded each way by
+  :data:`MAX_SKEW`;
 - it is on the same model or deployment (the same version, when the cell names one),
   with exactly the same input, and the run's webhook (or none, for a run without);
 - no cell of the whole store has claimed it (the database refuses a second claim).
