@@ -7,17 +7,16 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from .._api_records import Model
 from .._replicate_api import ReplicateAPI
 from ._common import (
     EXIT_OK,
-    Interrupt,
-    Plan,
+    Writer,
     add_api_options,
+    api_command,
     format_table,
-    open_client,
     plain,
     positive_int,
 )
@@ -26,10 +25,6 @@ __all__ = ["add_catalogue_parsers", "catalogue_command", "input_names", "run_cat
 
 #: How much of a description a table shows.
 DESCRIPTION_WIDTH = 60
-
-
-class Writer(Protocol):
-    def write(self, text: str) -> None: ...
 
 
 def add_catalogue_parsers(
@@ -72,16 +67,6 @@ def add_catalogue_parsers(
         formatter_class=formatter,
     )
     add_api_options(hardware)
-
-
-async def catalogue_command(plan: Plan, interrupt: Interrupt) -> int:
-    """``models search/show``, ``collections`` or ``hardware`` on the plan's client."""
-    code = EXIT_OK
-    with interrupt.scope:
-        async with open_client(plan) as client:
-            assert isinstance(client, ReplicateAPI)  # the plan is always the api service
-            code = await run_catalogue(client, plan.args, plan.out)
-    return code
 
 
 async def run_catalogue(client: ReplicateAPI, args: argparse.Namespace, out: Writer) -> int:
@@ -169,3 +154,6 @@ def _model_details(model: Model) -> str:
         ("license", model.license_url or ""),
     ]
     return "".join(f"{name + ':':<13}{value}\n" for name, value in fields if value)
+
+
+catalogue_command = api_command(run_catalogue)

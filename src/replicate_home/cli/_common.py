@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import anyio
 import httpx
@@ -287,6 +287,35 @@ class Interrupt:
 
 
 Command = Callable[[Plan, Interrupt], Awaitable[int]]
+
+
+class Writer(Protocol):
+    """Where a command prints (the plan's stdout, or a test's buffer)."""
+
+    def write(self, text: str) -> None: ...
+
+
+#: One action of an API-only command (``predictions``, ``trainings``, ``deployments``,
+#: ``models search``...), given the API client, the parsed arguments and stdout.
+ApiAction = Callable[[ReplicateAPI, argparse.Namespace, Writer], Awaitable[int]]
+
+
+def api_command(action: ApiAction) -> Command:
+    """The command that runs ``action`` on the plan's client, interruptible by Ctrl-C.
+
+    The plan of an API-only command always targets the official API, so the client is a
+    :class:`ReplicateAPI`.
+    """
+
+    async def command(plan: Plan, interrupt: Interrupt) -> int:
+        code = EXIT_OK
+        with interrupt.scope:
+            async with open_client(plan) as client:
+                assert isinstance(client, ReplicateAPI)  # the plan is always the api service
+                code = await action(client, plan.args, plan.out)
+        return code
+
+    return command
 
 
 @asynccontextmanager

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Protocol
+from typing import Any
 
 from .._models import Deployment
 from .._replicate_api import ReplicateAPI
-from ._common import EXIT_OK, Interrupt, Plan, add_api_options, format_table, open_client, plain
+from ._common import (
+    EXIT_OK,
+    Writer,
+    add_api_options,
+    api_command,
+    format_table,
+    plain,
+)
 
 __all__ = ["add_deployments_parser", "deployments_command", "run_deployments"]
-
-
-class Writer(Protocol):
-    def write(self, text: str) -> None: ...
 
 
 def _count(text: str) -> int:
@@ -58,16 +61,6 @@ def add_deployments_parser(
         action.add_argument("--max-instances", type=_count, default=high, metavar="N", help="0-20")
     for action in actions.choices.values():
         add_api_options(action)
-
-
-async def deployments_command(plan: Plan, interrupt: Interrupt) -> int:
-    """The ``deployments`` command on the plan's client (the api service)."""
-    code = EXIT_OK
-    with interrupt.scope:
-        async with open_client(plan) as client:
-            assert isinstance(client, ReplicateAPI)  # the plan is always the api service
-            code = await run_deployments(client, plan.args, plan.out)
-    return code
 
 
 async def run_deployments(client: ReplicateAPI, args: argparse.Namespace, out: Writer) -> int:
@@ -134,3 +127,6 @@ def _details(deployment: Deployment) -> str:
         ("release", number),
     ]
     return "".join(f"{name + ':':<12}{value}\n" for name, value in fields if value)
+
+
+deployments_command = api_command(run_deployments)

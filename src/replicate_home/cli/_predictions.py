@@ -7,19 +7,17 @@ import argparse
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 from .._api import API_IMAGE_MODELS
 from .._models import Prediction
 from .._replicate_api import ReplicateAPI
 from .._run import Output
 from ._common import (
-    EXIT_OK,
-    Interrupt,
-    Plan,
+    Writer,
     add_api_options,
+    api_command,
     format_table,
-    open_client,
     positive_int,
 )
 
@@ -32,10 +30,6 @@ __all__ = [
 
 #: ``predictions list`` shows this many by default (the account may have thousands).
 DEFAULT_LIMIT = 20
-
-
-class Writer(Protocol):
-    def write(self, text: str) -> None: ...
 
 
 def add_predictions_parser(
@@ -67,16 +61,6 @@ def add_predictions_parser(
         action.add_argument("prediction_id", metavar="ID")
     for action in actions.choices.values():
         add_api_options(action)
-
-
-async def predictions_command(plan: Plan, interrupt: Interrupt) -> int:
-    """The ``predictions`` command on the plan's client (the api service)."""
-    code = EXIT_OK
-    with interrupt.scope:
-        async with open_client(plan) as client:
-            assert isinstance(client, ReplicateAPI)  # the plan is always the api service
-            code = await run_predictions(client, plan.args, plan.out)
-    return code
 
 
 async def run_predictions(client: ReplicateAPI, args: argparse.Namespace, out: Writer) -> int:
@@ -202,3 +186,6 @@ def _urls(output: Output | object) -> bool:
             for item in items
         )
     )
+
+
+predictions_command = api_command(run_predictions)

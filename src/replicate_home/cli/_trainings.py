@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any, Protocol
+from typing import Any
 
 from .._replicate_api import ReplicateAPI
 from .._trainings import Training
 from ._common import (
     EXIT_OK,
-    Interrupt,
-    Plan,
+    Writer,
     add_api_options,
+    api_command,
     format_table,
-    open_client,
     plain,
     positive_int,
 )
@@ -25,10 +24,6 @@ __all__ = ["add_trainings_parser", "run_trainings", "trainings_command"]
 
 #: ``trainings list`` shows this many by default.
 DEFAULT_LIMIT = 20
-
-
-class Writer(Protocol):
-    def write(self, text: str) -> None: ...
 
 
 def add_trainings_parser(
@@ -78,16 +73,6 @@ def add_trainings_parser(
         add_api_options(action)
 
 
-async def trainings_command(plan: Plan, interrupt: Interrupt) -> int:
-    """The ``trainings`` command on the plan's client (the api service)."""
-    code = EXIT_OK
-    with interrupt.scope:
-        async with open_client(plan) as client:
-            assert isinstance(client, ReplicateAPI)  # the plan is always the api service
-            code = await run_trainings(client, plan.args, plan.out)
-    return code
-
-
 async def run_trainings(client: ReplicateAPI, args: argparse.Namespace, out: Writer) -> int:
     """Run one ``trainings`` action; a failed ``wait`` raises (exit status 1)."""
     if args.action == "list":
@@ -130,3 +115,6 @@ def _details(training: Training) -> str:
         ("web", training.urls.get("web", "")),
     ]
     return "".join(f"{name + ':':<13}{value}\n" for name, value in fields if value)
+
+
+trainings_command = api_command(run_trainings)
