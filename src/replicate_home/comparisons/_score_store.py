@@ -193,12 +193,17 @@ class ScoreTables:
 
     async def judged(self, prediction_ids: Sequence[str]) -> set[str]:
         """Which of ``prediction_ids`` a judgement of the store (any run) recorded."""
+        return await self._ids_in("judgements", prediction_ids)
+
+    async def _ids_in(self, table: str, prediction_ids: Sequence[str]) -> set[str]:
+        """Which of ``prediction_ids`` the ``prediction_id`` column of ``table`` holds,
+        asked 500 at a time (SQLite bounds a statement's parameters)."""
         found: set[str] = set()
         for start in range(0, len(prediction_ids), 500):
             chunk = list(prediction_ids[start : start + 500])
             marks = ",".join("?" * len(chunk))
             rows = await self._run(
-                f"SELECT prediction_id FROM judgements WHERE prediction_id IN ({marks})", chunk
+                f"SELECT prediction_id FROM {table} WHERE prediction_id IN ({marks})", chunk
             )
             found.update(row["prediction_id"] for row in rows)
         return found

@@ -266,15 +266,7 @@ class ResultsStore(ScoreTables, FileTables):
 
     async def claimed(self, prediction_ids: Sequence[str]) -> set[str]:
         """Which of ``prediction_ids`` some cell of the store has claimed."""
-        found: set[str] = set()
-        for start in range(0, len(prediction_ids), 500):
-            chunk = list(prediction_ids[start : start + 500])
-            marks = ",".join("?" * len(chunk))
-            rows = await self._run(
-                f"SELECT prediction_id FROM claims WHERE prediction_id IN ({marks})", chunk
-            )
-            found.update(row["prediction_id"] for row in rows)
-        return found
+        return await self._ids_in("claims", prediction_ids)
 
     async def clock_samples(self, run_ids: Sequence[str], limit: int = 200) -> list[ClockSample]:
         """The latest recorded creates of these runs that show both clocks."""
