@@ -268,8 +268,11 @@ class Engine:
 
         Until its create is sent, a call has ``timeout`` to be sent (looking its model
         up, waiting for the rate budget: :class:`PredictionNotSent` if the budget never
-        lets it out); from the moment it is sent, the prediction has ``timeout``."""
+        lets it out; ``call.send_by`` may end that earlier); from the moment it is sent,
+        the prediction has ``timeout``."""
         deadline = anyio.current_time() + timeout
+        if call.send_by is not None:
+            deadline = min(deadline, call.send_by)
 
         async def send(spec: RequestSpec) -> tuple[dict[str, Any], str]:
             return await self._exchange.send(

@@ -8,8 +8,8 @@ slow one. Leaving the block cancels whatever still runs.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager, nullcontext
-from dataclasses import dataclass, field
+from contextlib import AbstractAsyncContextManager, aclosing, asynccontextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import anyio
@@ -249,6 +249,13 @@ class _Settings:
     limit: int | None
 
 
+#: Calls of one fan-out without a ``limit`` waiting for their create at once: the next
+#: call starts as one of them sends its create (or ends). A fan-out of 10,000 calls under
+#: a rate budget holds this many tasks waiting for the budget, not 10,000 (each holding
+#: its state until its turn); the budget lets creates out far slower than a call starts.
+PENDING_CREATES = 256
+
+
 async def _supervise(
     settings: _Settings,
     calls: list[PredictionCall],
@@ -256,12 +263,59 @@ async def _supervise(
     shared: _Shared,
 ) -> None:
     """Run every model in a task group of its own, so that ``fail_fast`` cancels the
-    models and never the caller's block."""
-    limiter = anyio.CapacityLimiter(settings.limit) if settings.limit is not None else None
+    models and never the caller's block.
+
+    Calls start in turn, so that the tasks alive follow the calls in progress, never the
+    calls not yet started: with a ``limit``, a call starts when one of the ``limit``
+    running ends (its turn starts then, as it always did); without one, when fewer than
+    :data:`PENDING_CREATES` calls wait for their create. Their turn started with the
+    fan-out: each gets the deadline to be sent and the ``elapsed`` it would have had
+    started at once."""
+    limit = settings.limit
+    slots = anyio.Semaphore(limit if limit is not None else PENDING_CREATES)
+    begun = anyio.current_time()
+    timeout = settings.engine._timeout if settings.timeout is None else settings.timeout
     async with send, anyio.create_task_group() as models:
         for index, call in enumerate(calls):
-            runner = _ModelRunner(settings, index, call, send.clone(), shared, models.cancel_scope)
-            models.start_soon(runner.run, limiter)
+            await slots.acquire()
+            slot = _Slot(slots)
+            if limit is None:
+                call = _released_at_create(call, slot, begun + timeout)
+            runner = _ModelRunner(
+                settings, index, call, send.clone(), shared, models.cancel_scope, slot
+            )
+            if limit is None:
+                runner.started = begun
+            models.start_soon(runner.run)
+
+
+class _Slot:
+    """A started call's place among those :func:`_supervise` lets run at once; given
+    back once (at its create without a ``limit``, else at its end), and at its end in
+    any case."""
+
+    __slots__ = ("_semaphore",)
+
+    def __init__(self, semaphore: anyio.Semaphore) -> None:
+        self._semaphore: anyio.Semaphore | None = semaphore
+
+    def release(self) -> None:
+        if self._semaphore is not None:
+            semaphore, self._semaphore = self._semaphore, None
+            semaphore.release()
+
+
+def _released_at_create(call: PredictionCall, slot: _Slot, send_by: float) -> PredictionCall:
+    """``call``, giving its slot back as its create leaves (before the caller's own
+    ``before_create``), with the deadline to be sent of a call started with the fan-out."""
+    before = call.before_create
+
+    async def before_create() -> None:
+        slot.release()
+        if before is not None:
+            await before()
+
+    return replace(call, before_create=before_create, send_by=send_by)
 
 
 @dataclass
@@ -274,13 +328,13 @@ class _ModelRunner:
     send: MemoryObjectSendStream[Event]
     shared: _Shared
     models_scope: CancelScope
+    slot: _Slot
     started: float | None = field(default=None)
 
-    async def run(self, limiter: anyio.CapacityLimiter | None) -> None:
+    async def run(self) -> None:
         async with self.send:
             try:
-                async with limiter if limiter is not None else nullcontext():
-                    await self._predict()
+                await self._predict()
             except Exception as error:
                 elapsed = 0.0 if self.started is None else anyio.current_time() - self.started
                 if not self.settings.fail_fast:
@@ -288,15 +342,20 @@ class _ModelRunner:
                 elif self.shared.error is None:
                     self.shared.error = error
                     self.models_scope.cancel()
+            finally:
+                self.slot.release()
 
     async def _predict(self) -> None:
-        self.started = anyio.current_time()
+        if self.started is None:
+            self.started = anyio.current_time()
         index, model, status = self.index, self.call.model, None
         progress = self.settings.progress
         final: Prediction | None = None
         states = follow(self.settings.engine, self.call, timeout=self.settings.timeout)
         async with aclosing(states):
             async for prediction, outputs in states:
+                if self.settings.limit is None:
+                    self.slot.release()  # created, or followed by id: no create to wait for
                 if prediction.status != status:
                     status = prediction.status
                     await self.send.send(StatusChanged(index, model, status))

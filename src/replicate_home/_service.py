@@ -79,6 +79,10 @@ class PredictionCall:
     #: caller that must know a create may have left records that first (a results
     #: store's "sending" mark). If it raises, nothing is sent.
     before_create: Callable[[], Awaitable[None]] | None = field(default=None, compare=False)
+    #: The latest moment (``anyio.current_time()``) its create may leave; ``None``: the
+    #: call's ``timeout`` after it starts. A fan-out that starts its calls in turn gives
+    #: each the deadline it had started with the first.
+    send_by: float | None = field(default=None, compare=False)
     #: A training of ``model`` at ``version`` rather than a prediction: created, read
     #: and cancelled at the service's trainings endpoints, followed by the same loop.
     #: Never in a listing of predictions, so never followed in bulk.

@@ -373,10 +373,11 @@ async def _drive(
 ) -> None:
     total = already_done + len(work)
     tally = _Tally(client, run.id, total, already_done)
-    texts: list[list[str]] = [[] for _ in work]
-    images: list[list[str]] = [[] for _ in work]
-    created: list[bool] = [False] * len(work)
-    ended: list[bool] = [False] * len(work)
+    # What a cell in flight holds (its text so far, its images), dropped as it ends: the
+    # run's memory follows the cells in flight, not the cells ended.
+    texts: dict[int, list[str]] = {}
+    images: dict[int, list[str]] = {}
+    running: set[int] = set()  # created, not ended
     # When each cell's create was about to leave (this machine's clock): recorded by an
     # earlier process for a cell followed by id, else marked below.
     sending: list[datetime | None] = [cell.sending_at for cell, _ in work]
@@ -418,8 +419,8 @@ async def _drive(
                 index = event.index
                 cell = work[index][0]
                 if isinstance(event, Progress):
-                    if not created[index]:
-                        created[index] = True
+                    if index not in running:
+                        running.add(index)
                         tally.running += 1
                         if cell.prediction_id != event.prediction.id:
                             await store.record_sent(
@@ -430,17 +431,18 @@ async def _drive(
                             )
                         report()
                 elif isinstance(event, Chunk):
-                    texts[index].append(event.text)
+                    texts.setdefault(index, []).append(event.text)
                     if on_text is not None:
                         on_text(run.id, cell.cell, event.text)
                 elif isinstance(event, Image):
-                    images[index].extend(event.image.images)
+                    images.setdefault(index, []).extend(event.image.images)
                 elif isinstance(event, Finished):
                     prediction = event.prediction
+                    cell_text, cell_images = texts.pop(index, []), images.pop(index, [])
                     files = prediction.files if output_files(prediction.output) else []
                     # Text stays in the database; an output that is only files has none.
                     only_files = files and not isinstance(prediction.output, dict)
-                    text = None if images[index] or only_files else "".join(texts[index])
+                    text = None if cell_images or only_files else "".join(cell_text)
                     seconds = latency(index, prediction, prediction.elapsed)
                     await store.record_end(
                         run.id,
@@ -448,7 +450,7 @@ async def _drive(
                         status=prediction.status,
                         prediction_id=prediction.id,
                         output_text=text,
-                        images=images[index],
+                        images=cell_images,
                         latency=seconds,
                         predict_time=prediction.predict_time,
                         created_at=prediction.created_at,
@@ -460,8 +462,8 @@ async def _drive(
                         archiving.start_soon(
                             keep_cell_files, store, run.id, cell.cell, files, policy, downloads
                         )
-                    ended[index] = True
-                    tally.running -= created[index]
+                    tally.running -= index in running
+                    running.discard(index)
                     tally.done += 1
                     tally.ended += 1
                     tally.latencies += seconds
@@ -479,7 +481,7 @@ async def _drive(
                         cell.cell,
                         status=failure_status(error),
                         prediction_id=prediction_id if isinstance(prediction_id, str) else None,
-                        output_text="".join(texts[index]) or None,
+                        output_text="".join(texts.pop(index, [])) or None,
                         error=str(error),
                         error_type=type(error).__name__,
                         latency=seconds,
@@ -487,14 +489,15 @@ async def _drive(
                         created_at=None if last is None else last.created_at,
                         completed_at=None if last is None else last.completed_at,
                     )
-                    ended[index] = True
-                    tally.running -= created[index]
+                    images.pop(index, None)
+                    tally.running -= index in running
+                    running.discard(index)
                     tally.done += 1
                     tally.failed += 1
                     report()
     except BaseException:
         # Leaving cancelled the predictions still running: resume sends them again.
-        left = [work[i][0].cell for i in range(len(work)) if created[i] and not ended[i]]
+        left = [work[i][0].cell for i in sorted(running)]
         if left:
             with anyio.CancelScope(shield=True, deadline=anyio.current_time() + RECORD_GRACE):
                 await store.record_interrupted(run.id, left)

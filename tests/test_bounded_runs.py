@@ -1,0 +1,91 @@
+"""A long fan-out or prompt-set run holds what its calls in flight need, never what
+the calls not yet started or already ended did: the tasks alive stay under a bound that
+does not grow with the number of calls."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from replicate_home import Failed, Finished, PredictionNotSent, ReplicateAPI
+from replicate_home._fanout import PENDING_CREATES
+from replicate_home.comparisons import ResultsStore, RunProgress, run_comparison
+from replicate_home.emulator import Emulator, Scenario
+
+LLAMA = "meta/meta-llama-3-8b-instruct"
+FLUX = "black-forest-labs/flux-schnell"
+TOKEN = "r8_bounded"
+
+pytestmark = pytest.mark.anyio
+
+#: Tasks of the client beside its calls' own: the test's, the client's group, the bulk
+#: follower's sweeper, an archive download or two, the results store's thread call.
+_OVERHEAD = 16
+
+
+@pytest.fixture
+def scenario() -> Scenario:
+    return Scenario(duration=0.05)
+
+
+@pytest.mark.parametrize("prompts", [4, 24])
+async def test_tasks_of_a_run_follow_its_limit_not_its_cells(
+    emulator: Emulator, tmp_path: Path, client_tasks: Callable[[], set[int]], prompts: int
+) -> None:
+    """With ``limit``, a cell's task starts when its turn comes: the tasks alive at any
+    moment (sampled as cells end: a quarter, half, all of them) stay under one bound for
+    8 cells and for 48, and nothing a cell held stays once it ended."""
+    limit = 8
+    samples: dict[int, int] = {}
+
+    def sample(progress: RunProgress) -> None:
+        samples[progress.done] = max(samples.get(progress.done, 0), len(client_tasks()))
+
+    async with (
+        ResultsStore.open(tmp_path / "runs.db") as store,
+        ReplicateAPI(TOKEN, base_url=emulator.base_url) as client,
+    ):
+        run = await run_comparison(
+            client,
+            store,
+            [f"prompt {n}" for n in range(prompts)],
+            [LLAMA, FLUX],
+            limit=limit,
+            on_progress=sample,
+        )
+        cells = await store.cells(run.id)
+    total = 2 * prompts
+    assert [cell.status for cell in cells] == ["succeeded"] * total
+    bound = 2 * limit + _OVERHEAD  # a runner and its create's job per cell in flight
+    assert max(samples.values()) <= bound, samples
+    for ended in (total // 4, total // 2, total):
+        assert samples[ended] <= bound
+
+
+async def test_calls_waiting_for_the_budget_are_not_all_started(
+    emulator: Emulator, client_tasks: Callable[[], set[int]]
+) -> None:
+    """Without a limit, at most PENDING_CREATES calls wait for a create at once; the
+    others start as those leave. Each keeps the deadline to be sent it had started with
+    the fan-out: those the budget never lets out end ``not sent`` together."""
+    calls = PENDING_CREATES + 64
+    most = 0
+    ended: list[Finished | Failed] = []
+    async with (
+        ReplicateAPI(TOKEN, base_url=emulator.base_url, creates_per_minute=60) as client,
+        client.fan_out([LLAMA] * calls, prompt="hello", timeout=1.0) as events,
+    ):
+        async for event in events:
+            most = max(most, len(client_tasks()))
+            if isinstance(event, (Finished, Failed)):
+                ended.append(event)
+    assert len(ended) == calls
+    assert {event.index for event in ended} == set(range(calls))
+    not_sent = [event for event in ended if isinstance(event, Failed)]
+    assert all(isinstance(event.error, PredictionNotSent) for event in not_sent)
+    assert len(not_sent) >= calls - 5  # a create a second: a few leave in the second
+    # Each turn began with the fan-out: the last started waited the same second.
+    assert min(event.elapsed for event in not_sent) >= 1.0
+    assert most <= PENDING_CREATES + _OVERHEAD
