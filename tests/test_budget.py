@@ -19,6 +19,7 @@ from replicate_home._budget import (
     HEADROOM,
     LOWEST_LIMIT,
     MAX_CUT,
+    START_DECREASE,
     TokenBucket,
     throttle_wait,
 )
@@ -36,20 +37,50 @@ class Clock:
         return self.now
 
 
+def _warm(clock: Clock, rate: float = 600) -> TokenBucket:
+    """A bucket in use, at its ceiling."""
+    bucket = TokenBucket(rate, clock=clock)
+    assert bucket.delay() == 0.0
+    clock.now += 3.0
+    bucket.delay()
+    assert bucket.allowed_per_minute == pytest.approx(rate)
+    return bucket
+
+
 def test_a_429_lowers_the_rate_once_per_episode() -> None:
     clock = Clock()
-    bucket = TokenBucket(600, clock=clock)
-    assert bucket.delay() == 0.0  # first use: full
-    bucket.throttled(1.0, sent_at=0.0)
-    assert bucket.allowed_per_minute == pytest.approx(600 * DECREASE)
+    bucket = _warm(clock)
+    # The first 429: half the rate (processes that started together find their shares).
+    bucket.throttled(1.0, sent_at=clock.now)
+    assert bucket.allowed_per_minute == pytest.approx(600 * START_DECREASE)
     # Another answer to a request that left before the decrease says nothing new.
-    bucket.throttled(1.0, sent_at=0.0)
-    assert bucket.allowed_per_minute == pytest.approx(600 * DECREASE)
+    bucket.throttled(1.0, sent_at=clock.now)
+    assert bucket.allowed_per_minute == pytest.approx(600 * START_DECREASE)
     assert (bucket.throttles, bucket.decreases) == (2, 1)
-    clock.now = 2.0
-    bucket.throttled(1.0, sent_at=1.5)  # sent after it: the lower rate is still too high
+    clock.now += 2.0
+    bucket.delay()  # the probe (the first request after the pause) and one more
+    bucket.delay()
+    lowered = bucket.allowed_per_minute
+    bucket.throttled(1.0, sent_at=clock.now)  # sent after it: still too high
     assert bucket.decreases == 2
-    assert bucket.allowed_per_minute < 600 * DECREASE
+    assert bucket.allowed_per_minute == pytest.approx(lowered * DECREASE)
+
+
+def test_the_first_request_after_a_pause_is_a_probe_and_its_429_lowers_nothing() -> None:
+    # It leaves when the pause ends whatever the rate: a 429 to it says the service is
+    # still full (another process holds it), not that this rate is too high. Cutting
+    # on it starved a process that could only probe once a second.
+    clock = Clock()
+    bucket = _warm(clock)
+    bucket.throttled(1.0, sent_at=clock.now)
+    lowered = bucket.allowed_per_minute
+    for _ in range(5):
+        clock.now += 1.0
+        assert bucket.delay() == 0.0  # the probe
+        bucket.throttled(1.0, sent_at=clock.now)
+        assert bucket.paused_for() == pytest.approx(1.0)  # still a floor
+    assert bucket.decreases == 1
+    assert bucket.allowed_per_minute >= lowered
 
 
 @pytest.mark.parametrize("wait", [1.0, 3.0, 0.25, 59.0])
@@ -57,7 +88,7 @@ def test_retry_after_is_a_floor_for_every_request_of_the_bucket(wait: float) -> 
     # Nothing leaves before the whole wait has passed, then one request at once: the
     # request that drew the 429 (which waited the same) or any other.
     clock = Clock()
-    bucket = TokenBucket(600, clock=clock)
+    bucket = _warm(clock)
     clock.now = 5.0
     while bucket.delay() == 0:  # spend the burst
         pass
@@ -101,6 +132,7 @@ def test_a_retry_after_longer_than_the_lowest_limit_pauses_but_does_not_pin_the_
     assert bucket.delay() == 0.0
     # Further 429s still lower it (down to the floor) by the multiplicative rule.
     clock.now = 80.0
+    assert bucket.delay() == 0.0
     bucket.throttled(60.0, sent_at=80.0)
     assert bucket.allowed_per_minute < LOWEST_LIMIT
 
@@ -116,36 +148,37 @@ def test_the_bucket_starts_with_one_token_and_keeps_headroom() -> None:
     while bucket.delay() == 0:
         sent += 1
     assert sent == int(bucket.capacity)
-    assert TokenBucket(3000, clock=clock).capacity == pytest.approx(50 * (1 - HEADROOM))
+    assert _warm(clock, 3000).capacity == pytest.approx(50 * (1 - HEADROOM))
 
 
 def test_the_rate_measured_lately_bounds_the_cut_but_never_below_max_cut() -> None:
     clock = Clock()
-    bucket = TokenBucket(600, clock=clock)
-    high = TokenBucket(600, clock=clock)
-    assert bucket.delay() == high.delay() == 0.0  # both in use from 0 s
+    bucket, high = _warm(clock), _warm(clock)  # both in use from 0 s
     for step in range(10):  # 1 a second got through over 10 s
         clock.now = 1.0 + step
         bucket.succeeded()
     bucket.throttled(1.0)
     assert bucket.allowed_per_minute == pytest.approx(600 * MAX_CUT)
+    high.throttled(1.0, sent_at=0.0)  # the first decrease, out of the way
     for step in range(60):  # 6 a second: between the cut and the decrease
         clock.now = 20 + step / 6
         high.succeeded()
+    high._allowed = 10.0
     high.throttled(1.0)
     assert high.allowed_per_minute == pytest.approx(60 * 60 / (59 / 6))
 
 
-def test_a_bucket_younger_than_the_window_is_not_cut_to_its_measured_rate() -> None:
+def test_a_bucket_in_use_for_under_a_second_is_not_cut_to_its_measured_rate() -> None:
     # A process that has just started has not shown its rate: only the decrease applies.
     clock = Clock()
     bucket = TokenBucket(600, clock=clock)
     assert bucket.delay() == 0.0
-    for step in range(5):
+    for step in range(4):
         clock.now = 0.2 * step
         bucket.succeeded()
     bucket.throttled(1.0)
-    assert bucket.allowed_per_minute == pytest.approx(600 * DECREASE)
+    assert bucket.decreases == 1
+    assert bucket.allowed_per_minute == pytest.approx(600 * START_DECREASE)
 
 
 def test_the_rate_climbs_back_with_time_without_any_success() -> None:
@@ -170,12 +203,16 @@ def test_the_first_climb_is_additive_so_shares_of_one_limit_converge() -> None:
     # Right after a decrease every process gains the same requests a second, each
     # second, whatever its share: the climb does not favour the larger share.
     clock = Clock()
-    small, large = TokenBucket(600, clock=clock), TokenBucket(600, clock=clock)
+    small, large = _warm(clock), _warm(clock)
+    for bucket in (small, large):
+        bucket.throttled(1.0, sent_at=0.0)  # the first 429 (a halving), out of the way
+    clock.now += 10.0  # ... and out of the limit seen's memory
     for bucket, rate in ((small, 2.0), (large, 3.0)):
+        bucket.delay()  # the probe after the pause, and one more
         bucket.delay()
         bucket._allowed = rate / DECREASE
-        bucket.throttled(1.0, sent_at=0.0)
-    clock.now = 1.0
+        bucket.throttled(1.0, sent_at=clock.now)
+    clock.now += 1.0
     small.delay()
     large.delay()
     gained_small = small.allowed_per_minute / 60 - 2.0

@@ -85,3 +85,48 @@ async def test_many_image_predictions_are_followed_through_the_listing() -> None
     assert counts[None][1] == 0
     assert counts[4][1] > 0
     assert counts[4][0] < 0.75 * counts[None][0]
+
+
+@pytest.mark.parametrize(
+    ("share", "polling", "active"),
+    [(1.0, 19, False), (1.0, 20, True), (0.25, 4, False), (0.25, 5, True), (0.001, 1, True)],
+)
+async def test_the_threshold_falls_with_the_share_the_budget_gets(
+    share: float, polling: int, active: bool
+) -> None:
+    # Four processes on one token polling 15 predictions each reach the request limit
+    # together, while each alone is below the threshold of 20: once the budget's 429s
+    # show a quarter share, five predictions between polls are followed in bulk.
+    async def list_page(cursor: str | None, after: datetime) -> tuple[list[Prediction], str | None]:
+        return [], None
+
+    async with anyio.create_task_group() as group:
+        bulk = BulkFollower(list_page, group.start_soon, threshold=20, share=lambda: share)
+        bulk.polling = polling
+        assert bulk.active is active
+
+
+@pytest.mark.slow
+async def test_a_budget_share_under_the_ceiling_follows_few_predictions_in_bulk() -> None:
+    # A client whose budget saw 429s (another process on the token) follows eight image
+    # predictions through the listing, where at its full share it polls them one by one.
+    listed = {}
+    for shared in (False, True):
+        emulator = Emulator(Scenario(duration=0.6))
+        async with emulator.serve():
+            async with ReplicateAPI("t", base_url=emulator.base_url) as client:
+                if shared:
+                    requests = client.budget.requests
+                    requests.delay()
+                    # A 429 whose exact wait shows a limit of 5 requests a second.
+                    requests.throttled(0.2, exact=True)
+                    assert client.budget.share == pytest.approx(0.1)
+                else:
+                    assert client.budget.share == 1.0
+                results = await client.compare([FLUX] * 8, prompt="p")
+            listed[shared] = [
+                r for r in emulator.requests if r.method == "GET" and r.path == "/v1/predictions"
+            ]
+        assert [r.status for r in results] == ["succeeded"] * 8
+    assert listed[False] == []
+    assert listed[True]

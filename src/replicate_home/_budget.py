@@ -20,11 +20,18 @@ Ours refill at the same rate, and the rules below follow from that model of the 
   ``RateLimit-Reset``) is used instead when it lies within the whole seconds the header
   rounded up to (see :func:`throttle_wait`). The bucket then restarts with one token: its
   first request leaves when the wait is over, the next one a token later.
-- **Multiplicative decrease.** A 429 multiplies the rate by :data:`DECREASE` (once per
-  episode: the 429s of requests already sent when the rate was lowered say nothing about
-  the new rate), or lowers it to what got through over the last :data:`WINDOW` seconds
-  if that is lower (never below :data:`MAX_CUT` of it: a client that was idle sent less
-  than it could have; and only once the bucket has been in use for a whole window).
+- **The first request after a pause is a probe.** It leaves when the pause ends whatever
+  the rate, so a 429 to it says the service is still full, not that the rate is too
+  high: it pauses the bucket again (the floor holds) but lowers nothing. Cutting on it
+  starved a process whose every request was such a probe while another process held
+  the whole limit (simulated: cut to one create in ten seconds, for good).
+- **Multiplicative decrease.** A 429 multiplies the rate by :data:`DECREASE` (the
+  bucket's first 429 by :data:`START_DECREASE`: processes that started together find
+  their shares in a few steps), once per episode (the 429s of requests already sent
+  when the rate was lowered say nothing about the new rate), or lowers it to what got
+  through over the last :data:`WINDOW` seconds if that is lower (never below
+  :data:`MAX_CUT` of it: a client that was idle sent less than it could have; and only
+  once the bucket has been in use for :data:`MEASURE_AFTER` seconds).
   A ``Retry-After`` of n ≥ 2 also bounds the service's rate: less than one token in
   n - 1 seconds (in ``w`` seconds, for a finer wait ``w``); so the rate drops to that at
   once, and a limit a hundred times lower than the published one is found in one step.
@@ -48,13 +55,15 @@ Ours refill at the same rate, and the rules below follow from that model of the 
   through when a decrease was made (the rate allowed, or what was measured when that is
   lower: polls allowed 50 a second and sent at 10 showed 10), within :data:`MEMORY`
   seconds of the last decrease (the later 429s of a storm, at rates it had already
-  lowered, do not lower it). Below it the rate also climbs at :data:`RECOVERY` times the
-  square of the gap over the ceiling a second: little after a single decrease, a
-  collapse undone in seconds. Past it the rate climbs only while requests succeed and
-  wait for tokens (an idle bucket, or one whose demand is below its rate, does not climb
-  past what it has seen), to at most :data:`DEMAND` times the rate that got through
-  lately (polls sent at 10 a second are not raised back to bursts of 40), and by at
-  least :data:`MAX_STEP` of itself per request: the limit has moved.
+  lowered, do not lower it). Below :data:`COLLAPSE` of it the rate also climbs at
+  :data:`RECOVERY` times the square of the gap over the ceiling a second: a collapse is
+  undone in seconds, while a single decrease is climbed back additively (a faster climb
+  there brought the next 429 sooner: processes sharing a limit drew twice as many).
+  Past it the rate climbs only while requests succeed and wait for tokens (an idle
+  bucket, or one whose demand is below its rate, does not climb past what it has seen),
+  to at most :data:`DEMAND` times the rate that got through lately (polls sent at 10 a
+  second are not raised back to bursts of 40), and, once calm, by at least
+  :data:`MAX_STEP` of itself per request: the limit has moved.
 
 The service's answers are the only signal, so processes sharing a token converge without
 talking to each other.
@@ -71,14 +80,17 @@ import anyio
 __all__ = [
     "CALM",
     "CLIMB",
+    "COLLAPSE",
     "DECREASE",
     "DEMAND",
     "DOUBLING",
     "HEADROOM",
     "MAX_PAUSE",
     "MAX_STEP",
+    "MEASURE_AFTER",
     "MEMORY",
     "RECOVERY",
+    "START_DECREASE",
     "RateBudget",
     "TokenBucket",
 ]
@@ -87,7 +99,7 @@ __all__ = [
 MAX_PAUSE = 60.0
 
 #: A 429 multiplies the allowed rate by this (once per episode).
-DECREASE = 0.85
+DECREASE = 0.75
 
 #: After a decrease, the allowed rate climbs by this fraction of the ceiling a second
 #: (0.05 more requests a second, each second, at 600 a minute), at most: the same for
@@ -107,8 +119,8 @@ CALM = 50.0
 DOUBLING = 20.0
 
 #: Below the limit the last 429s showed, the rate climbs at least this times the square
-#: of the gap over the ceiling a second: after a single decrease (a gap of 15 %) that is
-#: less than the additive climb, after a storm's collapse it is undone in seconds.
+#: of the gap over the ceiling a second, below :data:`COLLAPSE` of it: a single decrease
+#: is not hurried, a storm's collapse is undone in seconds.
 RECOVERY = 1.0
 
 #: Past the limit the last 429s showed, the rate climbs to at most this many times the
@@ -139,6 +151,18 @@ MAX_CUT = 0.25
 
 #: How far back successes count toward the rate measured when a 429 arrives, in seconds.
 WINDOW = 10.0
+
+#: A bucket in use for less than this many seconds is not cut to its measured rate: it
+#: has not shown one yet.
+MEASURE_AFTER = 1.0
+
+#: A bucket's first 429 multiplies the rate by this instead of :data:`DECREASE`:
+#: processes that started together at the ceiling find their shares in a few steps.
+START_DECREASE = 0.5
+
+#: The fast climb of :data:`RECOVERY` applies below this fraction of the limit the last
+#: 429s showed (a collapse); above it, a single decrease is climbed back additively.
+COLLAPSE = 0.7
 
 #: The lowest rate a bucket adapts down to, in requests a minute.
 FLOOR_PER_MINUTE = 1.0
@@ -211,6 +235,14 @@ class TokenBucket:
         self._refilled = 0.0  # when the tokens were last counted
         self._started = math.inf  # the first use
         self._paused_until = 0.0
+        #: The first request after a pause is a probe: it left at the pause's end
+        #: whatever the rate, so its 429 says the service is still full, not that the
+        #: rate is too high. Requests sent from ``_probe_from`` (when the first request
+        #: after the pause took its token) to ``_probe_until`` (when the second did) are
+        #: the probe.
+        self._after_pause = 0
+        self._probe_from = math.inf
+        self._probe_until = -math.inf
         self._lowered_at = -math.inf
         self._successes: deque[float] = deque()  # when, over the last WINDOW seconds
         self._lock: anyio.Lock | None = None
@@ -232,6 +264,12 @@ class TokenBucket:
     def allowed_per_minute(self) -> float:
         """The rate this bucket currently allows, in requests a minute."""
         return self._allowed * 60.0
+
+    @property
+    def share(self) -> float:
+        """The fraction of its ceiling the 429s have left this bucket: 1 until the first
+        429, then the rate allowed over the ceiling."""
+        return 1.0 if self.decreases == 0 else min(1.0, self._allowed / self.ceiling)
 
     @property
     def capacity(self) -> float:
@@ -276,12 +314,13 @@ class TokenBucket:
             # At most a thousand steps however long the stretch (an idle hour).
             step = min(max(_STEP, (end - start) / 1000), end - moment)
             speed = min(CLIMB * ceiling, MAX_STEP * rate * rate)
-            if self._calm > CALM:
+            calm = self._calm > CALM
+            if calm:
                 speed *= 2.0 ** min(60.0, (self._calm - CALM) / DOUBLING)
-            if rate < limit:  # the farther below, the faster: a collapse is undone
-                gap = limit - rate
+            if rate < limit * COLLAPSE:  # the farther below, the faster: a collapse is undone
+                gap = limit * COLLAPSE - rate
                 speed = max(speed, RECOVERY * gap * gap / ceiling)
-            else:  # past it, with no 429: the limit has moved, probe multiplicatively
+            elif rate >= limit and calm:  # past it, calm: the limit has moved, probe
                 speed = max(speed, MAX_STEP * rate * rate)
             self._calm += min(ceiling, max(self._bound_seen, limit)) * step
             rate += speed * step
@@ -298,6 +337,12 @@ class TokenBucket:
             return self._paused_until - now
         if tokens >= 1.0:
             self._tokens = tokens - 1.0
+            if self._probe_until == math.inf:  # the first two requests after a pause
+                self._after_pause += 1
+                if self._after_pause == 1:
+                    self._probe_from = now
+                else:
+                    self._probe_until = now
             return 0.0
         self._last_wait = now
         return (1.0 - tokens) / self.rate
@@ -316,6 +361,7 @@ class TokenBucket:
         if now + seconds > self._paused_until:
             self._paused_until = now + seconds
             self._tokens, self._refilled = min(1.0, self.capacity), self._paused_until
+            self._after_pause, self._probe_from, self._probe_until = 0, math.inf, math.inf
 
     def throttled(
         self, retry_after: float | None, sent_at: float | None = None, *, exact: bool = False
@@ -335,11 +381,17 @@ class TokenBucket:
         self.throttles += 1
         now = self._clock()
         self._advance(now)
-        if sent_at is None or sent_at > self._lowered_at:
+        probe = sent_at is not None and self._probe_from <= sent_at < self._probe_until
+        if probe:  # the service is still full: the pause below, no decrease
+            bound = _bound(retry_after, exact)
+            if bound is not None and bound < self._allowed:
+                self._bound_seen = bound
+                self._allowed = max(self._floor, bound)
+        elif sent_at is None or sent_at > self._lowered_at:
             self._lowered_at = now
             self.decreases += 1
             before = shown = self._allowed
-            lowered = before * DECREASE
+            lowered = before * (START_DECREASE if self.decreases == 1 else DECREASE)
             measured = self._measured(now)
             if measured is not None:
                 lowered = max(before * MAX_CUT, min(lowered, measured))
@@ -372,7 +424,7 @@ class TokenBucket:
         second), or ``None`` without any, or before the bucket has been in use for a whole
         window: a process that has just started has not shown its rate yet, and cutting
         it to what it got through so far starved it."""
-        if now - self._started < WINDOW:
+        if now - self._started < MEASURE_AFTER:
             return None
         successes = self._successes
         while successes and successes[0] < now - WINDOW:
@@ -431,3 +483,10 @@ class RateBudget:
 
     def bucket(self, creating: bool) -> TokenBucket:
         return self.creates if creating else self.requests
+
+    @property
+    def share(self) -> float:
+        """The smaller :attr:`TokenBucket.share` of the two buckets: below 1, the token
+        is shared with other processes or limited lower than published, and the polls
+        of this client's predictions get that share of the request limit too."""
+        return min(self.creates.share, self.requests.share)

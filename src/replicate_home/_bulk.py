@@ -13,6 +13,7 @@ is then read once by id, as usual, for its final record: the sweep only replaces
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import datetime, timedelta
 from typing import Any
@@ -61,10 +62,12 @@ class BulkFollower:
         *,
         threshold: int = BULK_THRESHOLD,
         interval: float = BULK_INTERVAL,
+        share: Callable[[], float] | None = None,
     ) -> None:
         self._list_page = list_page
         self._start = start
         self.threshold = threshold
+        self._share = share
         self.interval = interval
         self.polling = 0  # predictions between polls right now (the engine counts them)
         self.sweeps = 0
@@ -74,8 +77,17 @@ class BulkFollower:
 
     @property
     def active(self) -> bool:
-        """Whether polls would be many enough to follow through the listing instead."""
-        return self.polling >= self.threshold
+        """Whether polls would be many enough to follow through the listing instead.
+
+        The threshold is where polls alone reach the request limit; when the budget's
+        429s showed that this client gets only a share of it (``share``: other
+        processes on the token, or a lower limit), the threshold is that share of
+        itself, at least one: four processes on one token polling 15 predictions each
+        reached the limit together, where each alone stayed below the threshold."""
+        threshold = self.threshold
+        if self._share is not None:
+            threshold = max(1, math.ceil(threshold * min(1.0, self._share())))
+        return self.polling >= threshold
 
     async def wait(self, prediction: Prediction) -> Prediction | None:
         """The prediction as the next sweep lists it; ``None`` when the sweep could not

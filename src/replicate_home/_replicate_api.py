@@ -157,7 +157,11 @@ class ReplicateAPI(BaseClient):
                     raise RuntimeError("the client is closed")
                 self._group.start_soon(task)
 
-            engine._bulk = BulkFollower(list_page, start, threshold=self._bulk_threshold)
+            budget = self._budget
+            share = (lambda: budget.share) if budget is not None else None
+            engine._bulk = BulkFollower(
+                list_page, start, threshold=self._bulk_threshold, share=share
+            )
         return engine
 
     @property
