@@ -205,7 +205,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stalls", type=float, default=1.0, help="stalls a second")
     parser.add_argument("--stall-mean", type=float, default=0.05)
     parser.add_argument("--seeds", type=int, default=5)
-    parser.add_argument("--requests-per-create", type=float, default=6.85)
+    parser.add_argument("--requests-per-create", type=float, default=3.63)
     args = parser.parse_args(argv)
     for seed in range(args.seeds):
         share = args.creates // args.processes

@@ -279,11 +279,11 @@ def test_a_storm_of_50_429s_in_five_seconds_is_recovered_from_within_15_s() -> N
 @pytest.mark.parametrize("seed", range(3))
 def test_four_simulated_processes_share_the_limit_within_the_targets(seed: int) -> None:
     # The scale benchmark's four processes on a simulated clock (with scheduling stalls):
-    # 429s <= 2 % of requests (6.85 requests a prediction, as measured) and >= 90 % of
-    # the limit.
+    # 429s <= 2 % of requests (3.63 requests a prediction, as measured since polls
+    # follow in bulk at the budget's share) and >= 90 % of the limit.
     result = simulate([Process(250)] * 4, stalls_per_second=2, stall_mean=0.08, seed=seed)
     throttled = len(result.throttled)
-    assert throttled / (1000 * 6.85 + throttled) <= 0.02
+    assert throttled / (1000 * 3.63 + throttled) <= 0.02
     assert result.throughput() >= 0.9 * 10
 
 
