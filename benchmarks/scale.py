@@ -26,6 +26,7 @@ resume), the bytes kept and the bytes on disk (one copy of identical bytes).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import random
@@ -44,7 +45,7 @@ from typing import Any
 import anyio
 
 from replicate_home import ReplicateAPI
-from replicate_home.comparisons import ResultsStore, run_comparison
+from replicate_home.comparisons import ResultsStore, RunProgress, run_comparison
 
 from ._common import (
     REPO_ROOT,
@@ -67,17 +68,47 @@ def _prompts(count: int, durations: list[float], offset: int) -> list[str]:
     return [prompt_for(durations[(offset + n) % len(durations)], offset + n) for n in range(count)]
 
 
+#: The shares of a run's cells ended at which the worker samples its memory.
+MEMORY_SAMPLES = (0.25, 0.5, 0.75, 1.0)
+
+
+class _MemorySampler:
+    """Samples the worker's memory as the run's cells end (a progress listener): at each
+    share of :data:`MEMORY_SAMPLES`, the current RSS, the objects the garbage collector
+    tracks (what the run holds, which RSS hides: freed memory is rarely given back)
+    and the cells in flight then. Steady between a quarter and three quarters ended,
+    memory follows the cells in flight, not the cells ended."""
+
+    def __init__(self) -> None:
+        self.samples: list[dict[str, float]] = []
+
+    def __call__(self, progress: RunProgress) -> None:
+        share = progress.done / max(1, progress.total)
+        if len(self.samples) < len(MEMORY_SAMPLES) and share >= MEMORY_SAMPLES[len(self.samples)]:
+            self.samples.append(
+                {
+                    "ended": progress.done,
+                    "in_flight": progress.running,
+                    "rss_kib": _current_rss_kib(),
+                    "objects": len(gc.get_objects()),
+                }
+            )
+
+
 async def _work(
     url: str, prompts: list[str], database: str, bulk: bool, limits: tuple[int, int]
 ) -> dict[str, Any]:
     _reset_peak()
     rss_before = _current_rss_kib()
     cpu, wall = time.process_time(), time.perf_counter()
+    memory = _MemorySampler()
     async with ResultsStore.open(database) as store:
         options: dict[str, Any] = {} if bulk else {"bulk_threshold": None}
         options.update(creates_per_minute=limits[0], requests_per_minute=limits[1])
         async with ReplicateAPI(TOKEN, base_url=url, timeout=600, **options) as client:
-            run = await run_comparison(client, store, prompts, MODELS)
+            run = await run_comparison(client, store, prompts, MODELS, on_progress=memory)
+            run_cpu = time.process_time() - cpu
+            rss_run_peak = _peak_rss_kib()
             creates, others = client.budget.creates, client.budget.requests
             throttles = creates.throttles + others.throttles
             # 429s and the decreases they made, on creates and on other requests.
@@ -89,6 +120,10 @@ async def _work(
         "cpu": time.process_time() - cpu,
         "rss_before_kib": rss_before,
         "rss_peak_kib": _peak_rss_kib(),
+        # The run's alone: before the benchmark reads every cell back.
+        "run_cpu": run_cpu,
+        "rss_run_peak_kib": rss_run_peak,
+        "memory": memory.samples,
         "statuses": sorted({cell.status or cell.state for cell in cells}),
         "failed": sum(1 for cell in cells if cell.status != "succeeded"),
         "ended": {cell.prediction_id: cell.ended_at for cell in cells if cell.prediction_id},
@@ -194,6 +229,9 @@ def _scenario(
         ),
         "cpu": sum(result["cpu"] for result in results),
         "rss_mib": max(result["rss_peak_kib"] for result in results) / 1024,
+        "run_cpu": sum(result["run_cpu"] for result in results),
+        "rss_run_mib": max(result["rss_run_peak_kib"] for result in results) / 1024,
+        "memory": results[0]["memory"] if processes == 1 else [],
         "allowed": [round(result["allowed_per_minute"]) for result in results],
         "budget": [result["budget"] for result in results],
         # Each process's first and last create answered, seconds after the first of all.

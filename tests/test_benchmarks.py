@@ -149,8 +149,9 @@ async def test_a_caller_cancelled_while_waiting_at_the_gate_takes_no_place() -> 
 
 @on_both_backends
 async def test_streams_give_their_place_back(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Many streamed predictions through a client of its own, whose gate is two places:
-    every stream ends and gives its place back, so all of them finish."""
+    """Many streamed predictions through a client of its own, whose gate is two places
+    (one of them for streams): every stream ends and gives its place back, so all of
+    them finish (those that found the stream place taken, by polls)."""
     monkeypatch.setattr("replicate_home._client.HTTP_LIMITS", httpx.Limits(max_connections=2))
     async with Emulator(Scenario(duration=0.2)).serve() as emulator:
         async with ReplicateAPI("token", base_url=emulator.base_url, wait=None) as client:
@@ -160,6 +161,7 @@ async def test_streams_give_their_place_back(monkeypatch: pytest.MonkeyPatch) ->
             assert gate is not None
             for _ in range(2):  # both places are free again
                 gate._slots.acquire_nowait()
+            assert gate.streams == 0  # and the streams' count
         stats = emulator.stats()
     assert len(finished) == 6
-    assert stats.stream_connections == 6
+    assert 1 <= stats.stream_connections <= 6

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import anyio
 import pytest
 
 from replicate_home import Failed, Finished, PredictionNotSent, ReplicateAPI
@@ -89,3 +90,31 @@ async def test_calls_waiting_for_the_budget_are_not_all_started(
     # Each turn began with the fan-out: the last started waited the same second.
     assert min(event.elapsed for event in not_sent) >= 1.0
     assert most <= PENDING_CREATES + _OVERHEAD
+
+
+async def test_streams_take_at_most_half_the_gate(emulator: Emulator) -> None:
+    """Event streams hold their place in the request gate for a prediction's whole run:
+    at most half the places go to them (the rest stay for creates and polls), and a
+    prediction past that is followed by polls, its text the same."""
+    emulator.script("a long answer", Scenario(duration=1.0), model=LLAMA)
+    calls = 60  # the gate has 100 places: 50 for streams
+    peak = 0
+
+    def track(running: Emulator) -> bool:
+        nonlocal peak
+        peak = max(peak, running.stats().open_streams)
+        return False
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(emulator.wait_for, track)
+        budget = {"creates_per_minute": 60_000, "requests_per_minute": 60_000}
+        async with ReplicateAPI(TOKEN, base_url=emulator.base_url, **budget) as client:
+            results = await client.compare([LLAMA] * calls, prompt="a long answer")
+        group.cancel_scope.cancel()
+    assert [result.status for result in results] == ["succeeded"] * calls
+    texts = {result.text for result in results}
+    assert len(texts) == 1
+    assert texts != {""}
+    stats = emulator.stats()
+    assert 0 < peak <= 50
+    assert 0 < stats.stream_connections < calls  # the others polled

@@ -72,11 +72,30 @@ class RequestGate:
     request starts or ends, so a thousand requests queued for its hundred connections cost
     seconds of CPU (encode/httpcore#1035). Kept at the pool's size, this gate leaves the
     pool nothing to queue. A request holds its place until its response is closed (a
-    stream, until the stream ends), as it holds its connection.
+    stream, until the stream ends), as it holds its connection; streams may hold at most
+    :attr:`stream_limit` places.
     """
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, streams: int | None = None) -> None:
         self._slots = anyio.Semaphore(limit)
+        #: Event streams open (or opening) at once at most: half the places by default.
+        #: A stream holds its place for the prediction's whole run, so without a cap
+        #: streams would fill the gate and every create and poll would queue behind
+        #: them; past it, a prediction is followed by polls (and the listing) instead.
+        self.stream_limit = max(1, limit // 2) if streams is None else streams
+        self.streams = 0
+
+    def reserve_stream(self) -> bool:
+        """Count a stream about to open, if fewer than :attr:`stream_limit` are; its
+        place in the gate is then taken as any request's (:meth:`acquire`)."""
+        if self.streams >= self.stream_limit:
+            return False
+        self.streams += 1
+        return True
+
+    def end_stream(self) -> None:
+        """A stream :meth:`reserve_stream` counted is closed, or was never opened."""
+        self.streams -= 1
 
     async def acquire(self) -> None:
         try:  # the common case, no waiting: no checkpoint either
@@ -291,9 +310,10 @@ class Exchange:
         """Open the event stream ``spec`` asks for, under ``deadline``: a token from the
         budget's request bucket, then a place in the gate, held until the stream is
         closed (:meth:`close_stream`). Never redirected, and an anonymous ``spec`` sends
-        no credentials at all. ``None`` when there is no stream to be had (a URL it can't
-        send, a transport error, an error status; a 429 pauses the budget): the caller
-        polls instead. The deadline passing raises :class:`PredictionTimeout`."""
+        no credentials at all. ``None`` when there is no stream to be had (as many
+        streams open as the gate allows, a URL it can't send, a transport error, an
+        error status; a 429 pauses the budget): the caller polls instead. The deadline
+        passing raises :class:`PredictionTimeout`."""
         try:
             request = self.build(spec)
         except UnexpectedResponseFormat as error:
@@ -302,6 +322,34 @@ class Exchange:
         if spec.anonymous:  # not even a credential the HTTP client adds by default
             for name in ("authorization", "cookie"):
                 request.headers.pop(name, None)
+        gate = self.gate
+        if gate is not None and not gate.reserve_stream():
+            logger.debug(
+                "%s: %d streams open, the most at once: polling %s",
+                self.service.name,
+                gate.stream_limit,
+                prediction_id,
+            )
+            return None
+        try:
+            body = await self._open_stream(request, spec, deadline, prediction_id, timeout)
+        except BaseException:
+            if gate is not None:
+                gate.end_stream()
+            raise
+        if body is None and gate is not None:
+            gate.end_stream()
+        return body
+
+    async def _open_stream(
+        self,
+        request: httpx.Request,
+        spec: RequestSpec,
+        deadline: float,
+        prediction_id: str,
+        timeout: float,
+    ) -> BodyReader | None:
+        """:meth:`open_stream` once its place among the streams is counted."""
         response: httpx.Response | None = None
         late = False
         bucket = self.budget.requests if self.budget is not None else None
@@ -350,11 +398,18 @@ class Exchange:
             if response.status_code == 429:
                 self.pause_budget(False, response.headers, b"", deadline, sent_at)
         finally:
-            await self.close_stream(body)
+            await self._close_body(body)
         return None
 
     async def close_stream(self, body: BodyReader) -> None:
         """Close a stream :meth:`open_stream` opened and give its place in the gate back."""
+        try:
+            await self._close_body(body)
+        finally:
+            if self.gate is not None:
+                self.gate.end_stream()
+
+    async def _close_body(self, body: BodyReader) -> None:
         # Shielded inside: closes the response, then finishes its iterators in order.
         try:
             await body.aclose()
