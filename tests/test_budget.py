@@ -287,6 +287,20 @@ def test_four_simulated_processes_share_the_limit_within_the_targets(seed: int) 
     assert result.throughput() >= 0.9 * 10
 
 
+@pytest.mark.parametrize("seed", [36, 39])
+def test_no_simulated_process_is_starved_by_one_that_holds_the_limit(seed: int) -> None:
+    # Seeds where, when a 429 to the first request after a pause lowered the rate, one
+    # process held the limit while another, sending little more than one probe a
+    # second into a full service, was cut at every probe (0.29 creates a second, seed
+    # 36). Each now gets at least a quarter of its fair share (2.5 a second) until the
+    # first process ends.
+    result = simulate([Process(250)] * 4, stalls_per_second=2, stall_mean=0.08, seed=seed)
+    first_end = min(max(t for t, n in result.created if n == k) for k in range(4))
+    for number in range(4):
+        sent = sum(1 for t, n in result.created if n == number and t < first_end)
+        assert sent / first_end >= 2.5 / 4
+
+
 def test_one_simulated_process_draws_no_429() -> None:
     result = simulate([Process(1000)], stalls_per_second=2, stall_mean=0.08)
     assert result.throttled == []

@@ -24,7 +24,7 @@ Ours refill at the same rate, and the rules below follow from that model of the 
   the rate, so a 429 to it says the service is still full, not that the rate is too
   high: it pauses the bucket again (the floor holds) but lowers nothing. Cutting on it
   starved a process whose every request was such a probe while another process held
-  the whole limit (simulated: cut to one create in ten seconds, for good).
+  the limit (simulated: 0.29 creates a second where its fair share was 2.5).
 - **Multiplicative decrease.** A 429 multiplies the rate by :data:`DECREASE` (the
   bucket's first 429 by :data:`START_DECREASE`: processes that started together find
   their shares in a few steps), once per episode (the 429s of requests already sent
