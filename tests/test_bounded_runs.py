@@ -4,8 +4,11 @@ does not grow with the number of calls."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
@@ -13,6 +16,7 @@ import pytest
 from replicate_home import Failed, Finished, PredictionNotSent, ReplicateAPI
 from replicate_home._fanout import PENDING_CREATES
 from replicate_home.comparisons import ResultsStore, RunProgress, run_comparison
+from replicate_home.comparisons._store import _Database
 from replicate_home.emulator import Emulator, Scenario
 
 LLAMA = "meta/meta-llama-3-8b-instruct"
@@ -118,3 +122,85 @@ async def test_streams_take_at_most_half_the_gate(emulator: Emulator) -> None:
     stats = emulator.stats()
     assert 0 < peak <= 50
     assert 0 < stats.stream_connections < calls  # the others polled
+
+
+async def test_writes_queued_together_commit_together(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes queued while one is being made go in one transaction, each in a savepoint
+    of its own: all are committed when their callers go on, in fewer hops than writes,
+    and one that fails is rolled back alone, its error raised to its caller only."""
+    hops: list[int] = []
+    commit = _Database.commit
+
+    def counted(database: _Database, writes: list[Any]) -> None:
+        hops.append(len(writes))
+        commit(database, writes)
+
+    monkeypatch.setattr(_Database, "commit", counted)
+    cells = 40
+    failed: list[BaseException] = []
+    async with ResultsStore.open(tmp_path / "runs.db") as store:
+        run = await store.create_run(
+            service="api",
+            models=[LLAMA],
+            cells=[(n, 0, LLAMA, f"p{n}", {"prompt": f"p{n}"}) for n in range(cells)],
+            settings={},
+        )
+
+        async def mark(cell: int) -> None:
+            await store.record_sending(run.id, cell, deadline=60)
+            assert await store.record_sent(run.id, cell, f"id-{cell}")
+
+        async def broken() -> None:
+            def work(connection: sqlite3.Connection) -> None:
+                connection.execute("UPDATE cells SET state = 'done' WHERE run_id = ?", (run.id,))
+                connection.execute("INSERT INTO no_such_table VALUES (1)")
+
+            try:
+                await store._transaction(work)
+            except sqlite3.OperationalError as error:
+                failed.append(error)
+
+        async with anyio.create_task_group() as group:
+            for cell in range(cells):
+                group.start_soon(mark, cell)
+            group.start_soon(broken)
+        stored = await store.cells(run.id)
+    assert len(failed) == 1  # its error, to its caller
+    assert [cell.state for cell in stored] == ["running"] * cells  # its update undone
+    assert [cell.prediction_id for cell in stored] == [f"id-{n}" for n in range(cells)]
+    assert sum(hops) == 2 * cells + 1 + 1  # every write once (and the run's own)
+    assert len(hops) < sum(hops)  # fewer hops than writes
+
+
+async def test_a_writer_cancelled_before_its_hop_leaves_the_queue_to_the_next(
+    tmp_path: Path,
+) -> None:
+    """The write that would have made the hop is cancelled while it waits for the
+    database: it is withdrawn (never written), and the write queued behind it is
+    written all the same."""
+    async with ResultsStore.open(tmp_path / "runs.db") as store:
+        run = await store.create_run(
+            service="api",
+            models=[LLAMA],
+            cells=[(n, 0, LLAMA, f"p{n}", {"prompt": f"p{n}"}) for n in range(2)],
+            settings={},
+        )
+        async with anyio.create_task_group() as group:
+            async with store._limiter:  # the database busy: both writes queue
+                first = anyio.CancelScope()
+
+                async def cancelled() -> None:
+                    with first:
+                        await store.record_sending(run.id, 0, deadline=60)
+
+                group.start_soon(cancelled)
+                await anyio.wait_all_tasks_blocked()
+                group.start_soon(partial(store.record_sending, run.id, 1, deadline=60))
+                await anyio.wait_all_tasks_blocked()
+                first.cancel()
+                await anyio.wait_all_tasks_blocked()
+        stored = await store.cells(run.id)
+    assert first.cancelled_caught
+    assert [cell.state for cell in stored] == ["pending", "sending"]

@@ -2,8 +2,9 @@
 
 Standard-library ``sqlite3`` in WAL mode, one connection used from a worker thread at a
 time (``anyio.to_thread.run_sync`` behind a one-slot limiter), so the event loop never
-waits on the disk and the database sees one writer. Every write is its own committed
-transaction: a process killed at any point loses nothing already written. A cell is
+waits on the disk and the database sees one writer. Every write is committed before its
+caller goes on (writes queued at once are committed together, each in a savepoint of
+its own: :mod:`._commits`): a process killed at any point loses nothing already written. A cell is
 marked ``sending`` right before its create leaves, its prediction id is written as soon
 as the create answers, and its result when it ends.
 
@@ -34,6 +35,7 @@ from typing import Any, TypeVar
 import anyio
 
 from .._exceptions import RunNotFound
+from ._commits import Write, WriteQueue, commit_writes
 from ._file_store import FileTables, file_rows
 from ._records import (
     END_STATUSES,
@@ -97,6 +99,11 @@ class _Database:
     def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         self.transaction(lambda connection: connection.executemany(sql, rows))
 
+    def commit(self, writes: list[Write[Any]]) -> None:
+        """Several callers' writes in one transaction (see :mod:`._commits`)."""
+        with self._lock:
+            commit_writes(self._connection, writes)
+
     def transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
         """``work(connection)`` in one ``BEGIN IMMEDIATE`` transaction (the write lock
         taken first: what it reads stays true until it commits)."""
@@ -122,6 +129,7 @@ class ResultsStore(ScoreTables, FileTables):
     def __init__(self, database: _Database, path: Path) -> None:
         self._database = database
         self._limiter = anyio.CapacityLimiter(1)
+        self._writes = WriteQueue(self._limiter, database.commit)
         #: The database file.
         self.path = path
         #: The directory that keeps the runs' output files, beside the database
@@ -148,9 +156,9 @@ class ResultsStore(ScoreTables, FileTables):
         )
 
     async def _transaction(self, work: Callable[[sqlite3.Connection], _T]) -> _T:
-        return await anyio.to_thread.run_sync(
-            self._database.transaction, work, limiter=self._limiter
-        )
+        """``work(connection)`` committed, with the other writes queued at the moment
+        (one hop, one transaction, a savepoint each: :mod:`._commits`)."""
+        return await self._writes.submit(work)
 
     # -- runs ---------------------------------------------------------------------
 
@@ -297,12 +305,17 @@ class ResultsStore(ScoreTables, FileTables):
         looks for it in that window); return the mark's time."""
         now = utc_now()
         until = datetime.fromtimestamp(now.timestamp() + deadline, timezone.utc)
-        await self._run(
-            "UPDATE cells SET state = 'sending', status = NULL, error = NULL,"
-            " error_type = NULL, ended_at = NULL, sending_at = ?, sending_until = ?"
-            " WHERE run_id = ? AND cell = ? AND (state != 'done' OR status = ?)",
-            (iso_text(now), iso_text(until), run_id, cell, IN_DOUBT),
-        )
+        values = (iso_text(now), iso_text(until), run_id, cell, IN_DOUBT)
+
+        def mark(connection: sqlite3.Connection) -> None:
+            connection.execute(
+                "UPDATE cells SET state = 'sending', status = NULL, error = NULL,"
+                " error_type = NULL, ended_at = NULL, sending_at = ?, sending_until = ?"
+                " WHERE run_id = ? AND cell = ? AND (state != 'done' OR status = ?)",
+                values,
+            )
+
+        await self._transaction(mark)
         return now
 
     async def record_sent(
