@@ -8,8 +8,10 @@ answers 201 or 429 (``Retry-After``: the wait for one token, rounded up; the bod
 ``retry_after`` the same). A 429'd create waits its ``Retry-After``, then queues again
 for a token, as the engine's retry does. Scheduling jitter is acted out as stalls: a
 process that is stalled sends and reads nothing until the stall ends, then does it all
-at once (the bunching a loaded machine shows). A storm answers every create with a 429
-for a while, whatever the service's bucket holds.
+at once (the bunching a loaded machine shows); the service can stall too
+(``service_stalls_per_second``: requests that arrive during a stall are taken in together
+when it ends, as a busy emulator takes them). A storm answers every create with a 429 for
+a while, whatever the service's bucket holds.
 
 Used by the budget's tests (deterministic: a seeded random generator) and by
 ``python tests/budget_sim.py`` to try rules quickly; the scale benchmark measures
@@ -81,6 +83,7 @@ def simulate(
     latency: float = 0.004,
     stalls_per_second: float = 0.0,
     stall_mean: float = 0.05,
+    service_stalls_per_second: float = 0.0,
     storm: Storm | None = None,
     until: float = 3600.0,
     seed: int = 0,
@@ -143,7 +146,18 @@ def simulate(
                 last_429[number] = None
             at(now + latency * (0.5 + rng.random()), lambda s=sent_at: arrive(number, s))
 
+    service_stalled_until = [0.0]
+
+    def service_stall() -> None:
+        length = min(0.5, rng.expovariate(1 / stall_mean))
+        service_stalled_until[0] = max(service_stalled_until[0], now + length)
+        if any(left):
+            at(now + rng.expovariate(service_stalls_per_second), service_stall)
+
     def arrive(number: int, sent_at: float) -> None:
+        if now < service_stalled_until[0]:  # the service takes it in when the stall ends
+            at(service_stalled_until[0], lambda: arrive(number, sent_at))
+            return
         if storm is not None and storm.start <= now < storm.end:
             retry_after: float | None = storm.retry_after
         else:
@@ -189,6 +203,8 @@ def simulate(
         if stalls_per_second > 0:
             at(process.start + rng.expovariate(stalls_per_second), lambda n=number: stall(n))
     at(0.0, sample)
+    if service_stalls_per_second > 0:
+        at(rng.expovariate(service_stalls_per_second), service_stall)
     while events and any(left):
         now, _, action = heapq.heappop(events)
         if now > until:

@@ -301,6 +301,22 @@ def test_no_simulated_process_is_starved_by_one_that_holds_the_limit(seed: int) 
         assert sent / first_end >= 2.5 / 4
 
 
+def test_one_process_at_ten_times_the_limits_against_a_service_that_stalls() -> None:
+    # The scale benchmark's last row on a simulated clock: 100 creates a second, the
+    # service taking in what arrived during its stalls (up to 0.5 s) together. Bunched
+    # arrivals may draw 429s; the run still ends within 5 % of the bound.
+    for seed in range(3):
+        result = simulate(
+            [Process(10_000)],
+            limit_per_minute=6000,
+            ceiling_per_minute=6000,
+            service_stalls_per_second=1,
+            stall_mean=0.3,
+            seed=seed,
+        )
+        assert result.created[-1][0] <= 1.05 * 100
+
+
 def test_one_simulated_process_draws_no_429() -> None:
     result = simulate([Process(1000)], stalls_per_second=2, stall_mean=0.08)
     assert result.throttled == []
