@@ -35,7 +35,7 @@ def scenario() -> Scenario:
     return Scenario(duration=0.05)
 
 
-@pytest.mark.parametrize("prompts", [4, 24])
+@pytest.mark.parametrize("prompts", [4, pytest.param(24, marks=pytest.mark.slow)])
 async def test_tasks_of_a_run_follow_its_limit_not_its_cells(
     emulator: Emulator, tmp_path: Path, client_tasks: Callable[[], set[int]], prompts: int
 ) -> None:

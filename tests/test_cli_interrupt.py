@@ -66,7 +66,10 @@ def interrupted(*argv: str) -> tuple[str, list[str]]:
 
 @pytest.mark.parametrize(
     "as_json",
-    [pytest.param(False, id="summary"), pytest.param(True, id="json", marks=pytest.mark.slow)],
+    [
+        pytest.param(False, id="summary", marks=pytest.mark.slow),
+        pytest.param(True, id="json", marks=pytest.mark.slow),
+    ],
 )
 def test_ctrl_c_prints_the_run_so_far_and_the_command_that_finishes_it(
     tmp_path: Path, as_json: bool, capsys: pytest.CaptureFixture[str]

@@ -79,6 +79,7 @@ def test_thresholds_set_the_exit_status(
     assert ("below the threshold" in err) == bool(message)
 
 
+@pytest.mark.slow
 def test_a_failing_judge_is_unscored_and_fails_the_threshold(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
