@@ -58,7 +58,7 @@ Ours refill at the same rate, and the rules below follow from that model of the 
   lowered, do not lower it). Below :data:`COLLAPSE` of it the rate also climbs at
   :data:`RECOVERY` times the square of the gap over the ceiling a second: a collapse is
   undone in seconds, while a single decrease is climbed back additively (a faster climb
-  there brought the next 429 sooner: processes sharing a limit drew twice as many).
+  there brought the next 429 sooner: four simulated processes drew 7 % more).
   Past it the rate climbs only while requests succeed and wait for tokens (an idle
   bucket, or one whose demand is below its rate, does not climb past what it has seen),
   to at most :data:`DEMAND` times the rate that got through lately (polls sent at 10 a
