@@ -240,7 +240,6 @@ class TokenBucket:
         #: rate is too high. Requests sent from ``_probe_from`` (when the first request
         #: after the pause took its token) to ``_probe_until`` (when the second did) are
         #: the probe.
-        self._after_pause = 0
         self._probe_from = math.inf
         self._probe_until = -math.inf
         self._lowered_at = -math.inf
@@ -338,8 +337,7 @@ class TokenBucket:
         if tokens >= 1.0:
             self._tokens = tokens - 1.0
             if self._probe_until == math.inf:  # the first two requests after a pause
-                self._after_pause += 1
-                if self._after_pause == 1:
+                if self._probe_from == math.inf:
                     self._probe_from = now
                 else:
                     self._probe_until = now
@@ -361,7 +359,7 @@ class TokenBucket:
         if now + seconds > self._paused_until:
             self._paused_until = now + seconds
             self._tokens, self._refilled = min(1.0, self.capacity), self._paused_until
-            self._after_pause, self._probe_from, self._probe_until = 0, math.inf, math.inf
+            self._probe_from, self._probe_until = math.inf, math.inf
 
     def throttled(
         self, retry_after: float | None, sent_at: float | None = None, *, exact: bool = False
