@@ -315,15 +315,27 @@ class EmulatorProcess:
 
     def predictions(self, since: float = 0.0) -> list[dict[str, Any]]:
         """Every prediction the emulator holds created at or after ``since`` (Unix time),
-        as ``/v1`` answers them: ``id``, ``input.prompt``, ``completed_at``, …"""
-        answer = self._http.get(
-            f"{self.url}/v1/predictions",
-            headers={"authorization": f"Bearer {TOKEN}"},
-            timeout=300.0,  # ten thousand predictions on a loaded machine
-        )
-        answer.raise_for_status()
-        results: list[dict[str, Any]] = answer.json()["results"]
-        return [item for item in results if parse_iso(item["created_at"]) >= since - 0.01]
+        as ``/v1`` answers them: ``id``, ``input.prompt``, ``completed_at``, … Read page
+        by page (100 a page, as Replicate's), after the ``next`` cursors, waiting out
+        any 429 the emulator's rate limits answer."""
+        url: str | None = f"{self.url}/v1/predictions"
+        found: list[dict[str, Any]] = []
+        while url is not None:
+            answer = self._http.get(
+                url,
+                headers={"authorization": f"Bearer {TOKEN}"},
+                timeout=60.0,
+            )
+            if answer.status_code == 429:
+                time.sleep(float(answer.headers.get("retry-after", "1")))
+                continue
+            answer.raise_for_status()
+            page = answer.json()
+            found += page["results"]
+            url = page["next"]
+            if page["results"] and parse_iso(page["results"][-1]["created_at"]) < since - 0.01:
+                break  # newest first: the rest are older still
+        return [item for item in found if parse_iso(item["created_at"]) >= since - 0.01]
 
     def completed_at(self, since: float = 0.0) -> dict[str, float]:
         """Completion time (Unix) of every finished prediction by id (created after ``since``)."""

@@ -3,8 +3,8 @@
 Like ``replicate-home emulator --port 0``, plus scripted prompts: ``prompt_for(d, i)``
 takes ``d`` seconds for each ``d`` of ``--durations`` and ``i`` below ``--count``, so one
 emulator serves every duration of a benchmark. It keeps no request history (less work per
-request), lists every prediction on one ``/v1/predictions`` page (the benchmarks read
-``completed_at`` from there) and forgets nothing during a run.
+request) and forgets nothing during a run. Its listing pages hold 100 predictions, as
+Replicate's do: the clients' bulk following reads the pages a real account's would.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ def build(
     emulator = Emulator(
         Scenario(duration=duration),
         history=0,
-        page_size=1_000_000,
         max_predictions=1_000_000,
         expire_after=3600.0,
         rate_limits=rate_limits,

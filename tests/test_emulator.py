@@ -16,10 +16,12 @@ from typing import Any
 import anyio
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from replicate_home.emulator import Emulator, EmulatorStats, Fault, RequestRecord, Scenario
 from replicate_home.emulator._catalogue import MODELS
-from replicate_home.emulator._png import encode_png, gradient_png
+from replicate_home.emulator._png import digest_png, encode_png, gradient_png
 from replicate_home.emulator._server import serve_forever
 from replicate_home.emulator._simulation import generate_text, make_prediction_id
 
@@ -135,6 +137,22 @@ def test_png_encoder_produces_valid_deterministic_images() -> None:
     assert (width, height, len(raw)) == (64, 64, 64 * (1 + 64 * 3))
     with pytest.raises(ValueError, match="bytes of RGB"):
         encode_png(2, 2, b"")
+
+
+@given(digest=st.binary(min_size=6, max_size=6), size=st.integers(1, 40))
+def test_gradient_pixels_follow_their_formula(digest: bytes, size: int) -> None:
+    """The gradient is drawn a diagonal at a time (fast); every pixel is still the blend
+    of the digest's two colours by ``x + y`` that the images were always made with."""
+    width, height, raw = read_png(digest_png(digest, size))
+    assert (width, height) == (size, size)
+    span = max(1, 2 * (size - 1))
+    expected = bytearray()
+    for y in range(size):
+        expected.append(0)  # the scanline's filter type
+        for x in range(size):
+            for a, b in zip(digest[0:3], digest[3:6], strict=True):
+                expected.append((a * (span - x - y) + b * (x + y)) // span)
+    assert raw == bytes(expected)
 
 
 @pytest.mark.parametrize(

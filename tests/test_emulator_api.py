@@ -22,6 +22,7 @@ import pytest
 import replicate
 
 from replicate_home.emulator import Emulator, Fault, Scenario
+from replicate_home.emulator import _simulation as simulation
 from replicate_home.emulator._api_rules import (
     TokenBucket,
     decode_cursor,
@@ -479,6 +480,29 @@ async def test_image_outputs_are_data_uris_by_default_on_v1() -> None:
         assert linked["output"] == [f"{emu.base_url}/_emulator/files/{linked['id']}/0.png"]
     with pytest.raises(ValueError, match="file_output"):
         Emulator(file_output="https")  # type: ignore[arg-type]
+
+
+async def test_a_data_uri_is_made_once_per_prediction(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every answer that shows an image prediction (its polls, each listing page) shows
+    the same data: URI; the emulator makes its PNG once, not at each answer (at scale, a
+    PNG per listed prediction per page took most of the emulator's time)."""
+    made: list[int] = []
+    real = simulation._file_bytes
+
+    def counting(pred: Any, index: int) -> bytes:
+        made.append(index)
+        return real(pred, index)
+
+    monkeypatch.setattr(simulation, "_file_bytes", counting)
+    emulator = Emulator(Scenario(duration=0.0, images=2))
+    async with served(emulator) as (_, client):
+        created = await create(client, "a fox", model=SDXL)
+        first = await get(client, created["id"])
+        again = await get(client, created["id"])
+        listed = (await client.get("/v1/predictions")).json()["results"]
+        assert first["output"] == again["output"] == listed[0]["output"]
+        assert len(first["output"]) == 2
+    assert made == [0, 1]
 
 
 async def test_image_predictions_serve_their_files_or_data_uris() -> None:

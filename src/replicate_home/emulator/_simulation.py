@@ -145,6 +145,10 @@ class Prediction:
     resolved when it was created."""
     training: TrainingTarget | None = None
     """Where its result goes, if it is a training (:mod:`._trainings`)."""
+    data_uris: dict[str, str] = field(default_factory=dict, repr=False)
+    """The ``data:`` URIs of its output files by name, made at the first answer that
+    shows them: every later answer (a poll, each page of a listing) shows the same ones,
+    and making a PNG again at each took most of the emulator's time at scale."""
 
     @property
     def start_time(self) -> float:
@@ -256,6 +260,12 @@ def _text_output(pred: Prediction, now: float) -> str | list[str]:
     return list(pieces[:count])
 
 
+#: The longest ``data:`` URI a prediction keeps (:attr:`Prediction.data_uris`), in
+#: characters: an image's (about 900 for the generated 64 x 64 PNGs) is kept, so the
+#: memory it takes follows the predictions kept.
+_KEPT_DATA_URI = 16_384
+
+
 def _data_uri(content: bytes, content_type: str = "image/png") -> str:
     return f"data:{content_type};base64," + base64.b64encode(content).decode("ascii")
 
@@ -351,9 +361,14 @@ def _file_output(pred: Prediction, file_url: FileUrl, file_output: FileOutput) -
     files: list[str] = []
     for name, content_type in _output_files(pred):
         if as_data:
-            found = file_content(pred, name)
-            assert found is not None
-            files.append(_data_uri(b"".join(found[0]), content_type))
+            uri = pred.data_uris.get(name)
+            if uri is None:
+                found = file_content(pred, name)
+                assert found is not None
+                uri = _data_uri(b"".join(found[0]), content_type)
+                if len(uri) <= _KEPT_DATA_URI:  # a video's is made again, not kept
+                    pred.data_uris[name] = uri
+            files.append(uri)
         else:
             files.append(file_url(pred.id, name))
     # Models with one output file give it alone (a string), as such models do on Replicate.
