@@ -604,3 +604,84 @@ def test_script_rejects_what_is_not_a_scenario(bad: object) -> None:
         emulator.script("p", bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="str"):
         emulator.script(3, Scenario())  # type: ignore[arg-type]
+
+
+def _reference_page(
+    newest_first: list[Any], size: int, cursor: tuple[str, int] | None
+) -> tuple[list[Any], bool, bool]:
+    """A listing's page as the emulator first computed it: from every prediction kept."""
+    if cursor is None:
+        page = newest_first[:size]
+    elif cursor[0] == "n":
+        page = [pred for pred in newest_first if pred.number < cursor[1]][:size]
+    else:
+        page = [pred for pred in newest_first if pred.number > cursor[1]][-size:]
+    if not page:
+        return page, False, False
+    older = any(pred.number < page[-1].number for pred in newest_first)
+    newer = any(pred.number > page[0].number for pred in newest_first)
+    return page, older, newer
+
+
+@given(
+    created=st.lists(st.tuples(st.integers(0, 30), st.booleans(), st.booleans()), max_size=40),
+    in_order=st.booleans(),
+    size=st.integers(1, 6),
+    window=st.tuples(st.none() | st.integers(0, 30), st.none() | st.integers(0, 30)),
+    web_only=st.booleans(),
+    cursor=st.none() | st.tuples(st.sampled_from("np"), st.integers(0, 45)),
+)
+def test_a_listing_page_is_found_without_walking_every_prediction(
+    created: list[tuple[int, bool, bool]],
+    in_order: bool,
+    size: int,
+    window: tuple[int | None, int | None],
+    web_only: bool,
+    cursor: tuple[str, int] | None,
+) -> None:
+    """The store's page walk (from the newest, ending at the window's start while creation
+    times are in order) answers what filtering every prediction answered."""
+    from replicate_home.emulator._simulation import Prediction
+    from replicate_home.emulator._store import PredictionStore
+    from replicate_home.emulator._trainings import TrainingTarget
+
+    if in_order:
+        created = sorted(created)
+    store = PredictionStore(expire_after=3600.0, max_predictions=1000)
+    for index, (second, web, training) in enumerate(created):
+        store.add(
+            Prediction(
+                id=f"p{index}",
+                model="m/m",
+                version="v",
+                kind="text",
+                input={},
+                prompt="",
+                scenario=Scenario(duration=10_000.0),
+                created=0.0,
+                wall_created=1_700_000_000.0 + second,
+                source="web" if web else "api",
+                training=TrainingTarget("a/b", "v", "w") if training else None,
+            ),
+            0.0,
+        )
+    after, before = (None if bound is None else 1_700_000_000.0 + bound for bound in window)
+
+    def keep(pred: Any) -> bool:
+        return (
+            pred.training is None
+            and (not web_only or pred.source == "web")
+            and (after is None or pred.wall_created >= after)
+            and (before is None or pred.wall_created < before)
+        )
+
+    newest_first = [pred for pred in store.newest_first() if keep(pred)]
+    expected = _reference_page(newest_first, size, cursor)
+    found = store.page(
+        size,
+        keep,
+        older_than=cursor[1] if cursor and cursor[0] == "n" else None,
+        newer_than=cursor[1] if cursor and cursor[0] == "p" else None,
+        before_window=None if after is None else (lambda pred: pred.wall_created < after),
+    )
+    assert found == expected

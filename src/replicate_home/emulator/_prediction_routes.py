@@ -133,37 +133,41 @@ class _PredictionRoutes:
             return gated
         now = emu.now()
         emu.store.purge(now)
-        # Trainings are predictions too, but GET /v1/trainings lists them.
-        newest_first = [pred for pred in emu.store.newest_first() if pred.training is None]
         window = _created_window(request)
         if isinstance(window, Response):
             return window
         after, before = window
         source = request.query_params.get("source")
-        if source is not None:
-            if source != "web":
-                return problem(400, "Invalid source", "source can only be 'web'")
-            newest_first = [pred for pred in newest_first if pred.source == "web"]
-        if after is not None or before is not None:
-            newest_first = [
-                pred
-                for pred in newest_first
-                if (after is None or _created(pred) >= after)
-                and (before is None or _created(pred) < before)
-            ]
-        size = self._settings.page_size
+        if source is not None and source != "web":
+            return problem(400, "Invalid source", "source can only be 'web'")
+        older_than = newer_than = None
         cursor = request.query_params.get("cursor")
-        if cursor is None:
-            page = newest_first[:size]
-        else:
+        if cursor is not None:
             try:
                 direction, number = decode_cursor(cursor)
             except ValueError:
                 return problem(400, "Invalid cursor", f"Cursor {cursor!r} is not valid")
             if direction == "n":
-                page = [pred for pred in newest_first if pred.number < number][:size]
+                older_than = number
             else:
-                page = [pred for pred in newest_first if pred.number > number][-size:]
+                newer_than = number
+
+        def keep(pred: Prediction) -> bool:
+            # Trainings are predictions too, but GET /v1/trainings lists them.
+            if pred.training is not None or (source is not None and pred.source != "web"):
+                return False
+            if after is None and before is None:
+                return True
+            created = _created(pred)
+            return (after is None or created >= after) and (before is None or created < before)
+
+        page, older, newer = emu.store.page(
+            self._settings.page_size,
+            keep,
+            older_than=older_than,
+            newer_than=newer_than,
+            before_window=None if after is None else (lambda pred: _created(pred) < after),
+        )
         kept = {
             name: request.query_params[name]
             for name in ("created_after", "created_before", "source")
@@ -172,11 +176,10 @@ class _PredictionRoutes:
         base = str(request.url.replace(query="")).rstrip("/")
         extra = "".join(f"&{urlencode({name: value})}" for name, value in kept.items())
         following = previous = None
-        if page:
-            if any(pred.number < page[-1].number for pred in newest_first):
-                following = f"{base}?cursor={encode_cursor('n', page[-1].number)}{extra}"
-            if any(pred.number > page[0].number for pred in newest_first):
-                previous = f"{base}?cursor={encode_cursor('p', page[0].number)}{extra}"
+        if older:
+            following = f"{base}?cursor={encode_cursor('n', page[-1].number)}{extra}"
+        if newer:
+            previous = f"{base}?cursor={encode_cursor('p', page[0].number)}{extra}"
         results = []
         for pred in page:
             item = prediction_object(request, pred, now, self._state, self._settings)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterator
 
 from ._scenarios import check_number
 from ._simulation import Prediction
@@ -34,6 +35,10 @@ class PredictionStore:
         self._running: list[tuple[float, str]] = []  # (end_time, id) heap, may hold stale entries
         self._running_end: dict[str, float] = {}  # id -> end time, for predictions still running
         self._seq = 0
+        #: Whether creation times never went back as predictions were added (a test
+        #: clock may set them back): then a listing's ``created_after`` ends its walk.
+        self._in_order = True
+        self._newest_created = float("-inf")
 
     def __len__(self) -> int:
         return len(self._predictions)
@@ -43,6 +48,9 @@ class PredictionStore:
         if pred.id in self._predictions:
             raise ValueError(f"duplicate prediction id {pred.id!r}")
         self._predictions[pred.id] = pred
+        if pred.wall_created < self._newest_created:
+            self._in_order = False
+        self._newest_created = max(self._newest_created, pred.wall_created)
         if pred.stream_key:
             self._by_stream_key[pred.stream_key] = pred.id
         self._seq += 1
@@ -81,6 +89,56 @@ class PredictionStore:
     def newest_first(self) -> Iterator[Prediction]:
         """The stored predictions, the most recently created first (call :meth:`purge` first)."""
         return reversed(self._predictions.values())
+
+    def page(
+        self,
+        size: int,
+        keep: Callable[[Prediction], bool],
+        *,
+        older_than: int | None = None,
+        newer_than: int | None = None,
+        before_window: Callable[[Prediction], bool] | None = None,
+    ) -> tuple[list[Prediction], bool, bool]:
+        """One page of a listing, newest first (call :meth:`purge` first): up to ``size``
+        predictions that ``keep``, the newest ones, or the newest below number
+        ``older_than`` (a next page's cursor), or the oldest above ``newer_than`` (a
+        previous page's); and whether predictions that ``keep`` lie past it, older (a
+        next page) and newer (a previous page).
+
+        ``before_window(pred)`` says ``pred`` was created before the listing's window
+        (``created_after``): while creation times are in order, every older prediction
+        is too, and the walk ends there. So a page costs the predictions from the newest
+        to its end, not every prediction kept: sweeping the recent ones page by page
+        does not grow with all the account holds."""
+        if size < 1:
+            raise ValueError(f"a page holds at least one prediction, got {size}")
+        page: list[Prediction] = []
+        newer = older = False
+        above: deque[Prediction] = deque(maxlen=size)  # for newer_than: the oldest above
+        for pred in reversed(self._predictions.values()):
+            if before_window is not None and self._in_order and before_window(pred):
+                break
+            if not keep(pred):
+                continue
+            if newer_than is not None:
+                if pred.number > newer_than:
+                    newer = newer or len(above) == size
+                    above.append(pred)
+                    continue
+                older = bool(above)
+                break
+            if older_than is not None and pred.number >= older_than:
+                newer = True
+                continue
+            if len(page) == size:
+                older = True
+                break
+            page.append(pred)
+        if newer_than is not None:
+            page = list(above)
+        if not page:
+            return page, False, False
+        return page, older, newer
 
     def purge(self, now: float) -> None:
         """Drop expired predictions, then the earliest finished ones beyond the limit."""
