@@ -685,3 +685,45 @@ def test_a_listing_page_is_found_without_walking_every_prediction(
         before_window=None if after is None else (lambda pred: pred.wall_created < after),
     )
     assert found == expected
+
+
+def test_a_listing_page_costs_its_window_not_every_prediction_kept() -> None:
+    """A sweep of the recent predictions reads the ones in its window and stops: with
+    5,000 kept, the first page of the last 150 created looks at those 150 and one more,
+    and the next page at the predictions from the newest to its own end."""
+    from replicate_home.emulator._simulation import Prediction
+    from replicate_home.emulator._store import PredictionStore
+
+    store = PredictionStore(expire_after=3600.0, max_predictions=10_000)
+    for index in range(5000):
+        prediction = Prediction(
+            id=f"p{index}",
+            model="m/m",
+            version="v",
+            kind="text",
+            input={},
+            prompt="",
+            scenario=Scenario(duration=10_000.0),
+            created=0.0,
+            wall_created=1_700_000_000.0 + index,
+        )
+        store.add(prediction, 0.0)
+    start = 1_700_000_000.0 + 4850
+    looked: list[int] = []
+
+    def keep(pred: Any) -> bool:
+        looked.append(pred.number)
+        return bool(pred.wall_created >= start)
+
+    def before_window(pred: Any) -> bool:
+        return bool(pred.wall_created < start)
+
+    page, older, newer = store.page(100, keep, before_window=before_window)
+    assert (len(page), older, newer) == (100, True, False)
+    assert len(looked) == 101  # the page and one more, to know there is a next page
+    looked.clear()
+    page, older, newer = store.page(
+        100, keep, older_than=page[-1].number, before_window=before_window
+    )
+    assert (len(page), older, newer) == (50, False, True)
+    assert len(looked) == 150  # the newest 150: the first page's (skipped) and this one's
