@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import anyio
 import pytest
 
 from replicate_home import RateLimitError, ReplicateAPI
@@ -142,6 +143,56 @@ async def test_an_official_model_is_known_from_its_first_create() -> None:
     assert [r.status_code for r in creates(emulator)] == [201] * 4
     assert {r.path for r in creates(emulator)} == {f"/v1/models/{LLAMA}/predictions"}
     assert not [r for r in emulator.requests if r.method == "GET" and "/models/" in r.path]
+
+
+async def test_calls_waiting_on_a_held_first_create_learn_the_model_from_its_look_up() -> None:
+    # The calls of one model wait for the first create to its route; held
+    # (``Prefer: wait``) it answers only when its prediction ends, and four predictions
+    # of 2 s with wait=60 took 4 s. The calls waiting learn the model from one look-up
+    # instead, and leave well within the first prediction's time, all held as asked.
+    emulator = Emulator(Scenario(duration=2.0))
+    async with emulator.serve():
+        async with ReplicateAPI(TOKEN, base_url=emulator.base_url, timeout=120, wait=60) as client:
+            results = []
+
+            async def predict() -> None:
+                results.append(await client.predict(LLAMA, prompt="p"))
+
+            async with anyio.create_task_group() as group:
+                for _ in range(4):
+                    group.start_soon(predict)
+    assert [result.status for result in results] == ["succeeded"] * 4
+    assert [r.headers.get("prefer") for r in creates(emulator)] == ["wait=60"] * 4
+    assert {r.path for r in creates(emulator)} == {f"/v1/models/{LLAMA}/predictions"}
+    lookups = [r for r in emulator.requests if r.method == "GET" and "/models/" in r.path]
+    assert [r.path for r in lookups] == [f"/v1/models/{LLAMA}"]
+    # The emulator records a request as it answers it (a held one when its prediction
+    # ends): when each prediction was created says when its create arrived.
+    created = sorted(result.created_at for result in results if result.created_at)
+    assert len(created) == 4
+    assert (created[-1] - created[0]).total_seconds() < 1.0
+
+
+async def test_a_community_model_behind_a_held_first_create_gets_one_404() -> None:
+    # The held first create to a community model's route is answered 404 at once; the
+    # calls waiting on it share the one look-up and go to the version.
+    emulator = Emulator(Scenario(duration=0.05), community_models=["jane/fast"])
+    async with emulator.serve():
+        async with ReplicateAPI(TOKEN, base_url=emulator.base_url, timeout=30, wait=5) as client:
+            results = []
+
+            async def predict() -> None:
+                results.append(await client.predict("jane/fast", prompt="p"))
+
+            async with anyio.create_task_group() as group:
+                for _ in range(4):
+                    group.start_soon(predict)
+    assert [result.status for result in results] == ["succeeded"] * 4
+    route = [r for r in creates(emulator) if r.path == "/v1/models/jane/fast/predictions"]
+    assert [r.status_code for r in route] == [404]
+    lookups = [r for r in emulator.requests if r.method == "GET" and "/models/" in r.path]
+    assert len(lookups) == 1
+    assert len([r for r in creates(emulator) if r.path == "/v1/predictions"]) == 4
 
 
 async def test_a_first_create_that_fails_lets_the_next_call_try() -> None:

@@ -219,7 +219,15 @@ class ApiService:
             )
             call = replace(call, input=encoded)
         if self._by_model_route(call):
-            await self._routes.take_turn(call.model)
+
+            async def learn() -> bool:
+                try:
+                    await self._look_up(call.model, send)
+                except ReplicateHomeError:
+                    return False
+                return True
+
+            await self._routes.take_turn(call.model, learn)
             version = self._routes.version(call.model)
             if version is not None:
                 return replace(call, version=version)
@@ -293,6 +301,10 @@ class ApiService:
             cancel_after = remaining
         if cancel_after is not None:
             headers["cancel-after"] = f"{max(MIN_CANCEL_AFTER, math.ceil(cancel_after))}s"
+        if wait is not None and self._by_model_route(call) and not self._routes.known(call.model):
+            # The create that learns whether the route serves the model, held: the calls
+            # of the same model learn it from the look-up instead (ModelRoutes).
+            self._routes.holding(call.model)
         if wait is not None:
             seconds = max(1, min(MAX_WAIT, math.ceil(min(wait, remaining))))
             headers["prefer"] = f"wait={seconds}"
