@@ -23,7 +23,9 @@ from replicate_home.emulator import Emulator, EmulatorStats, Fault, RequestRecor
 from replicate_home.emulator._catalogue import MODELS
 from replicate_home.emulator._png import digest_png, encode_png, gradient_png
 from replicate_home.emulator._server import serve_forever
-from replicate_home.emulator._simulation import generate_text, make_prediction_id
+from replicate_home.emulator._simulation import Prediction, generate_text, make_prediction_id
+from replicate_home.emulator._store import PredictionStore
+from replicate_home.emulator._trainings import TrainingTarget
 
 pytestmark = pytest.mark.anyio
 
@@ -606,6 +608,22 @@ def test_script_rejects_what_is_not_a_scenario(bad: object) -> None:
         emulator.script(3, Scenario())  # type: ignore[arg-type]
 
 
+def _listed(index: int, wall_created: float, **fields: Any) -> Prediction:
+    """A text prediction to store, created at ``wall_created`` (Unix time)."""
+    return Prediction(
+        id=f"p{index}",
+        model="m/m",
+        version="v",
+        kind="text",
+        input={},
+        prompt="",
+        scenario=Scenario(duration=10_000.0),
+        created=0.0,
+        wall_created=wall_created,
+        **fields,
+    )
+
+
 def _reference_page(
     newest_first: list[Any], size: int, cursor: tuple[str, int] | None
 ) -> tuple[list[Any], bool, bool]:
@@ -641,25 +659,14 @@ def test_a_listing_page_is_found_without_walking_every_prediction(
 ) -> None:
     """The store's page walk (from the newest, ending at the window's start while creation
     times are in order) answers what filtering every prediction answered."""
-    from replicate_home.emulator._simulation import Prediction
-    from replicate_home.emulator._store import PredictionStore
-    from replicate_home.emulator._trainings import TrainingTarget
-
     if in_order:
         created = sorted(created)
     store = PredictionStore(expire_after=3600.0, max_predictions=1000)
     for index, (second, web, training) in enumerate(created):
         store.add(
-            Prediction(
-                id=f"p{index}",
-                model="m/m",
-                version="v",
-                kind="text",
-                input={},
-                prompt="",
-                scenario=Scenario(duration=10_000.0),
-                created=0.0,
-                wall_created=1_700_000_000.0 + second,
+            _listed(
+                index,
+                1_700_000_000.0 + second,
                 source="web" if web else "api",
                 training=TrainingTarget("a/b", "v", "w") if training else None,
             ),
@@ -691,23 +698,9 @@ def test_a_listing_page_costs_its_window_not_every_prediction_kept() -> None:
     """A sweep of the recent predictions reads the ones in its window and stops: with
     5,000 kept, the first page of the last 150 created looks at those 150 and one more,
     and the next page at the predictions from the newest to its own end."""
-    from replicate_home.emulator._simulation import Prediction
-    from replicate_home.emulator._store import PredictionStore
-
     store = PredictionStore(expire_after=3600.0, max_predictions=10_000)
     for index in range(5000):
-        prediction = Prediction(
-            id=f"p{index}",
-            model="m/m",
-            version="v",
-            kind="text",
-            input={},
-            prompt="",
-            scenario=Scenario(duration=10_000.0),
-            created=0.0,
-            wall_created=1_700_000_000.0 + index,
-        )
-        store.add(prediction, 0.0)
+        store.add(_listed(index, 1_700_000_000.0 + index), 0.0)
     start = 1_700_000_000.0 + 4850
     looked: list[int] = []
 
