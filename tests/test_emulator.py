@@ -674,15 +674,18 @@ def test_a_listing_page_is_found_without_walking_every_prediction(
         )
     after, before = (None if bound is None else 1_700_000_000.0 + bound for bound in window)
 
-    def keep(pred: Any) -> bool:
+    def keep(pred: Any) -> bool:  # the window's start is before_window's
         return (
             pred.training is None
             and (not web_only or pred.source == "web")
-            and (after is None or pred.wall_created >= after)
             and (before is None or pred.wall_created < before)
         )
 
-    newest_first = [pred for pred in store.newest_first() if keep(pred)]
+    newest_first = [
+        pred
+        for pred in store.newest_first()
+        if keep(pred) and (after is None or pred.wall_created >= after)
+    ]
     expected = _reference_page(newest_first, size, cursor)
     found = store.page(
         size,

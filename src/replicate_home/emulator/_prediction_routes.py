@@ -153,13 +153,11 @@ class _PredictionRoutes:
                 newer_than = number
 
         def keep(pred: Prediction) -> bool:
-            # Trainings are predictions too, but GET /v1/trainings lists them.
+            # Trainings are predictions too, but GET /v1/trainings lists them. The
+            # window's start is the store's to check (before_window, below).
             if pred.training is not None or (source is not None and pred.source != "web"):
                 return False
-            if after is None and before is None:
-                return True
-            created = _created(pred)
-            return (after is None or created >= after) and (before is None or created < before)
+            return before is None or _created(pred) < before
 
         page, older, newer = emu.store.page(
             self._settings.page_size,

@@ -106,8 +106,9 @@ class PredictionStore:
         next page) and newer (a previous page).
 
         ``before_window(pred)`` says ``pred`` was created before the listing's window
-        (``created_after``): while creation times are in order, every older prediction
-        is too, and the walk ends there. So a page costs the predictions from the newest
+        (``created_after``): it is left out (``keep`` need not check that), and while
+        creation times are in order every older prediction is too, so the walk ends
+        there. So a page costs the predictions from the newest
         to its end, not every prediction kept: sweeping the recent ones page by page
         does not grow with all the account holds."""
         if size < 1:
@@ -116,8 +117,10 @@ class PredictionStore:
         newer = older = False
         above: deque[Prediction] = deque(maxlen=size)  # for newer_than: the oldest above
         for pred in reversed(self._predictions.values()):
-            if before_window is not None and self._in_order and before_window(pred):
-                break
+            if before_window is not None and before_window(pred):
+                if self._in_order:
+                    break
+                continue
             if not keep(pred):
                 continue
             if newer_than is not None:
