@@ -9,6 +9,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractContextManager, asynccontextmanager
@@ -551,6 +552,39 @@ def test_a_new_database_and_a_migrated_one_have_the_same_tables(tmp_path: Path) 
     with sqlite3.connect(tmp_path / "script.db") as database:  # SCHEMA is the same text
         database.executescript(SCHEMA)
     assert tables(tmp_path / "script.db") == fresh
+
+
+def test_connections_opening_a_new_database_at_once_all_open_it(tmp_path: Path) -> None:
+    """SQLite answers the switch to WAL "database is locked" at once, without waiting:
+    two processes starting runs in one new file must both get in (a CI run lost one).
+    Threads with a connection each race the same way, and faster."""
+    openers = 4
+
+    async def open_it(path: Path) -> None:
+        async with ResultsStore.open(path) as store:
+            assert await store.runs() == []
+
+    def opener(path: Path, start: threading.Barrier, errors: list[BaseException]) -> None:
+        start.wait()
+        try:
+            anyio.run(open_it, path)
+        except BaseException as error:  # reported below, whatever it is
+            errors.append(error)
+
+    for attempt in range(15):  # each attempt a new file, opened by all at once
+        path = tmp_path / f"{attempt}.db"
+        start = threading.Barrier(openers)
+        errors: list[BaseException] = []
+        threads = [
+            threading.Thread(target=opener, args=(path, start, errors)) for _ in range(openers)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with sqlite3.connect(path) as database:
+            assert database.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 
 # -- killed between a create's answer and its commit ----------------------------------------

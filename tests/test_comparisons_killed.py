@@ -100,12 +100,24 @@ async def _start(
     emulator: Emulator, db: Path, backend: str, run: str, kill_at_answer: int | None = None
 ) -> Process:
     argv = _argv(emulator, db, backend, run, resume=_recorded(db, run))
-    return await anyio.open_process(
-        argv,
-        env=_env(run, kill_at_answer),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with _stderr(db, run).open("ab") as stderr:  # the child keeps its own copy
+        return await anyio.open_process(
+            argv,
+            env=_env(run, kill_at_answer),
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+
+def _stderr(db: Path, run: str) -> Path:
+    """Where the processes of ``run`` write their stderr (read when one fails)."""
+    return db.with_name(f"{run}.stderr")
+
+
+async def _ended_well(process: Process, db: Path, run: str) -> None:
+    """``process`` ends with status 0, or the test fails with what it wrote on stderr."""
+    status = await process.wait()
+    assert status == 0, f"{run} ended with {status}: {_stderr(db, run).read_text()}"
 
 
 def _lost(db: Path, run: str) -> int:
@@ -191,7 +203,7 @@ async def test_a_run_killed_at_random_and_resumed_beside_another_takes_only_its_
             )
             assert last.returncode == 0, last.stderr.decode()
             with anyio.fail_after(120):
-                assert await first.wait() == 0
+                await _ended_well(first, db, "first")
             await _check_latencies(emulator, db, "second")
         finally:
             await first.aclose()
@@ -212,8 +224,8 @@ async def test_two_processes_running_the_same_set_at_once_keep_their_own(
         processes = [await _start(emulator, db, anyio_backend, run) for run in runs]
         try:
             with anyio.fail_after(120):
-                for process in processes:
-                    assert await process.wait() == 0
+                for process, run in zip(processes, runs, strict=True):
+                    await _ended_well(process, db, run)
         finally:
             for process in processes:
                 await process.aclose()

@@ -26,6 +26,7 @@ import json
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timezone
@@ -68,6 +69,28 @@ __all__ = [
 
 _T = TypeVar("_T")
 
+#: How long opening a database waits for another process that is switching it to WAL.
+_WAL_WAIT = 5.0
+
+
+def _enter_wal(connection: sqlite3.Connection) -> None:
+    """Put the database in WAL mode, waiting (up to :data:`_WAL_WAIT`) while another
+    process does the same: SQLite answers that switch "database is locked" at once,
+    without its busy handler, so two processes opening a new file together would
+    otherwise see one of them fail."""
+    deadline = time.monotonic() + _WAL_WAIT
+    pause = 0.005
+    while True:
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() >= deadline:
+                raise
+        else:
+            return
+        time.sleep(pause)  # the database's worker thread, not the event loop
+        pause = min(pause * 2, 0.1)
+
 
 class _Database:
     """The synchronous side: runs in a worker thread, one call at a time."""
@@ -78,11 +101,11 @@ class _Database:
         self._lock = threading.Lock()
         with self._lock:
             try:
-                self._connection.execute("PRAGMA journal_mode=WAL")
+                self._connection.execute("PRAGMA busy_timeout=5000")
+                _enter_wal(self._connection)
                 # In WAL mode NORMAL survives a process crash (kill -9); only a power loss
                 # may lose the last commits.
                 self._connection.execute("PRAGMA synchronous=NORMAL")
-                self._connection.execute("PRAGMA busy_timeout=5000")
                 migrate(self._connection, path)
             except BaseException:
                 self._connection.close()
