@@ -88,22 +88,55 @@ async def test_many_image_predictions_are_followed_through_the_listing() -> None
 
 
 @pytest.mark.parametrize(
-    ("share", "polling", "active"),
-    [(1.0, 19, False), (1.0, 20, True), (0.25, 4, False), (0.25, 5, True), (0.001, 1, True)],
+    ("allowance", "polling", "active"),
+    [
+        (1.0, 19, False),
+        (1.0, 20, True),
+        (0.25, 4, False),
+        (0.25, 5, True),
+        (0.001, 1, True),
+        (10.0, 199, False),
+        (10.0, 200, True),
+    ],
 )
-async def test_the_threshold_falls_with_the_share_the_budget_gets(
-    share: float, polling: int, active: bool
+async def test_the_threshold_moves_with_the_request_rate_the_client_may_use(
+    allowance: float, polling: int, active: bool
 ) -> None:
     # Four processes on one token polling 15 predictions each reach the request limit
     # together, while each alone is below the threshold of 20: once the budget's 429s
-    # show a quarter share, five predictions between polls are followed in bulk.
+    # show a quarter share, five predictions between polls are followed in bulk. A
+    # client allowed ten times the published limit polls up to 199 one by one.
     async def list_page(cursor: str | None, after: datetime) -> tuple[list[Prediction], str | None]:
         return [], None
 
     async with anyio.create_task_group() as group:
-        bulk = BulkFollower(list_page, group.start_soon, threshold=20, share=lambda: share)
+        bulk = BulkFollower(list_page, group.start_soon, threshold=20, allowance=lambda: allowance)
         bulk.polling = polling
         assert bulk.active is active
+
+
+@pytest.mark.slow
+async def test_a_client_allowed_more_requests_polls_more_predictions_one_by_one() -> None:
+    # 24 image predictions, all in flight at once (creates are not what is measured):
+    # through the listing at the published request limit, one poll each for a client
+    # allowed twice as many requests (its threshold is 40).
+    listed = {}
+    for requests_per_minute in (3000, 6000):
+        emulator = Emulator(Scenario(duration=1.0))
+        async with emulator.serve():
+            async with ReplicateAPI(
+                "t",
+                base_url=emulator.base_url,
+                creates_per_minute=60_000,
+                requests_per_minute=requests_per_minute,
+            ) as client:
+                results = await client.compare([FLUX] * 24, prompt="p")
+            listed[requests_per_minute] = [
+                r for r in emulator.requests if r.method == "GET" and r.path == "/v1/predictions"
+            ]
+        assert [r.status for r in results] == ["succeeded"] * 24
+    assert listed[3000]
+    assert listed[6000] == []
 
 
 @pytest.mark.slow

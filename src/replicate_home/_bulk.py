@@ -22,14 +22,23 @@ import anyio
 
 from ._models import Prediction
 
-__all__ = ["BULK_INTERVAL", "BULK_THRESHOLD", "BulkFollower", "ListPage"]
+__all__ = [
+    "BULK_INTERVAL",
+    "BULK_THRESHOLD",
+    "PUBLISHED_REQUESTS_PER_MINUTE",
+    "BulkFollower",
+    "ListPage",
+]
 
 logger = logging.getLogger("replicate_home")
 
-#: Predictions waiting between polls from which the listing follows them: the adaptive
-#: schedule polls a young prediction a few times a second, so about 20 of them already
-#: reach the 50 requests a second the API allows.
+#: Predictions waiting between polls from which the listing follows them, at the
+#: published request limit: the adaptive schedule polls a young prediction a few times
+#: a second, so about 20 of them already reach the 50 requests a second the API allows.
 BULK_THRESHOLD = 20
+#: Replicate's published limit on requests other than creates, a minute: the rate
+#: :data:`BULK_THRESHOLD` is set for (a client allowed more polls more before it sweeps).
+PUBLISHED_REQUESTS_PER_MINUTE = 3000.0
 #: Seconds between two sweeps of the listing.
 BULK_INTERVAL = 1.0
 #: How far before the oldest followed prediction a sweep starts (clocks differ).
@@ -62,12 +71,12 @@ class BulkFollower:
         *,
         threshold: int = BULK_THRESHOLD,
         interval: float = BULK_INTERVAL,
-        share: Callable[[], float] | None = None,
+        allowance: Callable[[], float] | None = None,
     ) -> None:
         self._list_page = list_page
         self._start = start
         self.threshold = threshold
-        self._share = share
+        self._allowance = allowance
         self.interval = interval
         self.polling = 0  # predictions between polls right now (the engine counts them)
         self.sweeps = 0
@@ -79,14 +88,20 @@ class BulkFollower:
     def active(self) -> bool:
         """Whether polls would be many enough to follow through the listing instead.
 
-        The threshold is where polls alone reach the request limit; when the budget's
-        429s showed that this client gets only a share of it (``share``: other
-        processes on the token, or a lower limit), the threshold is that share of
-        itself, at least one: four processes on one token polling 15 predictions each
-        reached the limit together, where each alone stayed below the threshold."""
+        The threshold is where polls alone reach the request limit, so it moves with the
+        request rate this client may use now (``allowance``: a multiple of
+        :data:`PUBLISHED_REQUESTS_PER_MINUTE`), at least one:
+
+        - below 1 when the budget's 429s showed that this client gets only a share of
+          the limit (other processes on the token, or a lower limit): four processes on
+          one token polling 15 predictions each reached the limit together, where each
+          alone stayed below the threshold;
+        - above 1 for a client allowed more requests than published: its polls fit the
+          limit it was given, and each is seen ended sooner than a sweep once a second
+          would see it."""
         threshold = self.threshold
-        if self._share is not None:
-            threshold = max(1, math.ceil(threshold * min(1.0, self._share())))
+        if self._allowance is not None:
+            threshold = max(1, math.ceil(threshold * self._allowance()))
         return self.polling >= threshold
 
     async def wait(self, prediction: Prediction) -> Prediction | None:

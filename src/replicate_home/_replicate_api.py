@@ -16,7 +16,7 @@ from ._api_args import check_cancel_after, check_prediction_id, check_webhook
 from ._api_records import SearchResults
 from ._bounded import DEFAULT_MAX_RESPONSE_BYTES
 from ._budget import RateBudget
-from ._bulk import BULK_THRESHOLD, BulkFollower
+from ._bulk import BULK_THRESHOLD, PUBLISHED_REQUESTS_PER_MINUTE, BulkFollower
 from ._catalogue_api import AccountAPI, CollectionsAPI, HardwareAPI, SearchAPI
 from ._client import BaseClient, Input
 from ._decode import require_string
@@ -61,7 +61,9 @@ class ReplicateAPI(BaseClient):
     From ``bulk_threshold`` predictions waiting between polls (20 by default; ``None``
     turns it off), they are followed through the listing (``GET /v1/predictions``, 100 a
     request, one sweep a second) rather than one GET each, which would exceed the
-    request limit; each is read by id once the listing shows it ended.
+    request limit; each is read by id once the listing shows it ended. The threshold is
+    for the published 3000 requests a minute and moves with the rate the client may use:
+    ten times for ``requests_per_minute=30000``, a quarter when 429s leave it a quarter.
 
     ``timeout`` bounds each call (create to result), in seconds; ``poll_interval``
     fixes the wait between polls where a prediction has no stream (by default it
@@ -157,10 +159,16 @@ class ReplicateAPI(BaseClient):
                     raise RuntimeError("the client is closed")
                 self._group.start_soon(task)
 
+            allowance = None
             budget = self._budget
-            share = (lambda: budget.share) if budget is not None else None
+            if budget is not None:
+                published = budget.requests.ceiling * 60.0 / PUBLISHED_REQUESTS_PER_MINUTE
+
+                def allowance() -> float:  # its request limit, less what 429s took
+                    return published * budget.share
+
             engine._bulk = BulkFollower(
-                list_page, start, threshold=self._bulk_threshold, share=share
+                list_page, start, threshold=self._bulk_threshold, allowance=allowance
             )
         return engine
 
