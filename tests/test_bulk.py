@@ -95,8 +95,10 @@ async def test_many_image_predictions_are_followed_through_the_listing() -> None
         (0.25, 4, False),
         (0.25, 5, True),
         (0.001, 1, True),
-        (10.0, 199, False),
-        (10.0, 200, True),
+        (10.0, 63, False),
+        (10.0, 64, True),
+        (10_000.0, 1999, False),
+        (10_000.0, 2000, True),
     ],
 )
 async def test_the_threshold_moves_with_the_request_rate_the_client_may_use(
@@ -105,7 +107,8 @@ async def test_the_threshold_moves_with_the_request_rate_the_client_may_use(
     # Four processes on one token polling 15 predictions each reach the request limit
     # together, while each alone is below the threshold of 20: once the budget's 429s
     # show a quarter share, five predictions between polls are followed in bulk. A
-    # client allowed ten times the published limit polls up to 199 one by one.
+    # client allowed ten times the published limit polls up to 63 one by one (the square
+    # root: its polls leave most of the limit to the rest).
     async def list_page(cursor: str | None, after: datetime) -> tuple[list[Prediction], str | None]:
         return [], None
 
@@ -119,7 +122,7 @@ async def test_the_threshold_moves_with_the_request_rate_the_client_may_use(
 async def test_a_client_allowed_more_requests_polls_more_predictions_one_by_one() -> None:
     # 24 image predictions, all in flight at once (creates are not what is measured):
     # through the listing at the published request limit, one poll each for a client
-    # allowed twice as many requests (its threshold is 40).
+    # allowed twice as many requests (its threshold is 29: 20 times the square root of 2).
     listed = {}
     for requests_per_minute in (3000, 6000):
         emulator = Emulator(Scenario(duration=1.0))

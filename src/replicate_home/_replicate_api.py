@@ -63,7 +63,8 @@ class ReplicateAPI(BaseClient):
     request, one sweep a second) rather than one GET each, which would exceed the
     request limit; each is read by id once the listing shows it ended. The threshold is
     for the published 3000 requests a minute and moves with the rate the client may use:
-    ten times for ``requests_per_minute=30000``, a quarter when 429s leave it a quarter.
+    a quarter of it when 429s leave the client a quarter, and the square root of the
+    multiple above the published rate (about 3.2 times for ``requests_per_minute=30000``).
 
     ``timeout`` bounds each call (create to result), in seconds; ``poll_interval``
     fixes the wait between polls where a prediction has no stream (by default it
