@@ -163,10 +163,11 @@ class ReplicateAPI(BaseClient):
             allowance = None
             budget = self._budget
             if budget is not None:
-                published = budget.requests.ceiling * 60.0 / PUBLISHED_REQUESTS_PER_MINUTE
+                # The client's request limit as a multiple of the published one.
+                multiple = budget.requests.ceiling * 60.0 / PUBLISHED_REQUESTS_PER_MINUTE
 
-                def allowance() -> float:  # its request limit, less what 429s took
-                    return published * budget.share
+                def allowance() -> float:  # that, less what 429s took
+                    return multiple * budget.share
 
             engine._bulk = BulkFollower(
                 list_page, start, threshold=self._bulk_threshold, allowance=allowance
