@@ -69,16 +69,17 @@ __all__ = [
 
 _T = TypeVar("_T")
 
-#: How long opening a database waits for another process that is switching it to WAL.
-_WAL_WAIT = 5.0
+#: How long the database waits for another connection's lock: SQLite's busy timeout,
+#: and the switch to WAL, which SQLite does not wait for itself.
+_BUSY_WAIT = 5.0
 
 
 def _enter_wal(connection: sqlite3.Connection) -> None:
-    """Put the database in WAL mode, waiting (up to :data:`_WAL_WAIT`) while another
+    """Put the database in WAL mode, waiting (up to :data:`_BUSY_WAIT`) while another
     process does the same: SQLite answers that switch "database is locked" at once,
     without its busy handler, so two processes opening a new file together would
     otherwise see one of them fail."""
-    deadline = time.monotonic() + _WAL_WAIT
+    deadline = time.monotonic() + _BUSY_WAIT
     pause = 0.005
     while True:
         try:
@@ -96,12 +97,13 @@ class _Database:
     """The synchronous side: runs in a worker thread, one call at a time."""
 
     def __init__(self, path: Path) -> None:
-        self._connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._connection = sqlite3.connect(
+            path, timeout=_BUSY_WAIT, check_same_thread=False, isolation_level=None
+        )
         self._connection.row_factory = sqlite3.Row
         self._lock = threading.Lock()
         with self._lock:
             try:
-                self._connection.execute("PRAGMA busy_timeout=5000")
                 _enter_wal(self._connection)
                 # In WAL mode NORMAL survives a process crash (kill -9); only a power loss
                 # may lose the last commits.
